@@ -1,0 +1,93 @@
+"""Typed run configuration: what a `submit` needs, in one object.
+
+Everything that changes a clip's audio lives in `GenerationConfig`; its fingerprint is stored with
+the output so a rerun with different settings is refused instead of silently mixing two datasets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+TINY_MODEL = "tiny"
+DEFAULT_MODEL = "cvssp/audioldm2"
+SCHEDULERS = ("ddim", "dpm", "unipc", "pndm")
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """A clip passes the gate when every measured value is inside these bounds."""
+
+    min_clap_score: float | None = None  # cosine similarity to its own prompt; None disables
+    max_silence_fraction: float = 0.95  # share of 20 ms frames quieter than silence_dbfs
+    silence_dbfs: float = -60.0
+    max_clipping_fraction: float = 0.01  # share of samples at |x| >= 0.999 before normalisation
+    min_peak_dbfs: float = -80.0  # a clip quieter than this is treated as empty
+    max_retries: int = 2  # regenerations with a derived seed after a rejected clip
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Settings that decide a clip's audio. Per run, recorded in every index row."""
+
+    model: str = TINY_MODEL
+    scheduler: str = "dpm"
+    num_inference_steps: int = 25
+    guidance_scale: float = 3.5
+    candidates_per_clip: int = 1
+    output_sample_rate: int = 32_000
+    peak_dbfs: float = -1.0
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.num_inference_steps < 1:
+            raise ValueError("num_inference_steps must be >= 1")
+        if self.candidates_per_clip < 1:
+            raise ValueError("candidates_per_clip must be >= 1")
+        if self.output_sample_rate < 8_000:
+            raise ValueError("output_sample_rate must be >= 8000 Hz")
+        if self.peak_dbfs > 0:
+            raise ValueError("peak_dbfs must be <= 0")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str) -> "GenerationConfig":
+        data = json.loads(text)
+        data["quality"] = QualityThresholds(**data.get("quality", {}))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How one actor runs the model: speed knobs that never change a clip's audio."""
+
+    batch_size: int = 8
+    compile_unet: bool = False
+    device: str | None = None  # None: cuda when available, else cpu
+    postprocess_threads: int = 2
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One `submit`: the plan, where output goes, and how work is spread."""
+
+    plan_path: str
+    out: str
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    generator: str = "audioldm2"  # or "null": deterministic audio, no model (tests, benchmarks)
+    address: str | None = None  # Ray address; None starts a local Ray
+    num_actors: int | None = None  # None: one per GPU, else one per 2 CPUs (at least 1)
+    gpus_per_actor: float = 1.0
+    shard_size: int = 256  # clips per shard
+    max_inflight_per_actor: int = 2
+    max_shard_attempts: int = 3
+    break_lock: bool = False
+    progress: bool = True

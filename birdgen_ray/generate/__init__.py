@@ -1,0 +1,1 @@
+"""Generate: turn plan rows into audio inside one actor (model loading, engine, quality gate)."""

@@ -1,0 +1,34 @@
+"""What every generator returns for one plan row, whatever model (or none) made it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from birdgen_ray.plan.schema import PlanRow
+
+
+@dataclass
+class GeneratedClip:
+    """A finished clip: post-processed audio plus everything the index records about it."""
+
+    clip_id: str
+    audio: np.ndarray  # float32 mono in [-1, 1], at sample_rate
+    sample_rate: int  # rate of `audio` (the run's output rate)
+    source_sample_rate: int  # rate the model produced (16 kHz for AudioLDM2)
+    bandwidth_hz: float  # highest frequency with content (source_sample_rate / 2)
+    final_seed: int  # seed of the kept take (== row seed unless a retry or candidate won)
+    attempts: int = 1  # generations spent on this clip, retries and candidates included
+    verdict: str = "pass"  # "pass" or "fail:<reason>[,<reason>]" after the retry budget ran out
+    metrics: dict[str, float] = field(default_factory=dict)  # clap_score, peak_dbfs, rms_dbfs, ...
+
+
+class ClipGenerator(Protocol):
+    """Held by one actor for its lifetime; `model_id` names what made the audio."""
+
+    model_id: str
+
+    def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
+        """One clip per row, in row order."""
+        ...

@@ -1,0 +1,64 @@
+"""Output layout and the index schema (one row per clip).
+
+    OUT/
+      plan.parquet              the validated plan of the latest submit
+      shards/<shard_id>.tar     WAV clips as tar members "<clip_id>.wav" (WebDataset-style)
+      shards/<shard_id>.parquet that shard's index; written last, its presence commits the shard
+      failures/<shard_id>.json  a shard that kept failing, with its error (removed once it succeeds)
+      index.parquet             all shard indexes, one row per clip_id (rebuilt after each run)
+      summary.json              the last run's counts, throughput, stage times, versions, settings
+      _birdgen/run.json         generation settings the output was started with (reruns must match)
+      _birdgen/lock.json        the one-writer lock
+
+A clip is readable from its index row alone: `shard` (path relative to OUT), `offset` and `size`
+locate the WAV bytes inside the tar. Plan columns beyond the core ones (taxon class, common name,
+...) follow the index columns unchanged.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+PLAN_FILE = "plan.parquet"
+SHARDS_DIR = "shards"
+FAILURES_DIR = "failures"
+INDEX_FILE = "index.parquet"
+SUMMARY_FILE = "summary.json"
+META_DIR = "_birdgen"
+RUN_FILE = f"{META_DIR}/run.json"
+LOCK_FILE = f"{META_DIR}/lock.json"
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("label", pa.string()),
+        ("prompt", pa.string()),
+        ("negative_prompt", pa.string()),
+        ("seed", pa.int64()),
+        ("duration_s", pa.float64()),
+        # where the audio is
+        ("shard", pa.string()),
+        ("member", pa.string()),
+        ("offset", pa.int64()),
+        ("size", pa.int64()),
+        # what the audio is
+        ("sample_rate", pa.int32()),
+        ("num_samples", pa.int64()),
+        ("source_sample_rate", pa.int32()),
+        ("bandwidth_hz", pa.float32()),
+        # how it was made
+        ("model_id", pa.string()),
+        ("settings", pa.string()),  # GenerationConfig as JSON
+        ("settings_fingerprint", pa.string()),
+        ("final_seed", pa.int64()),
+        ("attempts", pa.int32()),
+        ("verdict", pa.string()),
+        # quality measurements of the kept take
+        ("clap_score", pa.float32()),
+        ("peak_dbfs", pa.float32()),
+        ("rms_dbfs", pa.float32()),
+        ("silence_fraction", pa.float32()),
+        ("clipping_fraction", pa.float32()),
+        ("nonfinite", pa.bool_()),
+    ]
+)
+METRIC_COLUMNS = ("clap_score", "peak_dbfs", "rms_dbfs", "silence_fraction", "clipping_fraction")

@@ -1,0 +1,1 @@
+"""Plan: the prompt table a run generates from (see schema.py)."""

@@ -1,0 +1,198 @@
+"""The plan table (`plan.parquet`): one row per clip to generate.
+
+Required columns:
+  label            string   class label (e.g. BirdCLEF primary_label)
+  prompt           string   text prompt, non-empty
+  seed             int64    >= 0; with the prompt and settings it fully decides the audio
+  duration_s       float64  > 0, seconds
+Optional columns:
+  clip_id          string   stable id, safe as a file name; derived from the row's content if absent
+  negative_prompt  string   defaults to DEFAULT_NEGATIVE_PROMPT when absent or null
+Any other column (taxon class, common name, budget rule, ...) is carried into the index unchanged.
+
+Validation reads the whole table before any work starts and reports every problem at once, naming
+the column and the (0-based) rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+DEFAULT_NEGATIVE_PROMPT = "Low quality, distorted, music, speech."
+REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
+MAX_DURATION_S = 60.0
+_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+PLAN_SCHEMA = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("label", pa.string()),
+        ("prompt", pa.string()),
+        ("negative_prompt", pa.string()),
+        ("seed", pa.int64()),
+        ("duration_s", pa.float64()),
+    ]
+)
+
+
+class PlanError(ValueError):
+    """An invalid plan. `problems` lists one readable line per problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid plan {source}:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    clip_id: str
+    label: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    duration_s: float
+
+
+def make_clip_id(label: str, prompt: str, negative_prompt: str, seed: int, duration_s: float) -> str:
+    """A file-name-safe id that follows from the row's content: same row, same id, on any machine."""
+    key = "\x1f".join([label, prompt, negative_prompt, str(int(seed)), repr(float(duration_s))])
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    stem = _SAFE.sub("-", label).strip("-")[:48] or "clip"
+    return f"{stem}-{digest}"
+
+
+def _rows(mask: pa.Array | list[bool]) -> list[int]:
+    return [i for i, bad in enumerate(mask.to_pylist() if hasattr(mask, "to_pylist") else mask) if bad]
+
+
+def _fmt_rows(rows: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, rows[:limit]))
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _type_ok(kind: str, typ: pa.DataType) -> bool:
+    if kind == "string":
+        return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+    if kind == "integer":
+        return pa.types.is_integer(typ)
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ)
+
+
+def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
+    """Check every rule, then return the plan normalised to PLAN_SCHEMA (+ extra columns).
+
+    Raises PlanError listing all problems; nothing is generated from an invalid plan.
+    """
+    problems: list[str] = []
+    names = set(table.column_names)
+    for col, kind in REQUIRED_COLUMNS.items():
+        if col not in names:
+            problems.append(f"column '{col}': missing (required, {kind})")
+        elif not _type_ok(kind, table.schema.field(col).type):
+            problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
+    for col in ("clip_id", "negative_prompt"):
+        if col in names and not _type_ok("string", table.schema.field(col).type):
+            problems.append(f"column '{col}': expected string, got {table.schema.field(col).type}")
+    if problems:
+        raise PlanError(source, problems)
+    if table.num_rows == 0:
+        raise PlanError(source, ["the plan has no rows"])
+
+    for col in ("label", "prompt"):
+        values = table[col]
+        bad = _rows(pc.or_(pc.is_null(values), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)))
+        if bad:
+            problems.append(f"column '{col}': null or empty in {_fmt_rows(bad)}")
+    seeds = table["seed"]
+    bad = _rows(pc.fill_null(pc.or_(pc.is_null(seeds), pc.less(seeds, 0)), True))
+    if bad:
+        problems.append(f"column 'seed': null or negative in {_fmt_rows(bad)}")
+    dur = pc.cast(table["duration_s"], pa.float64())
+    bad_dur = [
+        i
+        for i, d in enumerate(dur.to_pylist())
+        if d is None or math.isnan(d) or math.isinf(d) or d <= 0 or d > MAX_DURATION_S
+    ]
+    if bad_dur:
+        problems.append(
+            f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {_fmt_rows(bad_dur)}"
+        )
+    if problems:
+        raise PlanError(source, problems)
+
+    negative = (
+        pc.fill_null(table["negative_prompt"], DEFAULT_NEGATIVE_PROMPT)
+        if "negative_prompt" in names
+        else pa.array([DEFAULT_NEGATIVE_PROMPT] * table.num_rows, pa.string())
+    )
+    labels, prompts = table["label"].to_pylist(), table["prompt"].to_pylist()
+    seed_list, neg_list = seeds.to_pylist(), negative.to_pylist()
+    if "clip_id" in names:
+        given = table["clip_id"].to_pylist()
+        bad = [i for i, c in enumerate(given) if c is None or not _CLIP_ID.match(c)]
+        if bad:
+            problems.append(
+                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_.-], max 128) in {_fmt_rows(bad)}"
+            )
+        clip_ids = [
+            c if c is not None else "" for c in given
+        ]
+    else:
+        clip_ids = [
+            make_clip_id(lb, p, n, s, d)
+            for lb, p, n, s, d in zip(labels, prompts, neg_list, seed_list, dur.to_pylist())
+        ]
+    first_seen: dict[str, int] = {}
+    dups: dict[str, list[int]] = {}
+    for i, cid in enumerate(clip_ids):
+        if cid in first_seen:
+            dups.setdefault(cid, [first_seen[cid]]).append(i)
+        else:
+            first_seen[cid] = i
+    for cid, rows in list(dups.items())[:10]:
+        problems.append(f"column 'clip_id': duplicate id {cid!r} in {_fmt_rows(rows)}")
+    if len(dups) > 10:
+        problems.append(f"column 'clip_id': {len(dups) - 10} more duplicated ids")
+    if problems:
+        raise PlanError(source, problems)
+
+    core = pa.table(
+        {
+            "clip_id": pa.array(clip_ids, pa.string()),
+            "label": pc.cast(table["label"], pa.string()),
+            "prompt": pc.cast(table["prompt"], pa.string()),
+            "negative_prompt": pa.array(neg_list, pa.string()),
+            "seed": pc.cast(seeds, pa.int64()),
+            "duration_s": dur,
+        },
+        schema=PLAN_SCHEMA,
+    )
+    for name in table.column_names:
+        if name not in core.column_names:
+            core = core.append_column(table.schema.field(name), table[name])
+    return core
+
+
+def read_plan(path: str, filesystem=None) -> pa.Table:
+    """Read and validate a plan file; errors name the file."""
+    try:
+        table = pq.read_table(path, filesystem=filesystem)
+    except FileNotFoundError:
+        raise PlanError(path, ["file not found"]) from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise PlanError(path, [f"not a readable Parquet file: {exc}"]) from None
+    return validate_plan(table, source=path)
+
+
+def plan_rows(table: pa.Table) -> list[PlanRow]:
+    cols = {c: table[c].to_pylist() for c in PLAN_SCHEMA.names}
+    return [PlanRow(*values) for values in zip(*(cols[c] for c in PLAN_SCHEMA.names))]
