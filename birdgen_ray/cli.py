@@ -1,0 +1,21 @@
+"""The `birdgen-ray` command line: plan -> submit -> status / extract / report / export."""
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="birdgen-ray",
+    help=(
+        "Synthetic bird and wildlife calls for class-imbalanced training sets.\n\n"
+        "Typical flow:\n\n"
+        "  birdgen-ray plan train_metadata.csv --target 50 -o plan.parquet\n\n"
+        "  birdgen-ray submit plan.parquet --out out/ --model cvssp/audioldm2\n\n"
+        "  birdgen-ray status out/"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# --- command registration (one line per command module) ---
+# --- end command registration ---
