@@ -18,4 +18,9 @@ app = typer.Typer(
 )
 
 # --- command registration (one line per command module) ---
+from birdgen_ray.schedule.command import submit_cmd  # noqa: E402
+app.command("submit")(submit_cmd)
+from birdgen_ray.index.command import extract_cmd, status_cmd  # noqa: E402
+app.command("status")(status_cmd)
+app.command("extract")(extract_cmd)
 # --- end command registration ---

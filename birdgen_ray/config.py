@@ -30,7 +30,7 @@ class QualityThresholds:
 class GenerationConfig:
     """Settings that decide a clip's audio. Per run, recorded in every index row."""
 
-    model: str = TINY_MODEL
+    model: str = DEFAULT_MODEL  # hub id, local snapshot dir, or "tiny" (built-in, offline)
     scheduler: str = "dpm"
     num_inference_steps: int = 25
     guidance_scale: float = 3.5
@@ -80,6 +80,7 @@ class RunConfig:
 
     plan_path: str
     out: str
+    storage_options: dict = field(default_factory=dict)  # fsspec options, e.g. {"endpoint_url": ...}
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     generator: str = "audioldm2"  # or "null": deterministic audio, no model (tests, benchmarks)

@@ -1,0 +1,70 @@
+"""`birdgen-ray status` and `birdgen-ray extract`: read an output without running anything."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from birdgen_ray.index.reader import as_output, find_row, read_clip_bytes
+from birdgen_ray.index.status import output_status
+
+console = Console()
+
+
+def _options(storage_options: Optional[str]) -> dict:
+    return json.loads(storage_options) if storage_options else {}
+
+
+def status_cmd(
+    out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    storage_options: Optional[str] = typer.Option(None, help="fsspec options as JSON."),
+) -> None:
+    """Planned / done / failed / pending clips of OUT, read from the output alone."""
+    try:
+        st = output_status(as_output(out, _options(storage_options)))
+    except FileNotFoundError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+        return
+    console.print(
+        f"{st['out']}: planned {st['planned']}, done {st['done']}, failed {st['failed']}, "
+        f"pending {st['pending']} ({st['shards']} shards)",
+        highlight=False,
+    )
+    for f in st["failures"]:
+        console.print(f"  failed shard {f['shard_id']} ({f['clips']} clips): {f['error']}", highlight=False)
+    if st["running"]:
+        r = st["running"]
+        console.print(f"  locked by run {r.get('run_id')} on {r.get('host')} pid {r.get('pid')} since {r.get('started_at')}")
+    if st["last_run"]:
+        lr = st["last_run"]
+        console.print(f"  last run: {lr['status']}, {lr['clips_per_second']} clips/s, finished {lr['finished_at']}")
+
+
+def extract_cmd(
+    out: str = typer.Argument(..., help="Output folder or s3:// URI."),
+    clip_ids: List[str] = typer.Argument(..., help="One or more clip ids from the index."),
+    dest: Path = typer.Option(Path("."), "--dest", "-d", help="Folder to write <clip_id>.wav files into."),
+    storage_options: Optional[str] = typer.Option(None, help="fsspec options as JSON."),
+) -> None:
+    """Copy clips out of their shards as plain WAV files.
+
+    Example: birdgen-ray extract out/ asbfly-1a2b3c4d5e6f7a8b --dest clips/
+    """
+    output = as_output(out, _options(storage_options))
+    dest.mkdir(parents=True, exist_ok=True)
+    for clip_id in clip_ids:
+        try:
+            row = find_row(output, clip_id)
+        except (KeyError, FileNotFoundError) as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        target = dest / f"{clip_id}.wav"
+        target.write_bytes(read_clip_bytes(output, row))
+        console.print(f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False)

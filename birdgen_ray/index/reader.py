@@ -1,0 +1,85 @@
+"""Read an output: committed shards, the consolidated index, single clips."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import soundfile as sf
+
+from birdgen_ray.index.schema import INDEX_FILE, SHARDS_DIR
+from birdgen_ray.write.storage import Output
+
+
+def as_output(out: str | Output, storage_options: dict[str, Any] | None = None) -> Output:
+    return out if isinstance(out, Output) else Output(out, storage_options or {})
+
+
+def committed_shard_ids(output: Output) -> list[str]:
+    """Shards whose index exists: exactly the committed ones."""
+    return [name[: -len(".parquet")] for name in output.list(SHARDS_DIR, ".parquet")]
+
+
+def read_shard_indexes(output: Output) -> pa.Table | None:
+    tables = [output.read_table(f"{SHARDS_DIR}/{sid}.parquet") for sid in committed_shard_ids(output)]
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def consolidate(output: Output) -> pa.Table | None:
+    """Rebuild index.parquet from the shard indexes: one row per clip_id, sorted by clip_id.
+
+    A clip committed twice (a driver killed while an actor was still writing) keeps the row of the
+    first shard by name, so the result does not depend on timing.
+    """
+    table = read_shard_indexes(output)
+    if table is None:
+        return None
+    table = table.sort_by([("clip_id", "ascending"), ("shard", "ascending")])
+    ids = table["clip_id"].to_pylist()
+    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    table = table.take(pa.array(keep, pa.int64()))
+    output.write_table(INDEX_FILE, table)
+    return table
+
+
+def done_clip_ids(output: Output) -> set[str]:
+    table = read_shard_indexes(output)
+    return set() if table is None else set(table["clip_id"].to_pylist())
+
+
+def open_index(out: str | Output, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """The consolidated index of an output (falls back to the shard indexes mid-run)."""
+    output = as_output(out, storage_options)
+    if output.exists(INDEX_FILE):
+        return output.read_table(INDEX_FILE)
+    table = read_shard_indexes(output)
+    if table is None:
+        raise FileNotFoundError(f"no index in {output.uri}: nothing has been committed there yet")
+    return table
+
+
+def read_clip_bytes(out: str | Output, row: dict, storage_options: dict[str, Any] | None = None) -> bytes:
+    """The WAV bytes of one clip, located by its index row alone (one ranged read)."""
+    return as_output(out, storage_options).read_range(row["shard"], int(row["offset"]), int(row["size"]))
+
+
+def read_clip(
+    out: str | Output, clip: str | dict, storage_options: dict[str, Any] | None = None
+) -> tuple[np.ndarray, int]:
+    """`audio, sample_rate = read_clip("out/", "clip-id")`: float32 mono and its rate."""
+    output = as_output(out, storage_options)
+    row = clip if isinstance(clip, dict) else find_row(output, clip)
+    audio, rate = sf.read(io.BytesIO(read_clip_bytes(output, row)), dtype="float32")
+    return audio, rate
+
+
+def find_row(output: Output, clip_id: str) -> dict:
+    table = open_index(output)
+    match = table.filter(pc.equal(table["clip_id"], clip_id))
+    if match.num_rows == 0:
+        raise KeyError(f"clip {clip_id!r} is not in the index of {output.uri}")
+    return match.slice(0, 1).to_pylist()[0]

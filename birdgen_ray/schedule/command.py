@@ -1,0 +1,92 @@
+"""`birdgen-ray submit`: the CLI face of the runner."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.schedule.lock import OutputLocked
+
+err = Console(stderr=True)
+
+
+def submit_cmd(
+    plan: Path = typer.Argument(..., help="Plan table (Parquet): clip_id?, label, prompt, negative_prompt?, seed, duration_s."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder or object-storage URI (s3://bucket/prefix)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Hub id, local snapshot folder, or 'tiny' (built-in random model, offline)."),
+    scheduler: str = typer.Option("dpm", help=f"Sampler: {', '.join(SCHEDULERS)}."),
+    steps: int = typer.Option(25, help="Denoising steps per clip."),
+    guidance: float = typer.Option(3.5, help="Classifier-free guidance scale."),
+    candidates: int = typer.Option(1, help="Takes per clip; the one closest to its own prompt (CLAP) is kept."),
+    sample_rate: int = typer.Option(32_000, help="Output rate in Hz (BirdCLEF: 32000; the model's native: 16000)."),
+    peak_dbfs: float = typer.Option(-1.0, help="Peak-normalise every clip to this level."),
+    min_clap: Optional[float] = typer.Option(None, help="Quality gate: reject clips whose CLAP score is below this."),
+    max_retries: int = typer.Option(2, help="Regenerations (derived seeds) for a clip the quality gate rejects."),
+    batch_size: int = typer.Option(8, help="Clips per model call on one actor (GPU: 32-128)."),
+    compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
+    shard_size: int = typer.Option(256, help="Clips per output shard (one tar + one index file)."),
+    num_actors: Optional[int] = typer.Option(None, help="Generator actors [default: one per GPU, else one per 2 CPUs]."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
+    generator: str = typer.Option("audioldm2", help="'audioldm2', or 'null' (no model; deterministic test audio)."),
+    storage_options: Optional[str] = typer.Option(None, help='fsspec options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.'),
+    break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
+    progress: bool = typer.Option(True, help="Show a live progress bar."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
+) -> None:
+    """Generate every clip of PLAN into OUT: shards of WAVs plus a Parquet index.
+
+    Safe to rerun: committed clips are skipped, a changed plan adds only its new clips, and a run
+    killed at any point resumes where it stopped.
+
+    Examples:
+
+      birdgen-ray submit plan.parquet --out out/ --model tiny
+
+      birdgen-ray submit plan.parquet --out s3://bucket/birds --address auto --batch-size 64
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from birdgen_ray.schedule.runner import SettingsMismatch, submit
+
+    try:
+        run = RunConfig(
+            plan_path=str(plan),
+            out=out,
+            storage_options=json.loads(storage_options) if storage_options else {},
+            generation=GenerationConfig(
+                model=model,
+                scheduler=scheduler,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                candidates_per_clip=candidates,
+                output_sample_rate=sample_rate,
+                peak_dbfs=peak_dbfs,
+                quality=QualityThresholds(min_clap_score=min_clap, max_retries=max_retries),
+            ),
+            engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet),
+            generator=generator,
+            address=address,
+            num_actors=num_actors,
+            shard_size=shard_size,
+            break_lock=break_lock,
+            progress=progress,
+        )
+        summary = submit(run)
+    except (PlanError, OutputLocked, SettingsMismatch, ValueError, json.JSONDecodeError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(
+        f"{summary['status']}: {summary['done']}/{summary['planned']} clips in {out} "
+        f"({summary['generated_this_run']} new, {summary['failed_clips']} failed, "
+        f"{summary['clips_per_second']} clips/s); summary: {out.rstrip('/')}/summary.json",
+        highlight=False,
+    )
+    if summary["status"] != "complete":
+        for shard, error in summary["failed_shards"].items():
+            err.print(f"  failed {shard}: {error}", highlight=False)
+        raise typer.Exit(1)

@@ -1,0 +1,66 @@
+"""One writer per output: a lock file created exclusively, on local disk and object storage alike.
+
+Local disk uses O_EXCL; S3 uses a conditional PUT (If-None-Match: *), both through fsspec's "xb"
+mode. A run that died leaves its lock; the next run refuses and says how to take it over
+(`--break-lock`) after the user has checked the old run is really gone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+
+from birdgen_ray.index.schema import LOCK_FILE
+from birdgen_ray.write.storage import Output
+
+
+class OutputLocked(RuntimeError):
+    pass
+
+
+class OutputLock:
+    def __init__(self, output: Output, break_lock: bool = False):
+        self.output = output
+        self.break_lock = break_lock
+        self.run_id = uuid.uuid4().hex[:12]
+        self.owner = {
+            "run_id": self.run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def acquire(self) -> None:
+        data = json.dumps(self.owner, sort_keys=True).encode()
+        if self.output.create_exclusive(LOCK_FILE, data):
+            return
+        holder = self._holder()
+        if not self.break_lock:
+            raise OutputLocked(
+                f"{self.output.uri} is being written by another run "
+                f"(run {holder.get('run_id', '?')}, host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, "
+                f"since {holder.get('started_at', '?')}). Only one submit may write an output at a time. "
+                "If that run is dead (crashed, killed, node lost), take its lock over with --break-lock."
+            )
+        self.output.remove(LOCK_FILE)
+        if not self.output.create_exclusive(LOCK_FILE, data):
+            raise OutputLocked(f"{self.output.uri}: another run took the lock while it was being broken")
+
+    def release(self) -> None:
+        if self._holder().get("run_id") == self.run_id:
+            self.output.remove(LOCK_FILE)
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.output.read_bytes(LOCK_FILE))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def __enter__(self) -> "OutputLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

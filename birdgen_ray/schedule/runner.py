@@ -1,0 +1,192 @@
+"""The driver: validate, lock, skip what is committed, feed actors, record failures, summarise.
+
+A plain Ray Core loop (as in datatrove's executor): a bounded number of shards in flight per actor,
+`ray.wait` with a timeout, a dead actor replaced and its shards retried elsewhere, a shard that keeps
+failing written to failures/ while the run goes on. Every committed shard survives any crash; a
+rerun skips them by reading their indexes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from birdgen_ray.config import GenerationConfig, RunConfig
+from birdgen_ray.index.reader import consolidate, done_clip_ids
+from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, RUN_FILE, SHARDS_DIR
+from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.schedule.actor import ShardResult, actor_class
+from birdgen_ray.schedule.lock import OutputLock
+from birdgen_ray.schedule.progress import RunProgress
+from birdgen_ray.schedule.shards import ShardSpec, make_shards, pending_rows
+from birdgen_ray.schedule.summary import build_summary
+from birdgen_ray.write.storage import Output
+
+log = logging.getLogger(__name__)
+
+
+class SettingsMismatch(RuntimeError):
+    pass
+
+
+@dataclass
+class DriveResult:
+    results: list[ShardResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # shard_id -> last error
+    failed_clips: int = 0
+    retries: int = 0
+    actors: int = 0
+    gpus_per_actor: float = 0.0
+    model_id: str | None = None
+
+
+def submit(run: RunConfig) -> dict:
+    """Run (or resume) a job to completion; returns the run summary (also written to OUT/summary.json)."""
+    started = time.time()
+    plan = read_plan(run.plan_path)  # the whole plan is valid before anything is touched
+    output = Output(run.out, run.storage_options)
+    with OutputLock(output, run.break_lock) as lock:
+        check_settings(output, run.generation)
+        output.write_table(PLAN_FILE, plan)
+        output.remove_leftovers(SHARDS_DIR)
+        done = done_clip_ids(output)
+        pending = pending_rows(plan, done)
+        shards = make_shards(pending, run.shard_size)
+        log.info("%d planned, %d already committed, %d shards to run", plan.num_rows, len(done & set(plan["clip_id"].to_pylist())), len(shards))
+        drive_result = drive(run, output, shards) if shards else DriveResult()
+        index = consolidate(output)
+        summary = build_summary(run, lock.run_id, plan, index, drive_result, started, already_done=len(done))
+        output.write_json("summary.json", summary)
+    return summary
+
+
+def check_settings(output: Output, generation: GenerationConfig) -> None:
+    """An output holds one dataset: refuse to extend it with audio made under other settings."""
+    if output.exists(RUN_FILE):
+        recorded = output.read_json(RUN_FILE)
+        if recorded["fingerprint"] != generation.fingerprint():
+            theirs = GenerationConfig.from_json(recorded["generation"])
+            diffs = [
+                f"{k}: output has {getattr(theirs, k)!r}, this run {getattr(generation, k)!r}"
+                for k in generation.__dataclass_fields__
+                if getattr(theirs, k) != getattr(generation, k)
+            ]
+            raise SettingsMismatch(
+                f"{output.uri} was generated with other settings ({'; '.join(diffs)}). "
+                "Use the same settings to resume, or a new --out for a new dataset."
+            )
+        return
+    output.write_json(RUN_FILE, {"fingerprint": generation.fingerprint(), "generation": generation.to_json()})
+
+
+def init_ray(run: RunConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if run.address or os.environ.get("RAY_ADDRESS"):
+        # Inside a Ray job or against a running cluster: join it, never pass resources.
+        ray.init(address=run.address or None, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def _actor_options(run: RunConfig) -> tuple[int, dict, int | None]:
+    """How many actors, with which resources, and how many CPU threads each (CPU actors)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    if gpus >= run.gpus_per_actor > 0:
+        count = run.num_actors or int(gpus // run.gpus_per_actor)
+        return count, {"num_gpus": run.gpus_per_actor, "num_cpus": 1}, None
+    count = run.num_actors or max(1, int(cpus // 2))
+    threads = max(1, int(cpus // count))
+    return count, {"num_cpus": 1}, threads
+
+
+def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResult:
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    init_ray(run)
+    count, options, threads = _actor_options(run)
+    count = min(count, len(shards))
+    Actor = actor_class()
+    result = DriveResult(actors=count, gpus_per_actor=options.get("num_gpus", 0.0))
+
+    def start_actor():
+        return Actor.options(**options).remote(run, threads)
+
+    actors = [start_actor() for _ in range(count)]
+    # Fail fast on a model that cannot load (bad id, missing weights) instead of retrying every shard.
+    infos = ray.get([a.info.remote() for a in actors])
+    result.model_id = infos[0]["model_id"]
+
+    queue: deque[ShardSpec] = deque(shards)
+    attempts: Counter[str] = Counter()
+    inflight: dict = {}  # ObjectRef -> (shard, actor slot)
+    load = [0] * count
+    progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
+    try:
+        while queue or inflight:
+            for slot in range(count):
+                while queue and load[slot] < run.max_inflight_per_actor:
+                    shard = queue.popleft()
+                    inflight[actors[slot].run_shard.remote(shard)] = (shard, slot)
+                    load[slot] += 1
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                shard, slot = inflight.pop(ref)
+                load[slot] -= 1
+                try:
+                    done: ShardResult = ray.get(ref)
+                except (RayActorError, RayTaskError) as exc:
+                    attempts[shard.shard_id] += 1
+                    error = _short_error(exc)
+                    if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
+                        log.warning("actor %d died (%s); starting a replacement", slot, error)
+                        actors[slot] = start_actor()
+                    if attempts[shard.shard_id] < run.max_shard_attempts:
+                        result.retries += 1
+                        queue.append(shard)
+                    else:
+                        _record_failure(output, shard, error, attempts[shard.shard_id])
+                        result.failed[shard.shard_id] = error
+                        result.failed_clips += shard.num_clips
+                        progress.failed(shard.num_clips)
+                    continue
+                output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
+                result.results.append(done)
+                progress.advance(done.clips)
+    finally:
+        progress.close()
+        for actor in actors:
+            ray.kill(actor)
+    return result
+
+
+def _died_here(exc, actor) -> bool:
+    """True once per death: the other in-flight tasks of an already-replaced actor start no more actors."""
+    dead = getattr(exc, "actor_id", None)
+    return dead is None or dead == actor._actor_id.hex()
+
+
+def _short_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return " | ".join(line.strip() for line in text[-3:])[:2000]
+
+
+def _record_failure(output: Output, shard: ShardSpec, error: str, attempts: int) -> None:
+    output.write_json(
+        f"{FAILURES_DIR}/{shard.shard_id}.json",
+        {
+            "shard_id": shard.shard_id,
+            "attempts": attempts,
+            "error": error,
+            "clip_ids": shard.plan_slice["clip_id"].to_pylist(),
+            "labels": sorted(set(shard.plan_slice["label"].to_pylist())),
+        },
+    )

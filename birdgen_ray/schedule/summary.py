@@ -1,0 +1,67 @@
+"""The run summary (OUT/summary.json): counts, throughput, GPU-seconds, stage times, versions, settings."""
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PACKAGES = ("birdgen-ray", "ray", "torch", "diffusers", "transformers", "pyarrow", "soxr", "soundfile")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, drive, started: float, already_done: int) -> dict:
+    wall = time.time() - started
+    planned_ids = plan["clip_id"]
+    in_index = 0 if index is None else pc.sum(pc.is_in(planned_ids, value_set=index["clip_id"])).as_py() or 0
+    generated = sum(r.clips for r in drive.results)
+    actor_seconds = sum(r.seconds for r in drive.results)
+    stages: Counter[str] = Counter()
+    for r in drive.results:
+        stages.update(r.stage_seconds)
+    verdicts = {}
+    if index is not None and index.num_rows:
+        verdicts = dict(Counter(v.split(":")[0] for v in index["verdict"].to_pylist()))
+    missing = plan.num_rows - in_index
+    return {
+        "run_id": run_id,
+        "status": "complete" if missing == 0 else "incomplete",
+        "out": run.out,
+        "plan": run.plan_path,
+        "planned": plan.num_rows,
+        "done": in_index,
+        "missing": missing,
+        "already_done_before_run": already_done,
+        "generated_this_run": generated,
+        "failed_clips": drive.failed_clips,
+        "failed_shards": drive.failed,
+        "shard_retries": drive.retries,
+        "oom_splits": sum(r.oom_splits for r in drive.results),
+        "verdicts": verdicts,
+        "actors": drive.actors,
+        "wall_seconds": round(wall, 3),
+        "clips_per_second": round(generated / wall, 3) if wall > 0 else 0.0,
+        "actor_seconds": round(actor_seconds, 3),
+        "gpu_seconds": round(actor_seconds * drive.gpus_per_actor, 3),
+        "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},
+        "bytes_written": sum(r.bytes_written for r in drive.results),
+        "model_id": drive.model_id,
+        "generator": run.generator,
+        "generation": run.generation.to_json(),
+        "engine": {"batch_size": run.engine.batch_size, "compile_unet": run.engine.compile_unet},
+        "shard_size": run.shard_size,
+        "versions": versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

@@ -1,0 +1,1 @@
+"""Write: shards of WAV clips and their index, published atomically, on local disk or object storage."""

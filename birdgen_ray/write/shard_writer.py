@@ -1,0 +1,114 @@
+"""Pack a shard's clips into one tar of WAV members and build its index rows.
+
+Tar members are written with fixed metadata (mtime 0, root owner), so the same clips always give
+byte-identical shards. The index records each WAV's byte offset and size inside the tar, so a clip
+can be read with one ranged GET, without downloading or unpacking the shard.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Sequence
+
+import pyarrow as pa
+
+from birdgen_ray.config import GenerationConfig
+from birdgen_ray.generate.postprocess import encode_wav
+from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.index.schema import INDEX_SCHEMA, SHARDS_DIR
+from birdgen_ray.plan.schema import PLAN_SCHEMA
+from birdgen_ray.write.storage import Output
+
+
+def shard_paths(shard_id: str) -> tuple[str, str]:
+    """(tar, index) paths of a shard, relative to the output root."""
+    return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    header = info.tobuf(tar.format, tar.encoding, tar.errors)
+    data_offset = tar.offset + len(header)
+    tar.addfile(info, io.BytesIO(data))
+    return data_offset, info.size
+
+
+def pack_shard(plan_slice: pa.Table, clips: Sequence[GeneratedClip]) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """Tar bytes with `<clip_id>.wav` and `<clip_id>.json` per clip; returns (bytes, [(member, offset, size)])."""
+    buf = io.BytesIO()
+    locations = []
+    rows = plan_slice.select(["label", "prompt", "seed"]).to_pylist()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for clip, row in zip(clips, rows):
+            member = f"{clip.clip_id}.wav"
+            offset, size = _add_member(tar, member, encode_wav(clip.audio, clip.sample_rate))
+            locations.append((member, offset, size))
+            # WebDataset readers pair <key>.wav with <key>.json: label and provenance travel with the audio.
+            meta = {**row, "clip_id": clip.clip_id, "final_seed": clip.final_seed, "verdict": clip.verdict}
+            _add_member(tar, f"{clip.clip_id}.json", json.dumps(meta, sort_keys=True).encode())
+    return buf.getvalue(), locations
+
+
+def index_table(
+    plan_slice: pa.Table,
+    clips: Sequence[GeneratedClip],
+    locations: Sequence[tuple[str, int, int]],
+    shard_rel: str,
+    generation: GenerationConfig,
+    model_id: str,
+) -> pa.Table:
+    """One index row per clip: the plan row, where its audio is, and how it was made."""
+    ids = plan_slice["clip_id"].to_pylist()
+    if ids != [c.clip_id for c in clips]:
+        raise ValueError("generator returned clips out of plan order")
+    n = len(clips)
+    metric = lambda key: [float(c.metrics.get(key, float("nan"))) for c in clips]  # noqa: E731
+    columns = {name: plan_slice[name].to_pylist() for name in PLAN_SCHEMA.names}
+    columns.update(
+        shard=[shard_rel] * n,
+        member=[loc[0] for loc in locations],
+        offset=[loc[1] for loc in locations],
+        size=[loc[2] for loc in locations],
+        sample_rate=[c.sample_rate for c in clips],
+        num_samples=[len(c.audio) for c in clips],
+        source_sample_rate=[c.source_sample_rate for c in clips],
+        bandwidth_hz=[c.bandwidth_hz for c in clips],
+        model_id=[model_id] * n,
+        settings=[generation.to_json()] * n,
+        settings_fingerprint=[generation.fingerprint()] * n,
+        final_seed=[c.final_seed for c in clips],
+        attempts=[c.attempts for c in clips],
+        verdict=[c.verdict for c in clips],
+        clap_score=metric("clap_score"),
+        peak_dbfs=metric("peak_dbfs"),
+        rms_dbfs=metric("rms_dbfs"),
+        silence_fraction=metric("silence_fraction"),
+        clipping_fraction=metric("clipping_fraction"),
+        nonfinite=[bool(c.metrics.get("nonfinite", 0.0)) for c in clips],
+    )
+    table = pa.table({f.name: pa.array(columns[f.name], f.type) for f in INDEX_SCHEMA}, schema=INDEX_SCHEMA)
+    for name in plan_slice.column_names:  # plan extras (taxon class, names, ...) ride along
+        if name not in table.column_names:
+            table = table.append_column(plan_slice.schema.field(name), plan_slice[name])
+    return table
+
+
+def commit_shard(
+    output: Output,
+    shard_id: str,
+    plan_slice: pa.Table,
+    clips: Sequence[GeneratedClip],
+    generation: GenerationConfig,
+    model_id: str,
+) -> int:
+    """Publish audio first, then the shard's index: the index's presence is the commit. Returns bytes written."""
+    tar_rel, index_rel = shard_paths(shard_id)
+    data, locations = pack_shard(plan_slice, clips)
+    output.write_bytes(tar_rel, data)
+    output.write_table(index_rel, index_table(plan_slice, clips, locations, tar_rel, generation, model_id))
+    return len(data)
+

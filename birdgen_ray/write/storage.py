@@ -1,0 +1,125 @@
+"""One output location, local disk or object storage, behind fsspec.
+
+Publishing is atomic on both: on local disk a file is written under a temporary name and renamed;
+on object storage a single PUT is already all-or-nothing, so readers never see half a file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_MARKER = ".tmp-"
+
+
+@dataclass
+class Output:
+    """The root of one run's output, e.g. `out/` or `s3://bucket/prefix`."""
+
+    uri: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fs, self.root = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+        self.root = self.root.rstrip("/")
+        self.is_local = "file" in _protocols(self.fs)
+
+    # -- paths ---------------------------------------------------------------------------------
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def url(self, rel: str) -> str:
+        """A full URL other processes can open (keeps the s3:// scheme)."""
+        return self.fs.unstrip_protocol(self.path(rel)) if not self.is_local else self.path(rel)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.path(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
+    def read_range(self, rel: str, start: int, size: int) -> bytes:
+        return self.fs.cat_file(self.path(rel), start=start, end=start + size)
+
+    def read_json(self, rel: str) -> dict:
+        return json.loads(self.read_bytes(rel))
+
+    def read_table(self, rel: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+
+    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Names (not paths) of the files in a folder, temporary files excluded, sorted."""
+        try:
+            entries = self.fs.ls(self.path(rel_dir), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        names = (e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        return sorted(n for n in names if n.endswith(suffix) and TMP_MARKER not in n)
+
+    # -- writes --------------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Publish `data` at `rel` atomically."""
+        target = self.path(rel)
+        if not self.is_local:
+            self.fs.pipe_file(target, data)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+    def write_table(self, rel: str, table: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        self.write_bytes(rel, buf.getvalue())
+
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create `rel` only if it does not exist; False if it already does (lock files)."""
+        target = self.path(rel)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            with self.fs.open(target, "xb") as fh:
+                fh.write(data)
+        except FileExistsError:
+            return False
+        return True
+
+    def remove(self, rel: str) -> None:
+        try:
+            self.fs.rm_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+    def remove_leftovers(self, rel_dir: str) -> int:
+        """Delete temporary files a crashed local writer left behind; returns how many."""
+        if not self.is_local or not os.path.isdir(self.path(rel_dir)):
+            return 0
+        removed = 0
+        for name in os.listdir(self.path(rel_dir)):
+            if TMP_MARKER in name:
+                try:
+                    os.remove(os.path.join(self.path(rel_dir), name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
