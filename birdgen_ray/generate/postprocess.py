@@ -23,9 +23,14 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 def peak_normalize(audio: np.ndarray, peak_dbfs: float) -> np.ndarray:
     """Scale so max |x| is exactly `peak_dbfs`; all-zero input stays all-zero (no divide by zero)."""
-    # Non-finite samples carry no usable level; zero them rather than spread NaN over the clip.
-    audio = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size == 0:
+        return audio.copy()
+    peak = float(np.max(np.abs(audio)))
+    if not np.isfinite(peak):
+        # Non-finite samples carry no usable level; zero them rather than spread NaN over the clip.
+        audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(np.max(np.abs(audio)))
     if peak == 0.0:
         return audio
     target = 10.0 ** (peak_dbfs / 20.0)

@@ -28,6 +28,17 @@ def _dbfs(amplitude: float) -> float:
     return max(FLOOR_DBFS, 20.0 * math.log10(amplitude)) if amplitude > 0 else FLOOR_DBFS
 
 
+def _frame_rms(audio: np.ndarray, frame: int) -> np.ndarray:
+    """RMS of consecutive frames; a shorter last frame counts as a frame of its own length."""
+    full = audio.size // frame
+    frames = audio[: full * frame].reshape(full, frame)
+    rms = np.sqrt(np.einsum("ij,ij->i", frames, frames) / frame)
+    tail = audio[full * frame :]
+    if tail.size:
+        rms = np.append(rms, math.sqrt(float(np.dot(tail, tail)) / tail.size))
+    return rms
+
+
 def measure(audio: np.ndarray, sample_rate: int, thresholds: QualityThresholds) -> dict[str, float]:
     """Level, silence, clipping and finiteness of one mono clip.
 
@@ -47,18 +58,14 @@ def measure(audio: np.ndarray, sample_rate: int, thresholds: QualityThresholds) 
             "clipping_fraction": 0.0,
             "nonfinite": nonfinite,
         }
-    squares = audio.astype(np.float64) ** 2
-    # Per-frame RMS; the last, shorter frame counts as a frame of its own length.
-    frame = max(1, int(round(FRAME_S * sample_rate)))
-    starts = np.arange(0, audio.size, frame)
-    lengths = np.diff(np.append(starts, audio.size))
-    frame_rms = np.sqrt(np.add.reduceat(squares, starts) / lengths)
+    magnitude = np.abs(audio)
+    frame_rms = _frame_rms(audio, max(1, int(round(FRAME_S * sample_rate))))
     silence_level = 10.0 ** (thresholds.silence_dbfs / 20.0)
     return {
-        "peak_dbfs": _dbfs(float(np.max(np.abs(audio)))),
-        "rms_dbfs": _dbfs(float(np.sqrt(squares.mean()))),
-        "silence_fraction": float(np.mean(frame_rms < silence_level)),
-        "clipping_fraction": float(np.mean(np.abs(audio) >= CLIP_LEVEL)),
+        "peak_dbfs": _dbfs(float(magnitude.max())),
+        "rms_dbfs": _dbfs(math.sqrt(float(np.dot(audio, audio)) / audio.size)),
+        "silence_fraction": float(np.count_nonzero(frame_rms < silence_level)) / len(frame_rms),
+        "clipping_fraction": float(np.count_nonzero(magnitude >= CLIP_LEVEL)) / audio.size,
         "nonfinite": nonfinite,
     }
 
