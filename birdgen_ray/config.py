@@ -90,5 +90,6 @@ class RunConfig:
     shard_size: int = 256  # clips per shard
     max_inflight_per_actor: int = 2
     max_shard_attempts: int = 3
+    actor_env: dict = field(default_factory=dict)  # environment variables for the generator actors
     break_lock: bool = False
     progress: bool = True

@@ -109,11 +109,12 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
 
     for col in ("label", "prompt"):
         values = table[col]
-        bad = _rows(pc.or_(pc.is_null(values), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)))
+        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
+        bad = _rows(pc.fill_null(pc.or_kleene(pc.is_null(values), empty), True))
         if bad:
             problems.append(f"column '{col}': null or empty in {_fmt_rows(bad)}")
     seeds = table["seed"]
-    bad = _rows(pc.fill_null(pc.or_(pc.is_null(seeds), pc.less(seeds, 0)), True))
+    bad = _rows(pc.fill_null(pc.less(seeds, 0), True))
     if bad:
         problems.append(f"column 'seed': null or negative in {_fmt_rows(bad)}")
     dur = pc.cast(table["duration_s"], pa.float64())
@@ -143,9 +144,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
             problems.append(
                 f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_.-], max 128) in {_fmt_rows(bad)}"
             )
-        clip_ids = [
-            c if c is not None else "" for c in given
-        ]
+        clip_ids = [c if c is not None else "" for c in given]
     else:
         clip_ids = [
             make_clip_id(lb, p, n, s, d)

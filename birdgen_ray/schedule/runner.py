@@ -97,14 +97,15 @@ def _actor_options(run: RunConfig) -> tuple[int, dict, int | None]:
     """How many actors, with which resources, and how many CPU threads each (CPU actors)."""
     import ray
 
+    env = {"runtime_env": {"env_vars": dict(run.actor_env)}} if run.actor_env else {}
     resources = ray.cluster_resources()
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
     if gpus >= run.gpus_per_actor > 0:
         count = run.num_actors or int(gpus // run.gpus_per_actor)
-        return count, {"num_gpus": run.gpus_per_actor, "num_cpus": 1}, None
+        return count, {"num_gpus": run.gpus_per_actor, "num_cpus": 1, **env}, None
     count = run.num_actors or max(1, int(cpus // 2))
     threads = max(1, int(cpus // count))
-    return count, {"num_cpus": 1}, threads
+    return count, {"num_cpus": 1, **env}, threads
 
 
 def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResult:

@@ -1,0 +1,122 @@
+"""The end-to-end job on a real local Ray with the null generator: layout, index, rerun, bad input."""
+from __future__ import annotations
+
+import io
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from birdgen_ray import open_index, read_clip
+from birdgen_ray.config import GenerationConfig, RunConfig
+from birdgen_ray.index.schema import INDEX_SCHEMA
+from birdgen_ray.plan.schema import PlanError, validate_plan
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.runner import SettingsMismatch, submit
+from birdgen_ray.write.storage import Output
+from tests.plans import plan_table, write_plan
+
+
+def null_run(plan_path, out, **kw) -> RunConfig:
+    defaults = dict(generator="null", num_actors=2, gpus_per_actor=0, shard_size=7, progress=False)
+    defaults.update(kw)
+    return RunConfig(plan_path=str(plan_path), out=str(out), **defaults)
+
+
+def test_plan_of_dozens_on_two_actors_gives_one_decodable_row_per_clip(ray_local, tmp_path):
+    plan = plan_table(30)
+    summary = submit(null_run(write_plan(tmp_path / "plan.parquet", plan), tmp_path / "out"))
+
+    assert summary["status"] == "complete" and summary["actors"] == 2
+    index = open_index(tmp_path / "out")
+    assert sorted(index["clip_id"].to_pylist()) == sorted(validate_plan(plan)["clip_id"].to_pylist())
+    assert index.schema.names[: len(INDEX_SCHEMA)] == INDEX_SCHEMA.names
+    assert index["taxon_class"].to_pylist() == ["Aves"] * 30  # plan extras ride along
+    assert len(set(index["shard"].to_pylist())) == 5  # 30 clips / 7 per shard
+    for row in index.to_pylist():
+        audio, rate = read_clip(str(tmp_path / "out"), row["clip_id"])
+        assert rate == 32_000 == row["sample_rate"]
+        assert len(audio) == round(row["duration_s"] * 32_000) == row["num_samples"]
+        info = sf.info(io.BytesIO(open(tmp_path / "out" / row["shard"], "rb").read()[row["offset"]:row["offset"] + row["size"]]))
+        assert info.subtype == "PCM_16" and info.channels == 1
+
+
+def test_rerun_generates_nothing_and_changed_plan_adds_only_new_clips(ray_local, tmp_path):
+    out = tmp_path / "out"
+    first = plan_table(12)
+    submit(null_run(write_plan(tmp_path / "a.parquet", first), out))
+    shard_files = {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+
+    again = submit(null_run(tmp_path / "a.parquet", out))
+    assert again["generated_this_run"] == 0 and again["status"] == "complete"
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == shard_files
+
+    grown = pa.concat_tables([first, plan_table(5, start_seed=100)])
+    third = submit(null_run(write_plan(tmp_path / "b.parquet", grown), out))
+    assert third["generated_this_run"] == 5
+    assert open_index(out).num_rows == 17
+    assert all(p.stat().st_mtime_ns == shard_files[p.name] for p in (out / "shards").iterdir() if p.name in shard_files)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda t: t.drop(["prompt"]), "column 'prompt': missing"),
+        (lambda t: t.set_column(2, "seed", pa.array([1, -5, 3, None], pa.int64())), "column 'seed': null or negative in rows 1, 3"),
+        (lambda t: t.set_column(3, "duration_s", pa.array([1.0, float("nan"), 0.0, 2.0])), "column 'duration_s'"),
+        (lambda t: t.set_column(1, "prompt", pa.array(["ok", "  ", None, "fine"])), "column 'prompt': null or empty in rows 1, 2"),
+        (lambda t: t.append_column("clip_id", pa.array(["a", "b", "a", "c/../x"])), "duplicate id 'a' in rows 0, 2"),
+        (lambda t: t.set_column(2, "seed", pa.array(["1", "2", "3", "4"])), "column 'seed': expected integer"),
+    ],
+)
+def test_invalid_plan_names_column_and_rows_and_writes_nothing(tmp_path, change, expected):
+    bad = change(plan_table(4).drop(["taxon_class"]))
+    path = write_plan(tmp_path / "bad.parquet", bad)
+    with pytest.raises(PlanError) as err:
+        submit(null_run(path, tmp_path / "out"))
+    assert expected in str(err.value) and "bad.parquet" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_clip_id_is_named(tmp_path):
+    with pytest.raises(PlanError, match=r"clip_id': null or not file-name safe .* row 3"):
+        validate_plan(plan_table(4).append_column("clip_id", pa.array(["a", "b", "c", "../etc"])))
+
+
+def test_second_writer_is_refused_and_a_dead_runs_lock_can_be_broken(ray_local, tmp_path):
+    path = write_plan(tmp_path / "plan.parquet", plan_table(6))
+    out = tmp_path / "out"
+    held = OutputLock(Output(str(out)))
+    held.acquire()  # a run that is "still going" (or died without releasing)
+    with pytest.raises(OutputLocked, match="--break-lock"):
+        submit(null_run(path, out))
+    summary = submit(null_run(path, out, break_lock=True))
+    assert summary["status"] == "complete"
+    assert not (out / "_birdgen" / "lock.json").exists()
+
+
+def test_other_generation_settings_are_refused_on_an_existing_output(ray_local, tmp_path):
+    path = write_plan(tmp_path / "plan.parquet", plan_table(4))
+    submit(null_run(path, tmp_path / "out"))
+    with pytest.raises(SettingsMismatch, match="num_inference_steps"):
+        submit(null_run(path, tmp_path / "out", generation=GenerationConfig(num_inference_steps=50)))
+
+
+def test_failing_shard_is_recorded_run_goes_on_and_status_reports_it(ray_local, tmp_path):
+    from birdgen_ray.index.status import output_status
+
+    plan = plan_table(12, labels=("good", "good", "bad"))
+    path = write_plan(tmp_path / "plan.parquet", plan)
+    out = tmp_path / "out"
+    summary = submit(null_run(path, out, shard_size=12, actor_env={"BIRDGEN_NULL_FAIL_LABEL": "bad"}, max_shard_attempts=2))
+    assert summary["status"] == "incomplete" and summary["failed_clips"] == 12 and summary["shard_retries"] == 1
+    (failure,) = os.listdir(out / "failures")
+    status = output_status(Output(str(out)))
+    assert (status["planned"], status["done"], status["failed"], status["pending"]) == (12, 0, 12, 0)
+    assert "injected failure" in status["failures"][0]["error"]
+
+    fixed = submit(null_run(path, out, shard_size=12))  # the cause is gone: a rerun completes
+    assert fixed["status"] == "complete" and not os.listdir(out / "failures")
+    assert output_status(Output(str(out)))["done"] == 12
