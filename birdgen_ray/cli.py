@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 
 # --- command registration (one line per command module) ---
+from birdgen_ray.plan.command import plan_cmd  # noqa: E402
+app.command("plan")(plan_cmd)
 from birdgen_ray.schedule.command import submit_cmd  # noqa: E402
 app.command("submit")(submit_cmd)
 from birdgen_ray.index.command import extract_cmd, status_cmd  # noqa: E402

@@ -1,0 +1,149 @@
+"""Class stats + budget + templates -> the plan table, written byte-for-byte reproducibly.
+
+Rows are sorted by (label, take); `take` counts a class's synthetic clips from 0. Row (label, take)
+depends only on the plan seed, the class's real data and the templates, so raising --target later
+keeps every earlier row (same clip_id, prompt and seed) and only adds new ones.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
+from birdgen_ray.plan.metadata import ClassStats, InputError
+from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
+from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
+
+PLAN_METADATA_KEY = b"birdgen_ray.plan"
+EXTRA_SCHEMA = pa.schema(
+    [
+        ("taxon_class", pa.string()),
+        ("common_name", pa.string()),
+        ("scientific_name", pa.string()),
+        ("call_type", pa.string()),
+        ("take", pa.int64()),  # k-th synthetic clip of its class, from 0
+        ("real_count", pa.int64()),  # real recordings of the class
+        ("synthetic_count", pa.int64()),  # synthetic clips planned for the class
+        ("rule", pa.string()),  # budget rule that decided synthetic_count
+    ]
+)
+FULL_SCHEMA = pa.schema(list(PLAN_SCHEMA) + list(EXTRA_SCHEMA))
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    budget: BudgetConfig
+    include: tuple[str, ...] = ()  # only these labels (empty: all)
+    exclude: tuple[str, ...] = ()
+    include_classes: tuple[str, ...] = ()  # only these taxon classes (case-insensitive; empty: all)
+    exclude_classes: tuple[str, ...] = ()
+    seed: int = 0
+    duration_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"--duration must be in (0, {MAX_DURATION_S:g}] seconds, got {self.duration_s}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+
+
+@dataclass
+class PlanResult:
+    table: pa.Table  # validated plan, FULL_SCHEMA, sorted by (label, take)
+    classes: list[ClassStats]
+    allocations: dict[str, Allocation]  # every input class, excluded ones included
+    metadata: dict = field(default_factory=dict)  # recorded in the Parquet footer
+
+
+def excluded_labels(classes: list[ClassStats], options: PlanOptions) -> set[str]:
+    """Labels left out by the include/exclude options; unknown labels or classes are an error."""
+    labels = {c.label for c in classes}
+    taxa = {c.taxon_class.lower() for c in classes}
+    unknown = [f"label {x!r}" for x in (*options.include, *options.exclude) if x not in labels]
+    unknown += [
+        f"taxon class {x!r}" for x in (*options.include_classes, *options.exclude_classes) if x.lower() not in taxa
+    ]
+    if unknown:
+        known = sorted({c.taxon_class for c in classes})
+        raise ValueError(f"not in the input: {', '.join(unknown)} (taxon classes in the input: {known})")
+    include_classes = {x.lower() for x in options.include_classes}
+    exclude_classes = {x.lower() for x in options.exclude_classes}
+    out = set()
+    for c in classes:
+        kept = (
+            (not options.include or c.label in options.include)
+            and c.label not in options.exclude
+            and (not include_classes or c.taxon_class.lower() in include_classes)
+            and c.taxon_class.lower() not in exclude_classes
+        )
+        if not kept:
+            out.add(c.label)
+    return out
+
+
+def build_plan(classes: list[ClassStats], options: PlanOptions, templates: PromptTemplates) -> PlanResult:
+    excluded = excluded_labels(classes, options)
+    empty = [c for c in classes if c.real_count == 0 and c.label not in excluded]
+    if empty:
+        raise InputError(
+            ", ".join(sorted({c.source for c in empty})),
+            [f"{c.source} {c.where}: class {c.label!r} has zero rows; drop it with --exclude" for c in empty],
+        )
+    allocations = allocate({c.label: c.real_count for c in classes}, excluded, options.budget)
+
+    columns: dict[str, list] = {name: [] for name in FULL_SCHEMA.names}
+    for stats in sorted(classes, key=lambda c: c.label):
+        alloc = allocations[stats.label]
+        for take in range(alloc.synthetic_count):
+            clip = clip_prompt(stats, take, options.seed, templates)
+            row = {
+                "clip_id": make_clip_id(stats.label, clip.prompt, clip.negative_prompt, clip.seed, options.duration_s),
+                "label": stats.label,
+                "prompt": clip.prompt,
+                "negative_prompt": clip.negative_prompt,
+                "seed": clip.seed,
+                "duration_s": float(options.duration_s),
+                "taxon_class": stats.taxon_class,
+                "common_name": stats.common_name,
+                "scientific_name": stats.scientific_name,
+                "call_type": clip.call_type,
+                "take": take,
+                "real_count": alloc.real_count,
+                "synthetic_count": alloc.synthetic_count,
+                "rule": alloc.rule,
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+    table = pa.table(columns, schema=FULL_SCHEMA)
+    if table.num_rows:
+        table = validate_plan(table, source="generated plan")
+    metadata = {
+        "format": 1,
+        "options": {**asdict(options), "templates_sha256": templates.digest},
+        "classes": [asdict(allocations[c.label]) | {"taxon_class": c.taxon_class} for c in classes],
+    }
+    return PlanResult(table, classes, allocations, metadata)
+
+
+def write_plan(result: PlanResult, path: str | Path) -> None:
+    """Write the plan atomically with fixed options: same plan, same bytes (same pyarrow version)."""
+    if result.table.num_rows == 0:
+        raise ValueError("nothing to generate: every selected class already has enough clips")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {PLAN_METADATA_KEY: json.dumps(result.metadata, sort_keys=True, ensure_ascii=False).encode("utf-8")}
+    table = result.table.replace_schema_metadata(meta)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
+    os.replace(tmp, path)
+
+
+def read_plan_metadata(path: str | Path) -> dict:
+    """The per-class allocations and options recorded in a plan written by write_plan."""
+    schema = pq.read_schema(path)
+    return json.loads((schema.metadata or {})[PLAN_METADATA_KEY])

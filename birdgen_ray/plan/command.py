@@ -1,0 +1,87 @@
+"""`birdgen-ray plan`: a class-imbalanced training set in, a balanced prompt plan out."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from birdgen_ray.plan.balance import print_summary, write_report
+from birdgen_ray.plan.budget import BudgetConfig
+from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
+from birdgen_ray.plan.metadata import InputError, read_classes
+from birdgen_ray.plan.prompts import TemplateError, load_templates
+
+
+def plan_cmd(
+    input_path: Annotated[Path, typer.Argument(
+        metavar="INPUT",
+        help="BirdCLEF train_metadata.csv (2021-2024), train.csv (2025+, with --taxonomy), "
+             "or a CSV/Parquet of label + count.",
+        show_default=False,
+    )],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Plan file to write (Parquet).", show_default=False)],
+    taxonomy: Annotated[Optional[Path], typer.Option(
+        help="taxonomy.csv (primary_label, class_name, names); required for BirdCLEF 2025+ train.csv.")] = None,
+    target: Annotated[Optional[int], typer.Option(
+        help="Fill every class up to N clips: synthetic = max(0, N - real).", min=0)] = None,
+    max_ratio: Annotated[Optional[float], typer.Option(
+        help="At most floor(R x real) synthetic clips per class.", min=0)] = None,
+    total_budget: Annotated[Optional[int], typer.Option(
+        help="At most B synthetic clips in all, split by deficit (largest remainder). "
+             "Without --target the deficit is the gap to the largest class.", min=0)] = None,
+    include: Annotated[Optional[list[str]], typer.Option(
+        metavar="LABEL", help="Plan only this label (repeat for more).", show_default=False)] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(
+        metavar="LABEL", help="Leave out this label (repeat for more).", show_default=False)] = None,
+    include_class: Annotated[Optional[list[str]], typer.Option(
+        metavar="CLASS", help="Plan only this taxon class, e.g. Aves (repeat for more).", show_default=False)] = None,
+    exclude_class: Annotated[Optional[list[str]], typer.Option(
+        metavar="CLASS", help="Leave out this taxon class, e.g. Insecta (repeat for more).", show_default=False)] = None,
+    templates: Annotated[Optional[Path], typer.Option(
+        help="Prompt template file (.toml or .yaml); default: the shipped "
+             "birdgen_ray/data/prompt_templates.toml.")] = None,
+    seed: Annotated[int, typer.Option(help="Plan seed: decides every prompt choice and clip seed.", min=0)] = 0,
+    duration: Annotated[float, typer.Option(help="Clip length in seconds (0 < d <= 60).")] = 5.0,
+    report_dir: Annotated[Optional[Path], typer.Option(
+        help="Where the balance report goes (CSV + PNG); default: next to --out.")] = None,
+) -> None:
+    """Turn a class-imbalanced training set into a balanced, varied prompt plan.
+
+    Writes OUT with one row per synthetic clip (clip_id, label, prompt, negative_prompt, seed, duration_s, taxon_class, common_name, scientific_name, call_type, take, real_count, synthetic_count, rule), a balance report (<stem>.balance_classes.csv, <stem>.balance_taxa.csv, <stem>.balance.png) and a short summary.
+
+    Same inputs and --seed give a byte-identical plan; raising --target later keeps every earlier row and only adds new ones. Budget rules: docs/planning.md.
+
+    Examples:
+
+      birdgen-ray plan train_metadata.csv --target 100 --max-ratio 4 -o plan.parquet
+
+      birdgen-ray plan train.csv --taxonomy taxonomy.csv --total-budget 20000 --exclude-class Insecta -o plan.parquet
+
+      birdgen-ray plan counts.csv --target 50 --include ashdro1 --include bkwsti --templates my.toml -o plan.parquet
+    """  # noqa: E501
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        options = PlanOptions(
+            BudgetConfig(target=target, max_ratio=max_ratio, total_budget=total_budget),
+            include=tuple(include or ()), exclude=tuple(exclude or ()),
+            include_classes=tuple(include_class or ()), exclude_classes=tuple(exclude_class or ()),
+            seed=seed, duration_s=duration,
+        )
+        prompt_templates = load_templates(templates)
+        classes = read_classes(input_path, taxonomy)
+        result = build_plan(classes, options, prompt_templates)
+    except (InputError, TemplateError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+    files = write_report(classes, result.allocations, report_dir or out.parent, out.stem, target)
+    print_summary(classes, result.allocations, console)
+    if result.table.num_rows == 0:
+        err.print("[red]error:[/red] nothing to generate: every selected class already meets the budget")
+        raise typer.Exit(code=1)
+    write_plan(result, out)
+    console.print(f"wrote {out} ({result.table.num_rows} clips); report: {files.plot_png.parent}/{out.stem}.balance_*")

@@ -1,0 +1,336 @@
+"""Read a real training set into one `ClassStats` per class.
+
+Three input layouts, told apart by their columns:
+
+  recordings  one row per recording, the class in `primary_label`: BirdCLEF 2021-2024
+              `train_metadata.csv`, or BirdCLEF 2025+ `train.csv` (which needs `--taxonomy
+              taxonomy.csv` for `class_name`). A class's real count is its number of rows;
+              `type` (a Python-list string such as "['call', 'flight call']") gives its call types.
+  counts      a CSV or Parquet with `label` + `count` (+ optional `common_name`,
+              `scientific_name`, `taxon_class`), one row per class.
+
+Every problem names the file, the column and the lines (CSV, 1-based, header is line 1) or rows
+(Parquet, 0-based), and all problems of a file are reported at once.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+DEFAULT_TAXON_CLASS = "Aves"  # BirdCLEF 2021-2024 and label+count files without a class column
+_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+_SPACES = re.compile(r"\s+")
+_LABEL_ALIASES = ("label", "primary_label")
+_COUNT_ALIASES = ("count", "real_count", "n_recordings")
+_CLASS_ALIASES = ("taxon_class", "class_name")
+
+
+class InputError(ValueError):
+    """Bad input data. `problems` lists one readable line per problem."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        super().__init__(f"bad input {self.path}:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class ClassStats:
+    """What the real data says about one class."""
+
+    label: str
+    real_count: int
+    common_name: str = ""
+    scientific_name: str = ""
+    taxon_class: str = DEFAULT_TAXON_CLASS
+    call_types: Counter = field(default_factory=Counter)  # normalised `type` value -> recordings
+    source: str = ""  # the file the class was first seen in, and where in it ("column 'x' line N"),
+    where: str = ""  # for error messages
+
+
+@dataclass
+class RawTable:
+    """A CSV or Parquet file as strings; `positions[i]` is row i's line (CSV) or row number (Parquet)."""
+
+    path: str
+    columns: list[str]  # lower-cased, stripped header names
+    rows: list[list[str]]
+    positions: list[int]
+    unit: str  # "line" or "row"
+
+    def column(self, *names: str) -> int | None:
+        for name in names:
+            if name in self.columns:
+                return self.columns.index(name)
+        return None
+
+    def where(self, column: str, positions: list[int], limit: int = 10) -> str:
+        shown = ", ".join(map(str, positions[:limit]))
+        more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
+        plural = "s" if len(positions) > 1 else ""
+        return f"column '{column}' {self.unit}{plural} {shown}{more}"
+
+
+def read_table(path: str | Path) -> RawTable:
+    """Read a CSV (strict UTF-8, BOM allowed) or Parquet file into strings; empty cells are ''."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, ["file not found"])
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return _read_parquet(path)
+    return _read_csv(path)
+
+
+def _read_parquet(path: Path) -> RawTable:
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InputError(path, [f"not a readable Parquet file: {exc}"]) from None
+    columns = [name.strip().lower() for name in table.column_names]
+    data = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    rows = [["" if v is None else str(v) for v in values] for values in zip(*data)]
+    return RawTable(str(path), columns, rows, list(range(len(rows))), "row")
+
+
+def _read_csv(path: Path) -> RawTable:
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    text = text.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise InputError(path, ["the file is empty (no header line)"])
+    columns = [name.strip().lower() for name in header]
+    rows: list[list[str]] = []
+    positions: list[int] = []
+    ragged: list[int] = []
+    try:
+        for record in reader:
+            if not record or record == [""]:
+                continue  # blank line
+            if len(record) != len(columns):
+                ragged.append(reader.line_num)
+                record = (record + [""] * len(columns))[: len(columns)]
+            rows.append([cell.strip() for cell in record])
+            positions.append(reader.line_num)
+    except csv.Error as exc:
+        raise InputError(path, [f"line {reader.line_num}: not valid CSV: {exc}"]) from None
+    table = RawTable(str(path), columns, rows, positions, "line")
+    problems = []
+    if ragged:
+        shown = ", ".join(map(str, ragged[:10]))
+        problems.append(f"lines {shown}{' and more' if len(ragged) > 10 else ''}: "
+                        f"field count differs from the header's {len(columns)} columns")
+    if _SURROGATE.search(text):
+        problems += _non_utf8_cells(table, header)
+    if problems:
+        raise InputError(path, problems)
+    return table
+
+
+def _non_utf8_cells(table: RawTable, header: list[str]) -> list[str]:
+    problems = [f"header: column name {name!r} is not UTF-8" for name in header if _SURROGATE.search(name)]
+    bad: dict[str, list[int]] = {}
+    for row, pos in zip(table.rows, table.positions):
+        for name, cell in zip(table.columns, row):
+            if _SURROGATE.search(cell):
+                bad.setdefault(name, []).append(pos)
+    problems += [f"{table.where(name, lines)}: not UTF-8 text (save the file as UTF-8)" for name, lines in bad.items()]
+    return problems
+
+
+def parse_list(text: str) -> list[str]:
+    """"['call', 'flight call']" -> ['call', 'flight call']; also 'call, song', 'call', '' and '[]'."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            value = ast.literal_eval(text)
+            if isinstance(value, (list, tuple)):
+                return [str(v) for v in value if str(v).strip()]
+        except (ValueError, SyntaxError):
+            text = text.strip("[]")
+    return [part.strip(" '\"") for part in text.split(",") if part.strip(" '\"")]
+
+
+def normalise_call_type(value: str) -> str:
+    return _SPACES.sub(" ", value.strip().lower())
+
+
+def read_classes(path: str | Path, taxonomy: str | Path | None = None) -> list[ClassStats]:
+    """Per-class stats from any supported layout, sorted by label; `taxonomy` adds names and classes."""
+    table = read_table(path)
+    if table.column(*_COUNT_ALIASES) is not None:
+        classes = _classes_from_counts(table)
+        label_column = table.columns[table.column(*_LABEL_ALIASES) or 0]
+    elif table.column("primary_label") is not None:
+        if "collection" in table.columns and taxonomy is None:
+            raise InputError(path, [
+                "this is a BirdCLEF 2025+ train.csv (it has a 'collection' column) and needs its "
+                "taxonomy for each class's class_name: pass --taxonomy taxonomy.csv"
+            ])
+        classes = _classes_from_recordings(table)
+        label_column = "primary_label"
+    else:
+        raise InputError(path, [
+            f"missing required column 'primary_label' (one row per recording) or columns 'label' + "
+            f"'count' (one row per class); found columns {table.columns}"
+        ])
+    if taxonomy is not None:
+        classes = _apply_taxonomy(classes, table, label_column, read_table(taxonomy))
+    return sorted(classes, key=lambda c: c.label)
+
+
+def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
+    label_col = table.column("primary_label")
+    type_col = table.column("type")
+    common_col = table.column("common_name")
+    sci_col = table.column("scientific_name")
+    classes: dict[str, ClassStats] = {}
+    empty: list[int] = []
+    for row, pos in zip(table.rows, table.positions):
+        label = row[label_col]
+        if not label:
+            empty.append(pos)
+            continue
+        stats = classes.get(label)
+        if stats is None:
+            stats = classes[label] = ClassStats(
+                label, 0, source=table.path, where=table.where("primary_label", [pos])
+            )
+        stats.real_count += 1
+        if common_col is not None and not stats.common_name:
+            stats.common_name = row[common_col]
+        if sci_col is not None and not stats.scientific_name:
+            stats.scientific_name = row[sci_col]
+        if type_col is not None:
+            for value in parse_list(row[type_col]):
+                stats.call_types[normalise_call_type(value)] += 1
+    if empty:
+        raise InputError(table.path, [f"{table.where('primary_label', empty)}: empty label"])
+    if not classes:
+        raise InputError(table.path, ["no data rows"])
+    return list(classes.values())
+
+
+def _classes_from_counts(table: RawTable) -> list[ClassStats]:
+    label_col = table.column(*_LABEL_ALIASES)
+    count_col = table.column(*_COUNT_ALIASES)
+    count_name = table.columns[count_col]
+    if label_col is None:
+        raise InputError(table.path, [f"missing required column 'label' (found columns {table.columns})"])
+    label_name = table.columns[label_col]
+    common_col, sci_col = table.column("common_name"), table.column("scientific_name")
+    class_col = table.column(*_CLASS_ALIASES)
+    empty, bad_count, seen, dup = [], [], {}, []
+    classes = []
+    for row, pos in zip(table.rows, table.positions):
+        label = row[label_col]
+        count = _parse_count(row[count_col])
+        if not label:
+            empty.append(pos)
+        if count is None:
+            bad_count.append(pos)
+        if label in seen:
+            dup.append(pos)
+        if not label or count is None or label in seen:
+            continue
+        seen[label] = pos
+        classes.append(ClassStats(
+            label,
+            count,
+            common_name=row[common_col] if common_col is not None else "",
+            scientific_name=row[sci_col] if sci_col is not None else "",
+            taxon_class=(row[class_col] if class_col is not None else "") or DEFAULT_TAXON_CLASS,
+            source=table.path,
+            where=table.where(count_name, [pos]),
+        ))
+    problems = []
+    if empty:
+        problems.append(f"{table.where(label_name, empty)}: empty label")
+    if bad_count:
+        problems.append(f"{table.where(count_name, bad_count)}: count is not a whole number >= 0")
+    if dup:
+        problems.append(f"{table.where(label_name, dup)}: label listed twice (first at its earlier {table.unit})")
+    if not classes and not problems:
+        problems.append("no data rows")
+    if problems:
+        raise InputError(table.path, problems)
+    return classes
+
+
+def _parse_count(text: str) -> int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if value != value or value < 0 or value != int(value):
+        return None
+    return int(value)
+
+
+def _apply_taxonomy(
+    classes: list[ClassStats], source: RawTable, src_col: str, taxonomy: RawTable
+) -> list[ClassStats]:
+    """Take names and class_name from the taxonomy; its labels with no rows become zero-count classes."""
+    label_col = taxonomy.column("primary_label", "label")
+    class_col = taxonomy.column(*_CLASS_ALIASES)
+    missing = [name for name, col in (("primary_label", label_col), ("class_name", class_col)) if col is None]
+    if missing:
+        raise InputError(taxonomy.path, [
+            f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+            f"(found columns {taxonomy.columns})"
+        ])
+    common_col, sci_col = taxonomy.column("common_name"), taxonomy.column("scientific_name")
+    entries: dict[str, tuple[list[str], int]] = {}
+    empty, dup = [], []
+    for row, pos in zip(taxonomy.rows, taxonomy.positions):
+        label = row[label_col]
+        if not label:
+            empty.append(pos)
+        elif label in entries:
+            dup.append(pos)
+        else:
+            entries[label] = (row, pos)
+    problems = []
+    label_name = taxonomy.columns[label_col]
+    if empty:
+        problems.append(f"{taxonomy.where(label_name, empty)}: empty label")
+    if dup:
+        problems.append(f"{taxonomy.where(label_name, dup)}: label listed twice")
+    if problems:
+        raise InputError(taxonomy.path, problems)
+
+    absent = [c for c in classes if c.label not in entries]
+    if absent:
+        lines = sorted({p for c in absent for p in _positions_of(source, src_col, c.label)})
+        labels = ", ".join(repr(c.label) for c in absent[:10]) + (" ..." if len(absent) > 10 else "")
+        raise InputError(source.path, [
+            f"{source.where(src_col, lines)}: label{'s' if len(absent) > 1 else ''} {labels} "
+            f"not in the taxonomy {taxonomy.path}"
+        ])
+    by_label = {c.label: c for c in classes}
+    for label, (row, pos) in entries.items():
+        stats = by_label.get(label)
+        if stats is None:  # in the taxonomy, no recordings: planning refuses it unless excluded
+            stats = by_label[label] = ClassStats(
+                label, 0, source=taxonomy.path, where=taxonomy.where(label_name, [pos])
+            )
+        stats.taxon_class = row[class_col] or stats.taxon_class
+        if common_col is not None and row[common_col]:
+            stats.common_name = row[common_col]
+        if sci_col is not None and row[sci_col]:
+            stats.scientific_name = row[sci_col]
+    return list(by_label.values())
+
+
+def _positions_of(table: RawTable, column: str, label: str) -> list[int]:
+    col = table.columns.index(column)
+    return [pos for row, pos in zip(table.rows, table.positions) if row[col] == label]
