@@ -71,11 +71,14 @@ class RawTable:
                 return self.columns.index(name)
         return None
 
-    def where(self, column: str, positions: list[int], limit: int = 10) -> str:
-        shown = ", ".join(map(str, positions[:limit]))
-        more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
-        plural = "s" if len(positions) > 1 else ""
-        return f"column '{column}' {self.unit}{plural} {shown}{more}"
+    def where(self, column: str, positions: list[int]) -> str:
+        return f"column '{column}' {_positions(self.unit, positions)}"
+
+
+def _positions(unit: str, positions: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, positions[:limit]))
+    more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
+    return f"{unit}{'s' if len(positions) > 1 else ''} {shown}{more}"
 
 
 def read_table(path: str | Path) -> RawTable:
@@ -124,9 +127,7 @@ def _read_csv(path: Path) -> RawTable:
     table = RawTable(str(path), columns, rows, positions, "line")
     problems = []
     if ragged:
-        shown = ", ".join(map(str, ragged[:10]))
-        problems.append(f"lines {shown}{' and more' if len(ragged) > 10 else ''}: "
-                        f"field count differs from the header's {len(columns)} columns")
+        problems.append(f"{_positions('line', ragged)}: field count differs from the header's {len(columns)} columns")
     if _SURROGATE.search(text):
         problems += _non_utf8_cells(table, header)
     if problems:
