@@ -1,0 +1,114 @@
+"""The built-in tiny AudioLDM2: saved, cached, deterministic, loaded through from_pretrained."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from birdgen_ray.generate import tiny
+from birdgen_ray.generate.model import ModelLoadError, load_pipeline
+
+
+def _file_digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("birdgen-cache")
+
+
+def test_tiny_is_saved_with_save_pretrained_and_loaded_through_from_pretrained(cache_dir, monkeypatch):
+    monkeypatch.setenv("BIRDGEN_CACHE", str(cache_dir))
+    pipe, model_id = load_pipeline("tiny", device="cpu")
+    model_dir = cache_dir / f"tiny-{tiny.TINY_VERSION}"
+
+    assert model_id == f"tiny-{tiny.TINY_VERSION}"
+    index = json.loads((model_dir / "model_index.json").read_text())
+    assert index["_class_name"] == "AudioLDM2Pipeline"
+    weights = sorted(p.name for p in model_dir.rglob("*.safetensors"))
+    assert len(weights) == 7 and not list(model_dir.rglob("*.bin"))  # safetensors only
+    assert type(pipe.language_model).__name__ == "GPT2LMHeadModel"
+    assert type(pipe.text_encoder).__name__ == "ClapModel"
+    assert type(pipe.text_encoder_2).__name__ == "T5EncoderModel"
+    assert type(pipe.vocoder).__name__ == "SpeechT5HifiGan"
+    # both cross-attention paths exist: GPT2 states and Flan-T5 states
+    assert pipe.unet.config.cross_attention_dim[-1] == [None, pipe.language_model.config.n_embd,
+                                                         pipe.text_encoder_2.config.d_model]
+    assert pipe.dtype == torch.float32  # fp32 on CPU
+    # tokenizers: RoBERTa pads with id 1 (CLAP positions), T5 appends </s>
+    assert pipe.tokenizer.pad_token_id == 1
+    clap_ids = pipe.tokenizer("A song of a wren", padding="max_length", max_length=16).input_ids
+    assert clap_ids[0] == pipe.tokenizer.bos_token_id and clap_ids[-1] == 1
+    t5_ids = pipe.tokenizer_2("A song of a wren").input_ids
+    assert t5_ids[-1] == pipe.tokenizer_2.eos_token_id and pipe.tokenizer_2.unk_token_id not in t5_ids
+
+
+def test_tiny_cache_is_reused_without_rebuilding(cache_dir, monkeypatch):
+    monkeypatch.setenv("BIRDGEN_CACHE", str(cache_dir))
+    first = tiny.ensure_tiny()
+    stamp = (first / "model_index.json").stat().st_mtime_ns
+    builds = tiny.BUILD_COUNT
+
+    _, model_id = load_pipeline("tiny", device="cpu")
+
+    assert tiny.ensure_tiny() == first
+    assert tiny.BUILD_COUNT == builds
+    assert (first / "model_index.json").stat().st_mtime_ns == stamp
+    # a local snapshot dir loads through the same path and is named after the dir
+    _, local_id = load_pipeline(str(first), device="cpu")
+    assert local_id == first.name
+
+
+def test_tiny_builds_are_byte_identical(tmp_path):
+    a = tiny.build_tiny(tmp_path / "a")
+    b = tiny.build_tiny(tmp_path / "b")
+    digests_a, digests_b = _file_digests(a), _file_digests(b)
+    assert len(digests_a) > 15
+    assert digests_a == digests_b
+
+
+def test_losing_a_build_race_keeps_the_complete_copy(tmp_path):
+    out = tiny.build_tiny(tmp_path / "m")
+    before = _file_digests(out)
+    assert tiny.build_tiny(out) == out  # a second builder finds a complete copy: no error, no change
+    assert _file_digests(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # its temp dir was removed
+
+
+def test_missing_model_dir_gives_a_clear_error(tmp_path):
+    missing = tmp_path / "no-such-snapshot"
+    with pytest.raises(ModelLoadError, match=f"not found: {missing}"):
+        load_pipeline(str(missing), device="cpu")
+    with pytest.raises(ModelLoadError, match="model_index.json"):
+        load_pipeline(str(tmp_path), device="cpu")
+
+
+def test_build_from_reference_configs_reads_config_dirs(tmp_path):
+    """Smoke test at tiny size: the same reader builds the full-size model on the GPU machine."""
+    config_dir = tmp_path / "configs"
+    index = {"_class_name": "AudioLDM2Pipeline", "tokenizer": ["transformers", "RobertaTokenizerFast"],
+             "tokenizer_2": ["transformers", "T5TokenizerFast"],
+             "tokenizer_max_length": {"tokenizer": tiny.CLAP_TOKENIZER_MAX_LENGTH, "tokenizer_2": 32}}
+    for name, config in tiny.TINY_CONFIGS.items():
+        index[name] = ["", config["_class_name"]]
+        file = {"scheduler": "scheduler_config.json", "feature_extractor": "preprocessor_config.json"}.get(
+            name, "config.json"
+        )
+        (config_dir / name).mkdir(parents=True)
+        (config_dir / name / file).write_text(json.dumps(config))
+    (config_dir / "model_index.json").write_text(json.dumps(index))
+
+    out = tiny.build_from_reference_configs(config_dir, tmp_path / "full")
+    pipe, model_id = load_pipeline(str(out), device="cpu")
+
+    assert model_id == "full"
+    assert pipe.tokenizer_2.model_max_length == 32
+    assert list(pipe.unet.config.block_out_channels) == tiny.TINY_CONFIGS["unet"]["block_out_channels"]
