@@ -111,3 +111,13 @@ def test_config_rejects_nonsense():
         BudgetConfig(target=5, max_ratio=float("nan"))
     with pytest.raises(ValueError):
         BudgetConfig(total_budget=-3)
+
+
+def test_worked_example_in_docs_planning_md():
+    counts = {"a": 10, "b": 60, "c": 50, "d": 500}
+    plain = allocate(counts, set(), BudgetConfig(target=100, max_ratio=2))
+    assert {k: (v.synthetic_count, v.rule) for k, v in plain.items()} == {
+        "a": (20, "max_ratio"), "b": (40, "target"), "c": (50, "target"), "d": (0, "none")}
+    budgeted = allocate(counts, set(), BudgetConfig(target=100, max_ratio=2, total_budget=50))
+    assert {k: (v.synthetic_count, v.rule) for k, v in budgeted.items()} == {
+        "a": (9, "budget"), "b": (18, "budget"), "c": (23, "budget"), "d": (0, "none")}
