@@ -62,14 +62,17 @@ def test_plan_writes_a_valid_plan_a_report_and_a_short_summary(inputs, tmp_path,
 
 
 def test_report_dir_and_byte_identical_reruns(inputs, tmp_path):
-    args = [*inputs["2025"], "--total-budget", 300, "--exclude-class", "Insecta", "--seed", 1]
+    args = [*inputs["2025"], "--total-budget", 100, "--exclude-class", "Insecta,amphibia", "--seed", 1]
     assert run(*args, "-o", tmp_path / "a.parquet", "--report-dir", tmp_path / "rep").exit_code == 0
     assert run(*args, "-o", tmp_path / "b.parquet", "--report-dir", tmp_path / "rep").exit_code == 0
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     assert (tmp_path / "rep" / "a.balance.png").is_file() and (tmp_path / "rep" / "b.balance_taxa.csv").is_file()
     rows = read_csv(tmp_path / "rep" / "a.balance_classes.csv")
-    assert {r["rule"] for r in rows if r["taxon_class"] == "Insecta"} == {"excluded"}
-    assert sum(int(r["synthetic_count"]) for r in rows) == 300
+    assert {r["rule"] for r in rows if r["taxon_class"] in ("Insecta", "Amphibia")} == {"excluded"}
+    assert {r["taxon_class"] for r in rows if int(r["synthetic_count"])} == {"Aves"}
+    birds = [int(r["real_count"]) for r in rows if r["taxon_class"] == "Aves"]
+    gaps = sum(max(birds) - real for real in birds)  # no --target: fill toward the largest kept class
+    assert gaps > 100 and sum(int(r["synthetic_count"]) for r in rows) == 100
 
 
 def test_custom_template_file(inputs, tmp_path):
@@ -93,6 +96,7 @@ def test_custom_template_file(inputs, tmp_path):
         (lambda d, i: [i["2025"][0], "--target", 5], "--taxonomy"),
         (lambda d, i: [i["counts"][0]], "--target N and/or --total-budget"),
         (lambda d, i: [i["counts"][0], "--target", 5, "--include", "nope"], "label 'nope'"),
+        (lambda d, i: [i["counts"][0], "--target", 5, "--exclude-class", "Aves,Fungi"], "taxon class 'Fungi'"),
         (lambda d, i: [i["counts"][0], "--target", 5, "--duration", 90], "--duration"),
         (lambda d, i: [d / "missing.csv", "--target", 5], "missing.csv:\n  file not found"),
         (lambda d, i: [i["counts"][0], "--target", 5, "--templates", d / "none.toml"], "none.toml"),

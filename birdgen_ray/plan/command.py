@@ -15,6 +15,11 @@ from birdgen_ray.plan.metadata import InputError, read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
 
 
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """'--include a,b --include c' -> ('a', 'b', 'c'); labels never contain commas."""
+    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
+
+
 def plan_cmd(
     input_path: Annotated[Path, typer.Argument(
         metavar="INPUT",
@@ -33,9 +38,9 @@ def plan_cmd(
         help="At most B synthetic clips in all, split by deficit (largest remainder). "
              "Without --target the deficit is the gap to the largest class.", min=0)] = None,
     include: Annotated[Optional[list[str]], typer.Option(
-        metavar="LABEL", help="Plan only this label (repeat for more).", show_default=False)] = None,
+        metavar="LABEL", help="Plan only this label (repeat, or comma-separate, for more).", show_default=False)] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(
-        metavar="LABEL", help="Leave out this label (repeat for more).", show_default=False)] = None,
+        metavar="LABEL", help="Leave out this label (repeat, or comma-separate, for more).", show_default=False)] = None,
     include_class: Annotated[Optional[list[str]], typer.Option(
         metavar="CLASS", help="Plan only this taxon class, e.g. Aves (repeat for more).", show_default=False)] = None,
     exclude_class: Annotated[Optional[list[str]], typer.Option(
@@ -67,8 +72,8 @@ def plan_cmd(
     try:
         options = PlanOptions(
             BudgetConfig(target=target, max_ratio=max_ratio, total_budget=total_budget),
-            include=tuple(include or ()), exclude=tuple(exclude or ()),
-            include_classes=tuple(include_class or ()), exclude_classes=tuple(exclude_class or ()),
+            include=_split(include), exclude=_split(exclude),
+            include_classes=_split(include_class), exclude_classes=_split(exclude_class),
             seed=seed, duration_s=duration,
         )
         prompt_templates = load_templates(templates)
