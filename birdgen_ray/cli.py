@@ -25,4 +25,8 @@ app.command("submit")(submit_cmd)
 from birdgen_ray.index.command import extract_cmd, status_cmd  # noqa: E402
 app.command("status")(status_cmd)
 app.command("extract")(extract_cmd)
+from birdgen_ray.report.command import report_cmd  # noqa: E402
+app.command("report")(report_cmd)
+from birdgen_ray.export.command import export_cmd  # noqa: E402
+app.command("export")(export_cmd)
 # --- end command registration ---
