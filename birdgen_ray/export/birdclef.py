@@ -1,0 +1,192 @@
+"""Export an output in BirdCLEF's training layout, ready to sit beside the real data.
+
+    DEST/train_audio/<label>/<clip_id>.ogg   32 kHz mono OGG Vorbis (or FLAC / WAV)
+    DEST/train_metadata.csv                  BirdCLEF 2023/2024 columns (or 2025's train.csv columns)
+
+`filename` is relative to train_audio, as in the competition files, so the CSV concatenates with the
+real one (`pd.concat([real, synthetic])`) and the audio folders merge into the real train_audio.
+Every synthetic row has `source` = "synthetic" (real rows have none after the concat); the 2025
+layout's own `collection` column says "synthetic" too. Extra columns after the layout's record how
+each clip was made (clip_id, prompt, seeds, model, gate verdict, CLAP score).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from birdgen_ray.generate.postprocess import decode_wav, resample
+from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
+from birdgen_ray.write.storage import Output
+
+AUDIO_DIR = "train_audio"
+SYNTHETIC = "synthetic"
+# Column order of the real files (BirdCLEF 2023 and 2024 share train_metadata.csv's; 2025 renamed it train.csv).
+LAYOUTS = {
+    "2024": ["primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name",
+             "common_name", "author", "license", "rating", "url", "filename"],
+    "2025": ["primary_label", "secondary_labels", "type", "filename", "collection", "rating", "url",
+             "latitude", "longitude", "scientific_name", "common_name", "author", "license"],
+}
+LAYOUTS["2023"] = LAYOUTS["2024"]
+METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2025": "train.csv"}
+EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
+# soundfile format and subtype per file extension; Vorbis is what BirdCLEF ships.
+AUDIO_FORMATS = {"ogg": ("OGG", "VORBIS"), "flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
+_UNSAFE_LABEL = re.compile(r"[/\\\x00]|^\.{1,2}$|^$")
+
+
+class ExportError(ValueError):
+    """The output cannot be exported as asked; the message names the column and rows."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    audio_format: str = "ogg"  # ogg (Vorbis), flac or wav
+    sample_rate: int = 32_000  # BirdCLEF's rate; clips at another rate are resampled (soxr)
+    layout: str = "2024"  # "2024" (also 2023) train_metadata.csv, or "2025" train.csv
+    include_failed: bool = False  # also export clips the quality gate rejected after all retries
+    labels: tuple[str, ...] = ()  # only these classes (empty: all)
+    author: str = "birdgen-ray"
+    license: str = ""  # the `license` column; empty: "synthetic (<model_id>), see the model's license"
+    rating: float = 0.0  # Xeno-canto scale; 0 means "not rated"
+    workers: int = 0  # encoding threads; 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ExportError(f"audio format must be one of {sorted(AUDIO_FORMATS)}, got {self.audio_format!r}")
+        if self.layout not in LAYOUTS:
+            raise ExportError(f"layout must be one of {sorted(LAYOUTS)}, got {self.layout!r}")
+        if self.sample_rate < 8_000:
+            raise ExportError(f"sample rate must be >= 8000 Hz, got {self.sample_rate}")
+
+
+@dataclass
+class ExportResult:
+    metadata_csv: Path
+    audio_dir: Path
+    exported: int
+    skipped_failed: int
+
+
+def export_birdclef(
+    out: str | Output,
+    dest: str | Path,
+    config: ExportConfig = ExportConfig(),
+    storage_options: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write every selected clip as DEST/train_audio/<label>/<clip_id>.<ext> plus the metadata CSV."""
+    output = as_output(out, storage_options)
+    rows = sorted(open_index(output).to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
+    rows = _select_labels(rows, config.labels, output.uri)
+    _check_labels(rows, output.uri)
+    kept = rows if config.include_failed else [r for r in rows if r["verdict"] == "pass"]
+    dest = Path(dest)
+    audio_dir = dest / AUDIO_DIR
+    for label in sorted({r["label"] for r in kept}):
+        (audio_dir / label).mkdir(parents=True, exist_ok=True)
+
+    def export_one(row: dict) -> dict:
+        filename = f"{row['label']}/{row['clip_id']}.{config.audio_format}"
+        audio, rate = decode_wav(read_clip_bytes(output, row))
+        audio = resample(audio, rate, config.sample_rate)
+        _write_atomic(audio_dir / filename, _encode(audio, config.sample_rate, config.audio_format))
+        return metadata_row(row, filename, config)
+
+    # libsndfile's encoders and the reads release the GIL, so threads encode in parallel.
+    with ThreadPoolExecutor(max_workers=config.workers or os.cpu_count() or 1) as pool:
+        records = list(pool.map(export_one, kept))
+    metadata_csv = dest / METADATA_FILES[config.layout]
+    _write_atomic(metadata_csv, _csv_bytes(records, LAYOUTS[config.layout] + EXTRA_COLUMNS))
+    return ExportResult(metadata_csv, audio_dir, len(records), len(rows) - len(kept))
+
+
+def metadata_row(row: dict, filename: str, config: ExportConfig) -> dict:
+    """One metadata row in BirdCLEF's vocabulary for one index row."""
+    call_type = row.get("call_type")
+    return {
+        "primary_label": row["label"],
+        "secondary_labels": "[]",
+        "type": repr([call_type]) if call_type else "[]",  # BirdCLEF writes Python list literals
+        "latitude": None,
+        "longitude": None,
+        "scientific_name": row.get("scientific_name") or "",
+        "common_name": row.get("common_name") or "",
+        "author": config.author,
+        "license": config.license or f"synthetic ({row['model_id']}), see the model's license",
+        "rating": float(config.rating),
+        # Text columns stay non-empty: a column empty in every row reads back as float NaN and would
+        # turn the real file's string column into `object` after a concat.
+        "url": f"urn:birdgen-ray:{row['clip_id']}",
+        "filename": filename,
+        "collection": SYNTHETIC,
+        "source": SYNTHETIC,
+        "clip_id": row["clip_id"],
+        "prompt": row["prompt"],
+        "seed": row["seed"],
+        "final_seed": row["final_seed"],
+        "model_id": row["model_id"],
+        "verdict": row["verdict"],
+        "clap_score": row["clap_score"],
+        "duration_s": row["duration_s"],
+    }
+
+
+def _select_labels(rows: list[dict], labels: tuple[str, ...], uri: str) -> list[dict]:
+    if not labels:
+        return rows
+    unknown = sorted(set(labels) - {r["label"] for r in rows})
+    if unknown:
+        raise ExportError(f"labels not in the index of {uri}: {', '.join(unknown)}")
+    return [r for r in rows if r["label"] in set(labels)]
+
+
+def _check_labels(rows: list[dict], uri: str) -> None:
+    """Labels become folder names: refuse any that would escape DEST or cannot be a folder."""
+    bad: dict[str, list[str]] = {}
+    for row in rows:
+        if _UNSAFE_LABEL.search(row["label"]):
+            bad.setdefault(row["label"], []).append(row["clip_id"])
+    if bad:
+        lines = [f"{label!r} (clips {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" for label, ids in bad.items()]
+        raise ExportError(
+            f"{uri}/index.parquet column 'label': not usable as a folder name (contains '/', '\\' or NUL, "
+            f"or is '.'/'..'): " + "; ".join(lines)
+        )
+
+
+def _encode(audio, sample_rate: int, audio_format: str) -> bytes:
+    fmt, subtype = AUDIO_FORMATS[audio_format]
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def _csv_bytes(records: list[dict], columns: list[str]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_cell(record[c]) for c in columns])
+    return text.getvalue().encode("utf-8")
+
+
+def _cell(value) -> str:
+    """Empty for missing values, as in the real files (pandas reads them as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
