@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import soundfile as sf
 
 from birdgen_ray.index.schema import INDEX_FILE, SHARDS_DIR
@@ -17,13 +19,32 @@ def as_output(out: str | Output, storage_options: dict[str, Any] | None = None) 
     return out if isinstance(out, Output) else Output(out, storage_options or {})
 
 
+@dataclass(frozen=True)
+class ShardListing:
+    """One listing of shards/, split by the commit rule: a shard counts once its tar AND index exist."""
+
+    committed: list[str]  # shard ids with both files
+    orphan_tars: list[str]  # audio whose index never came (writer died mid-commit): garbage
+    dangling_indexes: list[str]  # an index whose tar was cleaned away under a late writer: garbage
+
+
+def list_shards(output: Output) -> ShardListing:
+    names = output.list(SHARDS_DIR)
+    tars = {n[: -len(".tar")] for n in names if n.endswith(".tar")}
+    indexes = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")}
+    return ShardListing(sorted(tars & indexes), sorted(tars - indexes), sorted(indexes - tars))
+
+
 def committed_shard_ids(output: Output) -> list[str]:
-    """Shards whose index exists: exactly the committed ones."""
-    return [name[: -len(".parquet")] for name in output.list(SHARDS_DIR, ".parquet")]
+    """Shards whose index (written last) and audio both exist: exactly the committed ones."""
+    return list_shards(output).committed
 
 
-def read_shard_indexes(output: Output) -> pa.Table | None:
-    tables = [output.read_table(f"{SHARDS_DIR}/{sid}.parquet") for sid in committed_shard_ids(output)]
+def read_shard_indexes(output: Output, shard_ids: list[str] | None = None) -> pa.Table | None:
+    """All committed shard indexes as one table (fetched concurrently on object storage)."""
+    ids = committed_shard_ids(output) if shard_ids is None else shard_ids
+    blobs = output.read_many([f"{SHARDS_DIR}/{sid}.parquet" for sid in ids])
+    tables = [pq.read_table(io.BytesIO(data)) for data in blobs.values()]
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")

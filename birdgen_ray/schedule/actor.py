@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -53,13 +54,13 @@ class ShardWorker:
     """Plain class so it runs in-process too; `GeneratorActor` below is its Ray actor form."""
 
     def __init__(self, run: RunConfig, cpu_threads: int | None = None):
-        if cpu_threads:
-            import torch
-
-            torch.set_num_threads(cpu_threads)
         self.run = run
         self.output = Output(run.out, run.storage_options)
         self.generator = build_generator(run)
+        # Only a generator that brought torch in needs its thread count; importing torch just for
+        # this would add seconds to every (re)started actor of the null generator.
+        if cpu_threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(cpu_threads)
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "model_id": self.generator.model_id}

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 from birdgen_ray.config import GenerationConfig, RunConfig
 from birdgen_ray.index.reader import consolidate, done_clip_ids
-from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, RUN_FILE, SHARDS_DIR
+from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, RUN_FILE, SUMMARY_FILE
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.lock import OutputLock
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.shards import ShardSpec, make_shards, pending_rows
 from birdgen_ray.schedule.summary import build_summary
+from birdgen_ray.write.shard_writer import remove_uncommitted
 from birdgen_ray.write.storage import Output
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class DriveResult:
     failed_clips: int = 0
     retries: int = 0
     actors: int = 0
+    actors_replaced: int = 0
     gpus_per_actor: float = 0.0
     model_id: str | None = None
 
@@ -50,15 +52,20 @@ def submit(run: RunConfig) -> dict:
     with OutputLock(output, run.break_lock) as lock:
         check_settings(output, run.generation)
         output.write_table(PLAN_FILE, plan)
-        output.remove_leftovers(SHARDS_DIR)
+        cleaned = remove_uncommitted(output)  # what a crashed run left half-written
         done = done_clip_ids(output)
         pending = pending_rows(plan, done)
         shards = make_shards(pending, run.shard_size)
-        log.info("%d planned, %d already committed, %d shards to run", plan.num_rows, len(done & set(plan["clip_id"].to_pylist())), len(shards))
+        log.info(
+            "%d planned, %d already committed, %d shards to run, %d leftover files removed",
+            plan.num_rows, plan.num_rows - pending.num_rows, len(shards), cleaned,
+        )
         drive_result = drive(run, output, shards) if shards else DriveResult()
+        remove_uncommitted(output)  # what actors killed during this run left
         index = consolidate(output)
+        prune_failures(output, index)
         summary = build_summary(run, lock.run_id, plan, index, drive_result, started, already_done=len(done))
-        output.write_json("summary.json", summary)
+        output.write_json(SUMMARY_FILE, summary)
     return summary
 
 
@@ -110,7 +117,7 @@ def _actor_options(run: RunConfig) -> tuple[int, dict, int | None]:
 
 def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResult:
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayError
 
     init_ray(run)
     count, options, threads = _actor_options(run)
@@ -144,12 +151,13 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
                 load[slot] -= 1
                 try:
                     done: ShardResult = ray.get(ref)
-                except (RayActorError, RayTaskError) as exc:
+                except RayError as exc:  # the task raised, its actor died, or its result was lost
                     attempts[shard.shard_id] += 1
                     error = _short_error(exc)
                     if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
                         log.warning("actor %d died (%s); starting a replacement", slot, error)
                         actors[slot] = start_actor()
+                        result.actors_replaced += 1
                     if attempts[shard.shard_id] < run.max_shard_attempts:
                         result.retries += 1
                         queue.append(shard)
@@ -191,3 +199,11 @@ def _record_failure(output: Output, shard: ShardSpec, error: str, attempts: int)
             "labels": sorted(set(shard.plan_slice["label"].to_pylist())),
         },
     )
+
+
+def prune_failures(output: Output, index) -> None:
+    """Drop failure records whose clips are all committed now (a later run, another shard cut)."""
+    done = set() if index is None else set(index["clip_id"].to_pylist())
+    for name in output.list(FAILURES_DIR, ".json"):
+        if done.issuperset(output.read_json(f"{FAILURES_DIR}/{name}")["clip_ids"]):
+            output.remove(f"{FAILURES_DIR}/{name}")
