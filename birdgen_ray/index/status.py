@@ -12,24 +12,32 @@ def output_status(output: Output) -> dict:
     planned = set(output.read_table(PLAN_FILE).column("clip_id").to_pylist())
     shards = read_shard_indexes(output)
     committed = set() if shards is None else set(shards["clip_id"].to_pylist())
+    done = planned & committed
     failed: set[str] = set()
     failures = []
     for name in output.list(FAILURES_DIR, ".json"):
         record = output.read_json(f"{FAILURES_DIR}/{name}")
-        failures.append({"shard_id": record["shard_id"], "clips": len(record["clip_ids"]), "error": record["error"]})
-        failed.update(record["clip_ids"])
-    done = planned & committed
-    failed -= done
-    lock = output.read_json(LOCK_FILE) if output.exists(LOCK_FILE) else None
+        still_failed = (set(record["clip_ids"]) & planned) - done  # a later run may have made them
+        if still_failed:
+            failures.append({"shard_id": record["shard_id"], "clips": len(still_failed), "error": record["error"]})
+            failed |= still_failed
     return {
         "out": output.uri,
         "planned": len(planned),
         "done": len(done),
-        "failed": len(failed & planned),
+        "failed": len(failed),
         "pending": len(planned - done - failed),
         "not_in_plan": len(committed - planned),
         "shards": 0 if shards is None else len(set(shards["shard"].to_pylist())),
         "failures": failures,
-        "running": lock,
-        "last_run": output.read_json(SUMMARY_FILE) if output.exists(SUMMARY_FILE) else None,
+        "running": _read_json_or_none(output, LOCK_FILE),
+        "last_run": _read_json_or_none(output, SUMMARY_FILE),
     }
+
+
+def _read_json_or_none(output: Output, rel: str) -> dict | None:
+    """A file that a running submit may create or remove at any moment (lock, summary)."""
+    try:
+        return output.read_json(rel)
+    except FileNotFoundError:
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -35,6 +35,8 @@ def submit_cmd(
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     generator: str = typer.Option("audioldm2", help="'audioldm2', or 'null' (no model; deterministic test audio)."),
     storage_options: Optional[str] = typer.Option(None, help='fsspec options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.'),
+    actor_env: List[str] = typer.Option([], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."),
+    max_shard_attempts: int = typer.Option(3, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
     break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
     progress: bool = typer.Option(True, help="Show a live progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
@@ -73,6 +75,8 @@ def submit_cmd(
             address=address,
             num_actors=num_actors,
             shard_size=shard_size,
+            max_shard_attempts=max_shard_attempts,
+            actor_env=parse_env(actor_env),
             break_lock=break_lock,
             progress=progress,
         )
@@ -90,3 +94,14 @@ def submit_cmd(
         for shard, error in summary["failed_shards"].items():
             err.print(f"  failed {shard}: {error}", highlight=False)
         raise typer.Exit(1)
+
+
+def parse_env(pairs: List[str]) -> dict[str, str]:
+    """`["A=1", "B=x=y"]` -> {"A": "1", "B": "x=y"}; a pair without a name or '=' is an error."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--actor-env expects NAME=VALUE, got {pair!r}")
+        env[name.strip()] = value
+    return env

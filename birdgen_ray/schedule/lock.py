@@ -42,6 +42,7 @@ class OutputLock:
                 f"{self.output.uri} is being written by another run "
                 f"(run {holder.get('run_id', '?')}, host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, "
                 f"since {holder.get('started_at', '?')}). Only one submit may write an output at a time. "
+                f"{_liveness_hint(holder)}"
                 "If that run is dead (crashed, killed, node lost), take its lock over with --break-lock."
             )
         self.output.remove(LOCK_FILE)
@@ -64,3 +65,16 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _liveness_hint(holder: dict) -> str:
+    """What this machine can tell about the holder: only a pid on this same host can be checked."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return ""
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return f"No process {holder['pid']} runs on this host now, so that run looks dead. "
+    except PermissionError:
+        pass
+    return f"Process {holder['pid']} is still running on this host. "

@@ -1,13 +1,23 @@
-"""A live progress bar for the driver: clips done, clips/s, ETA, failures."""
+"""A live progress bar for the driver: clips done, clips/s, ETA, failures.
+
+On a terminal it is a rich bar redrawn in place. Where stderr is not a terminal (a Ray job's log,
+CI), a bar cannot redraw, so the same figures are printed as a plain line every `log_every_s`.
+"""
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class RunProgress:
-    def __init__(self, total_clips: int, enabled: bool = True):
+    def __init__(self, total_clips: int, enabled: bool = True, console: Console | None = None, log_every_s: float = 30.0):
         self.failures = 0
+        self.enabled = enabled
+        self.console = console or Console(stderr=True)
+        self.log_every_s = log_every_s
+        self._last_log = time.monotonic()
         self.progress = Progress(
             TextColumn("[bold]generating"),
             BarColumn(),
@@ -17,7 +27,7 @@ class RunProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=self.console,
             disable=not enabled,
             transient=False,
         )
@@ -28,6 +38,14 @@ class RunProgress:
         task = self.progress.tasks[0]
         rate = f"{task.speed:.1f}" if task.speed else "-"
         self.progress.update(self.task, rate=rate, failed=self.failures)
+        if self.enabled and not self.console.is_terminal and time.monotonic() - self._last_log >= self.log_every_s:
+            self._last_log = time.monotonic()
+            eta = f"{task.time_remaining:.0f} s" if task.time_remaining is not None else "-"
+            self.console.print(
+                f"generating {int(task.completed)}/{int(task.total or 0)} clips, {rate} clips/s, "
+                f"failed {self.failures}, ETA {eta}",
+                highlight=False,
+            )
 
     def advance(self, clips: int) -> None:
         self.progress.advance(self.task, clips)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 import time
 from collections import Counter
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 
 import pyarrow as pa
@@ -20,6 +21,23 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def settings(run) -> dict:
+    """Everything the run was asked to do, as plain JSON (the audio-deciding part first)."""
+    return {
+        "generation": asdict(run.generation),
+        "settings_fingerprint": run.generation.fingerprint(),
+        "engine": asdict(run.engine),
+        "generator": run.generator,
+        "shard_size": run.shard_size,
+        "num_actors": run.num_actors,
+        "gpus_per_actor": run.gpus_per_actor,
+        "max_inflight_per_actor": run.max_inflight_per_actor,
+        "max_shard_attempts": run.max_shard_attempts,
+        "address": run.address,
+        "actor_env": sorted(run.actor_env),  # names only: values may be credentials
+    }
 
 
 def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, drive, started: float, already_done: int) -> dict:
@@ -48,6 +66,7 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "failed_clips": drive.failed_clips,
         "failed_shards": drive.failed,
         "shard_retries": drive.retries,
+        "actors_replaced": drive.actors_replaced,
         "oom_splits": sum(r.oom_splits for r in drive.results),
         "verdicts": verdicts,
         "actors": drive.actors,
@@ -62,6 +81,7 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "generation": run.generation.to_json(),
         "engine": {"batch_size": run.engine.batch_size, "compile_unet": run.engine.compile_unet},
         "shard_size": run.shard_size,
+        "settings": settings(run),
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
