@@ -1,0 +1,239 @@
+"""Exactly-once under faults, on the session's real local Ray with the null generator.
+
+Actors are SIGKILLed mid-run (found among this test process's own descendants by the title Ray
+gives a worker while it runs a task, so no other session's processes are touched); the driver is a
+real `birdgen-ray submit` subprocess joined to the same Ray and SIGKILLed after some shards
+committed. Every faulty output must end with each planned clip exactly once in index.parquet and
+audio byte-identical to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from birdgen_ray.config import EngineConfig, RunConfig
+from birdgen_ray.generate.null import SLEEP_ENV
+from birdgen_ray.index.reader import open_index, read_clip_bytes
+from birdgen_ray.index.status import output_status
+from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.schedule.actor import ShardWorker
+from birdgen_ray.schedule.lock import OutputLocked
+from birdgen_ray.schedule.runner import submit
+from birdgen_ray.schedule.shards import make_shards
+from birdgen_ray.write.shard_writer import shard_paths
+from birdgen_ray.write.storage import Output
+from tests.plans import plan_table, write_plan
+
+PLAN_CLIPS = 48
+VENV_BIN = Path(sys.executable).parent
+RUNNING_SHARD = "ray::ShardWorker.run_shard"  # Ray's process title while an actor runs that method
+
+
+def null_run(plan_path, out, **kw) -> RunConfig:
+    defaults = dict(generator="null", num_actors=2, gpus_per_actor=0, shard_size=4, progress=False)
+    defaults.update(kw)
+    return RunConfig(plan_path=str(plan_path), out=str(out), **defaults)
+
+
+@pytest.fixture(scope="module")
+def reference(ray_local, tmp_path_factory):
+    """An uninterrupted run of the plan: the bytes every faulty run must reproduce."""
+    root = tmp_path_factory.mktemp("reference")
+    path = write_plan(root / "plan.parquet", plan_table(PLAN_CLIPS))
+    summary = submit(null_run(path, root / "out", shard_size=16))
+    assert summary["status"] == "complete"
+    return path, clip_bytes(root / "out")
+
+
+def clip_bytes(out) -> dict[str, bytes]:
+    return {row["clip_id"]: read_clip_bytes(str(out), row) for row in open_index(str(out)).to_pylist()}
+
+
+def assert_exactly_once_and_identical(out: Path, plan_path: str, reference_bytes: dict[str, bytes]) -> None:
+    planned = pq.read_table(plan_path).num_rows
+    ids = pq.read_table(out / "index.parquet", columns=["clip_id"])["clip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == planned
+    subset = {cid: reference_bytes[cid] for cid in ids}  # KeyError: a clip that is not in the plan
+    assert clip_bytes(out) == subset
+    status = output_status(Output(str(out)))
+    assert (status["planned"], status["done"], status["failed"], status["pending"]) == (planned, planned, 0, 0)
+    # nothing half-written stays: every tar has its index and the other way round
+    names = sorted(p.name for p in (out / "shards").iterdir())
+    stems = {n.rsplit(".", 1)[0] for n in names}
+    assert names == sorted([f"{s}.tar" for s in stems] + [f"{s}.parquet" for s in stems])
+
+
+def my_processes(title: str) -> list[psutil.Process]:
+    """This test process's descendants whose command line contains `title`."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if title in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_actors_killed_mid_run_are_replaced_and_each_clip_lands_once(reference, tmp_path):
+    plan_path, reference_bytes = reference
+    out = tmp_path / "out"
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_actors(times: int) -> None:
+        while len(killed) < times and not stop.is_set():
+            busy = [p for p in my_processes(RUNNING_SHARD) if p.pid not in killed]
+            if busy:
+                os.kill(busy[0].pid, signal.SIGKILL)
+                killed.append(busy[0].pid)
+                stop.wait(0.4)  # let the driver notice and the replacement pick work up
+            else:
+                stop.wait(0.02)
+
+    killer = threading.Thread(target=kill_actors, args=(3,), daemon=True)
+    killer.start()
+    try:
+        summary = submit(null_run(plan_path, out, max_shard_attempts=20, actor_env={SLEEP_ENV: "0.06"}))
+    finally:
+        stop.set()
+        killer.join()
+
+    assert len(killed) == 3, "the run ended before three actors could be killed"
+    assert summary["status"] == "complete" and summary["failed_clips"] == 0
+    assert summary["actors_replaced"] == 3
+    assert summary["shard_retries"] >= 3  # every killed actor had a shard in flight
+    assert_exactly_once_and_identical(out, plan_path, reference_bytes)
+
+
+def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_refused(ray_local, reference, tmp_path):
+    plan_path, reference_bytes = reference
+    out = tmp_path / "out"
+    command = [
+        str(VENV_BIN / "birdgen-ray"), "submit", plan_path, "--out", str(out), "--generator", "null",
+        "--shard-size", "4", "--num-actors", "2", "--no-progress",
+        "--address", ray_local.get_runtime_context().gcs_address,
+        "--actor-env", f"{SLEEP_ENV}=0.1",
+    ]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        committed = lambda: len(list((out / "shards").glob("*.parquet"))) if (out / "shards").exists() else 0  # noqa: E731
+        wait_until(lambda: committed() >= 2 or driver.poll() is not None, 180, "two committed shards")
+        assert driver.poll() is None, driver.stdout.read().decode()
+
+        # A second writer while the first is alive: refused, naming the live holder.
+        with pytest.raises(OutputLocked, match=rf"pid {driver.pid}.*Process {driver.pid} is still running.*--break-lock"):
+            submit(null_run(plan_path, out))
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started
+        driver.wait(timeout=30)
+    at_kill = committed()
+    assert at_kill < PLAN_CLIPS // 4, "the driver finished before it could be killed"
+
+    # Its lock stays behind: refused until taken over explicitly.
+    with pytest.raises(OutputLocked, match="looks dead.*--break-lock"):
+        submit(null_run(plan_path, out))
+    summary = submit(null_run(plan_path, out, break_lock=True))
+
+    assert summary["status"] == "complete"
+    assert summary["already_done_before_run"] >= 4 * at_kill  # committed shards were skipped, not redone
+    assert summary["generated_this_run"] <= PLAN_CLIPS - summary["already_done_before_run"]
+    assert_exactly_once_and_identical(out, plan_path, reference_bytes)
+    assert not (out / "_birdgen" / "lock.json").exists()
+    # The dead driver's actors are reaped by Ray, ours by the runner: no generator process remains.
+    wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")
+
+
+def test_leftovers_and_late_commits_of_a_dead_run_leave_each_clip_once(ray_local, reference, tmp_path):
+    """What a crashed run can leave, made by the real writer, then a resume over it."""
+    plan_path, reference_bytes = reference
+    plan = validate_plan(pq.read_table(plan_path))
+    out = tmp_path / "out"
+    writer = ShardWorker(null_run(plan_path, out))  # an actor of the dead run, in-process
+    shards_dir = out / "shards"
+
+    late = make_shards(plan.slice(0, 6), 6)[0]  # committed by an actor that outlived its driver
+    writer.run_shard(late)
+    orphan = make_shards(plan.slice(6, 3), 3)[0]  # its writer died between the tar and the index
+    writer.run_shard(orphan)
+    os.remove(out / shard_paths(orphan.shard_id)[1])
+    dangling = make_shards(plan.slice(9, 2), 2)[0]  # a late index whose tar a cleanup removed
+    writer.run_shard(dangling)
+    os.remove(out / shard_paths(dangling.shard_id)[0])
+    (shards_dir / f"{late.shard_id}.tar.tmp-0badc0de").write_bytes(b"half a tar")  # a killed writer's temp file
+
+    summary = submit(null_run(plan_path, out, shard_size=7))
+    assert summary["already_done_before_run"] == 6
+    assert summary["generated_this_run"] == PLAN_CLIPS - 6
+    assert_exactly_once_and_identical(out, plan_path, reference_bytes)
+    assert not (shards_dir / f"{orphan.shard_id}.tar").exists()
+    assert not (shards_dir / f"{dangling.shard_id}.parquet").exists()
+
+    # A late commit that lands after the resume finished duplicates clips in the shards only:
+    writer.run_shard(make_shards(plan.slice(3, 10), 10)[0])
+    again = submit(null_run(plan_path, out))
+    assert again["generated_this_run"] == 0
+    assert_exactly_once_and_identical(out, plan_path, reference_bytes)
+
+
+class OutOfMemoryAboveTwo:
+    """Wraps a generator; raises CUDA OOM whenever asked to run a batch larger than `limit` (2)."""
+
+    limit = 2
+
+    def __init__(self, inner, batch_size: int):
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.stage_times = inner.stage_times
+        self.batch_size = batch_size
+        self.batch_sizes_tried: list[int] = []
+
+    def generate(self, rows):
+        self.batch_sizes_tried.append(self.batch_size)
+        if self.batch_size > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [clip for i in range(0, len(rows), self.batch_size) for clip in self.inner.generate(rows[i : i + self.batch_size])]
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_shard(tmp_path):
+    plan_path = write_plan(tmp_path / "plan.parquet", plan_table(10))
+    shard = make_shards(validate_plan(pq.read_table(plan_path)), 10)[0]
+    plain = ShardWorker(null_run(plan_path, tmp_path / "plain"))
+    plain.run_shard(shard)
+
+    split = ShardWorker(null_run(plan_path, tmp_path / "split", engine=EngineConfig(batch_size=8)))
+    split.generator = OutOfMemoryAboveTwo(split.generator, batch_size=8)
+    result = split.run_shard(shard)
+
+    assert split.generator.batch_sizes_tried == [8, 4, 2]
+    assert result.oom_splits == 2 and result.clips == 10
+    for rel in shard_paths(shard.shard_id):
+        assert (tmp_path / "split" / rel).read_bytes() == (tmp_path / "plain" / rel).read_bytes()
+
+    # A batch of one that still does not fit is a real error, not an endless loop.
+    hopeless = ShardWorker(null_run(plan_path, tmp_path / "hopeless"))
+    hopeless.generator = OutOfMemoryAboveTwo(hopeless.generator, batch_size=8)
+    hopeless.generator.limit = 0
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        hopeless.run_shard(shard)
+    assert hopeless.generator.batch_sizes_tried == [8, 4, 2, 1]
+    assert not (tmp_path / "hopeless" / "shards").exists()
