@@ -1,7 +1,10 @@
 """One writer per output: a lock file created exclusively, on local disk and object storage alike.
 
 Local disk uses O_EXCL; S3 uses a conditional PUT (If-None-Match: *), both through fsspec's "xb"
-mode. A run that died leaves its lock; the next run refuses and says how to take it over
+mode. AWS S3, MinIO and moto refuse a conditional PUT of an existing key on the server (tested
+against moto in tests/test_s3.py); a store that ignores the condition still refuses a second run
+that starts while the first holds the lock (the lock is looked for first), but not two runs that
+start within the same instant. A run that died leaves its lock; the next run refuses and says how to take it over
 (`--break-lock`) after the user has checked the old run is really gone.
 """
 from __future__ import annotations
@@ -34,7 +37,9 @@ class OutputLock:
 
     def acquire(self) -> None:
         data = json.dumps(self.owner, sort_keys=True).encode()
-        if self.output.create_exclusive(LOCK_FILE, data):
+        # Looking first also refuses on a store that ignores If-None-Match (the create would then
+        # overwrite); the exclusive create is what settles two runs starting at the same moment.
+        if not self.output.exists(LOCK_FILE) and self.output.create_exclusive(LOCK_FILE, data):
             return
         holder = self._holder()
         if not self.break_lock:

@@ -28,7 +28,9 @@ class Output:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.fs, self.root = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+        # Other processes write here all the time: never answer exists/list from a cached listing.
+        options = {"use_listings_cache": False, **self.storage_options}
+        self.fs, self.root = fsspec.core.url_to_fs(self.uri, **options)
         self.root = self.root.rstrip("/")
         self.is_local = "file" in _protocols(self.fs)
 
