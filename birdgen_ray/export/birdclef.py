@@ -41,6 +41,8 @@ METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
 # soundfile format and subtype per file extension; Vorbis is what BirdCLEF ships.
 AUDIO_FORMATS = {"ogg": ("OGG", "VORBIS"), "flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
+ROW_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "duration_s", "shard", "offset", "size",
+               "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
 _UNSAFE_LABEL = re.compile(r"[/\\\x00]|^\.{1,2}$|^$")
 
 
@@ -85,7 +87,10 @@ def export_birdclef(
 ) -> ExportResult:
     """Write every selected clip as DEST/train_audio/<label>/<clip_id>.<ext> plus the metadata CSV."""
     output = as_output(out, storage_options)
-    rows = sorted(open_index(output).to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
+    index = open_index(output)
+    # Only the columns the export uses: the per-row settings JSON alone would be most of the memory.
+    index = index.select([c for c in index.column_names if c in ROW_COLUMNS])
+    rows = sorted(index.to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
     rows = _select_labels(rows, config.labels, output.uri)
     _check_labels(rows, output.uri)
     kept = rows if config.include_failed else [r for r in rows if r["verdict"] == "pass"]

@@ -18,6 +18,8 @@ from birdgen_ray.generate.postprocess import decode_wav, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.write.storage import Output
 
+ROW_COLUMNS = ("clip_id", "label", "verdict", "shard", "offset", "size", "sample_rate")
+
 
 def training_rows(
     out: str | Output,
@@ -27,7 +29,7 @@ def training_rows(
 ) -> list[dict]:
     """Index rows to train on, in shard order (sequential reads), passed clips only by default."""
     output = as_output(out, storage_options)
-    rows = open_index(output).to_pylist()
+    rows = open_index(output).select(list(ROW_COLUMNS)).to_pylist()  # what reading a clip needs
     if labels is not None:
         wanted = set(labels)
         unknown = sorted(wanted - {r["label"] for r in rows})

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import open_index
 from birdgen_ray.index.schema import METRIC_COLUMNS, SUMMARY_FILE
@@ -60,24 +63,23 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
     if per_class < 0:
         raise ValueError(f"per_class must be >= 0, got {per_class}")
     index = open_index(output)
-    rows = index.to_pylist()
     if labels:
-        unknown = sorted(set(labels) - {r["label"] for r in rows})
+        unknown = sorted(set(labels) - set(pc.unique(index["label"]).to_pylist()))
         if unknown:
             raise ValueError(f"labels not in the index of {output.uri}: {', '.join(unknown)}")
-        rows = [r for r in rows if r["label"] in set(labels)]
-    by_label: dict[str, list[dict]] = {}
-    for row in rows:
-        by_label.setdefault(row["label"], []).append(row)
-    real_known = "real_count" in index.column_names and all(r.get("real_count") is not None for r in rows)
+        index = index.filter(pc.is_in(index["label"], value_set=pa.array(labels, pa.string())))
+    # Column-wise: an index of a million clips is never turned into a million dicts.
+    index = index.sort_by([("label", "ascending"), ("clip_id", "ascending")])
+    label_column = index["label"].to_pylist()
+    verdict_column = index["verdict"].to_pylist()
+    real_known = "real_count" in index.column_names and index["real_count"].null_count == 0
 
     classes = []
-    for number, label in enumerate(sorted(by_label)):
-        members = sorted(by_label[label], key=lambda r: r["clip_id"])
-        first = members[0]
-        passed = sum(1 for r in members if r["verdict"] == "pass")
+    for number, (label, start, end) in enumerate(_runs(label_column)):
+        first = index.slice(start, 1).to_pylist()[0]
+        passed = sum(1 for v in verdict_column[start:end] if v == "pass")
         rng = random.Random(f"{seed}:{label}")  # str seeds are stable across runs and machines
-        samples = sorted(rng.sample(members, min(per_class, len(members))), key=lambda r: r["clip_id"])
+        picked = sorted(rng.sample(range(start, end), min(per_class, end - start)))
         classes.append(
             ClassSummary(
                 label=label,
@@ -87,45 +89,54 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
                 taxon_class=first.get("taxon_class") or "",
                 real=int(first["real_count"]) if real_known else None,
                 rule=first.get("rule") or "",
-                synthetic=len(members),
+                synthetic=end - start,
                 passed=passed,
-                failed=len(members) - passed,
-                samples=samples,
+                failed=end - start - passed,
+                samples=index.take(pa.array(picked, pa.int64())).to_pylist(),
             )
         )
 
     verdicts: Counter = Counter()
-    for row in rows:
-        if row["verdict"] == "pass":
-            verdicts["pass"] += 1
-        else:
-            verdicts.update(f"fail:{reason}" for reason in row["verdict"].split(":", 1)[-1].split(","))
+    for verdict, count in Counter(verdict_column).items():
+        reasons = ["pass"] if verdict == "pass" else [f"fail:{r}" for r in verdict.split(":", 1)[-1].split(",")]
+        for reason in reasons:
+            verdicts[reason] += count
     metrics = {}
     for name in METRIC_COLUMNS:
-        finite = [float(r[name]) for r in rows if r.get(name) is not None and math.isfinite(r[name])]
-        if finite:
-            metrics[name] = finite
-    settings = _settings(rows)
+        values = index[name].to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            metrics[name] = finite.tolist()
+    settings = _settings(index["settings"][0].as_py() if index.num_rows else None)
     quality = settings.get("quality", {})
     thresholds = {m: quality[f] for m, f in GATE_FIELDS.items() if quality.get(f) is not None}
     return ReportData(
         out=output.uri,
-        clips=len(rows),
+        clips=index.num_rows,
         classes=classes,
         real_known=real_known,
         verdicts=verdicts,
         metrics=metrics,
         thresholds=thresholds,
-        model_ids=sorted({r["model_id"] for r in rows}),
+        model_ids=sorted(pc.unique(index["model_id"]).to_pylist()),
         settings=settings,
         summary=output.read_json(SUMMARY_FILE) if output.exists(SUMMARY_FILE) else None,
         status=_status(output),
     )
 
 
-def _settings(rows: list[dict]) -> dict:
+def _runs(values: list[str]):
+    """(value, start, end) for each run of equal values in a sorted list."""
+    start = 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            yield values[start], start, i
+            start = i
+
+
+def _settings(text: str | None) -> dict:
     try:
-        return json.loads(rows[0]["settings"]) if rows else {}
+        return json.loads(text) if text else {}
     except (TypeError, ValueError):
         return {}
 

@@ -51,7 +51,7 @@ code { font-size: .8rem; word-break: break-all; }
 <tr><th>last run</th><td>{{ s.run_id }} ({{ s.status }}), finished {{ s.finished_at }}</td></tr>
 <tr><th>throughput</th><td>{{ s.generated_this_run }} clips in {{ num(s.wall_seconds, 1) }} s wall = {{ num(s.clips_per_second, 2) }} clips/s</td></tr>
 <tr><th>workers</th><td>{{ s.actors }} actors, {{ num(s.actor_seconds, 1) }} actor-seconds, {{ num(s.gpu_seconds, 1) }} GPU-seconds</td></tr>
-<tr><th>written</th><td>{{ num(s.bytes_written / 1e6, 1) }} MB; shard retries {{ s.shard_retries }}, failed clips {{ s.failed_clips }}</td></tr>
+<tr><th>written</th><td>{{ num((s.bytes_written or 0) / 1e6, 1) }} MB; shard retries {{ s.shard_retries }}, failed clips {{ s.failed_clips }}</td></tr>
 <tr><th>generator</th><td>{{ s.generator }} / {{ s.model_id }}</td></tr>
 </table>
 {% else %}<p class="note">No summary.json in this output: run throughput is unknown.</p>{% endif %}
@@ -78,7 +78,7 @@ so this shows synthetic clips only (not a before/after comparison).</p>{% endif 
 <table><tr><th>verdict</th><th class="n">clips</th></tr>
 {% for name, count in verdicts %}<tr><td>{{ name }}</td><td class="n">{{ count }}</td></tr>{% endfor %}</table>
 {% if data.thresholds %}<p class="sub">Gate: {% for k, v in data.thresholds|dictsort %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}
-(dashed lines in the histograms).</p>{% endif %}
+ (dashed lines in the histograms).</p>{% endif %}
 
 <h2 id="clips">Clips</h2>
 <p class="sub">Up to {{ per_class }} clips per class, the same sample each time for the same seed. Above the dashed
