@@ -8,6 +8,7 @@ Ray of conftest's `ray_local` (not used here). Teardown stops only this head's p
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -130,7 +131,8 @@ def _write_plan(path: Path, rows: int = 4) -> pa.Table:
 
 def _submit(plan: Path, out: Path, address: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SUBMIT_JOB), str(plan), "--out", str(out), "--model", "tiny", "--address", address],
+        [sys.executable, str(SUBMIT_JOB), str(plan), "--out", str(out), "--model", "tiny", "--address", address,
+         "--", "--steps", "2"],  # the tiny model on CPU: few denoising steps keep the job short
         env=_env(),
         capture_output=True,
         text=True,
@@ -138,6 +140,7 @@ def _submit(plan: Path, out: Path, address: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a Ray head, a job, the tiny model on CPU: about a minute on 2 cores
 def test_ray_job_generates_output_and_refuses_duplicate(ray_head, tmp_path):
     from ray.job_submission import JobSubmissionClient
     from ray.util.state import list_actors
@@ -165,6 +168,8 @@ def test_ray_job_generates_output_and_refuses_duplicate(ray_head, tmp_path):
     assert index.num_rows == plan.num_rows
     assert sorted(index["prompt"].to_pylist()) == sorted(plan["prompt"].to_pylist())
     for row in index.to_pylist():
+        settings = json.loads(row["settings"])  # what the job ran with: --model and the passed-through --steps
+        assert (settings["model"], settings["num_inference_steps"]) == ("tiny", 2)
         with open(out / row["shard"], "rb") as shard:
             shard.seek(row["offset"])
             audio, rate = sf.read(io.BytesIO(shard.read(row["size"])))
@@ -211,7 +216,6 @@ def test_submission_id_follows_plan_content_and_output(tmp_path):
 
 
 def test_submit_job_command_carries_id_runtime_env_and_entrypoint(tmp_path):
-    import json
     import shlex
 
     plan = tmp_path / "plan.parquet"
