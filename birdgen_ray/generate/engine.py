@@ -1,0 +1,248 @@
+"""AudioLDM2 inside one actor: plan rows in, finished clips out.
+
+For each group of rows with the same duration (one tensor shape):
+  1. every clip gets `candidates_per_clip` takes, each with its own torch.Generator seeded from the
+     row (take 0 uses the row seed), rendered in fixed-size batches from per-prompt encodings, so a
+     clip's audio never depends on its batch-mates;
+  2. each take is scored with CLAP against its own prompt only; the best take of each clip is kept;
+  3. the quality gate measures the kept take's raw audio; a rejected clip is redone with a derived
+     seed, up to `quality.max_retries` times, and is kept with a "fail:..." verdict after that;
+  4. the kept audio is resampled to the output rate, fitted to the exact length and peak-normalised.
+Non-finite model output is never returned: the batch is rerun (in fp32 when fp16 keeps failing).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from birdgen_ray.config import EngineConfig, GenerationConfig
+from birdgen_ray.generate.encode import PromptEncoder
+from birdgen_ray.generate.model import load_pipeline
+from birdgen_ray.generate.postprocess import peak_normalize, resample
+from birdgen_ray.generate.quality import judge, measure, verdict
+from birdgen_ray.generate.ranking import ClapScorer
+from birdgen_ray.generate.seeds import attempt_seed, take_seed
+from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.plan.schema import PlanRow
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("text_encoding", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess")
+
+
+class NonFiniteAudioError(RuntimeError):
+    """The model kept producing NaN/inf audio for some clips, even after reruns."""
+
+
+def make_scheduler(name: str, config):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler, UniPCMultistepScheduler
+
+    if name == "ddim":
+        return DDIMScheduler.from_config(config)
+    if name == "dpm":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
+    if name == "unipc":
+        return UniPCMultistepScheduler.from_config(config)
+    if name == "pndm":
+        return PNDMScheduler.from_config(config, skip_prk_steps=True)
+    raise ValueError(f"unknown scheduler {name!r}; expected ddim, dpm, unipc or pndm")
+
+
+def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
+    """Trim or zero-pad to exactly `num_samples` (resampling can be off by a sample)."""
+    if len(audio) >= num_samples:
+        return audio[:num_samples]
+    return np.pad(audio, (0, num_samples - len(audio)))
+
+
+@dataclass
+class _Take:
+    clip: int  # index of the clip within its duration group
+    seed: int
+
+
+@dataclass
+class _ClipState:
+    row: PlanRow
+    attempts: int = 0  # generations spent: takes, retries and non-finite reruns
+    seed: int | None = None  # seed of the kept take
+    audio: np.ndarray | None = None  # kept take, raw model output at the source rate
+    score: float = float("-inf")  # its CLAP similarity to the row's prompt
+    reasons: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class AudioLDM2Engine:
+    """ClipGenerator backed by an AudioLDM2 pipeline, loaded once per actor."""
+
+    def __init__(self, generation: GenerationConfig, engine: EngineConfig):
+        self.generation = generation
+        self.engine = engine
+        self.stage_times: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.pipe, self.model_id = load_pipeline(generation.model, engine.device)
+        self.pipe.scheduler = make_scheduler(generation.scheduler, self.pipe.scheduler.config)
+        self.device = self.pipe._execution_device
+        self.source_rate = int(self.pipe.vocoder.config.sampling_rate)
+        self.encoder = PromptEncoder(self.pipe, self._stage)
+        self.scorer = ClapScorer(self.pipe, self._stage, batch_size=engine.batch_size)
+        if engine.compile_unet:
+            self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
+        self._postprocess_pool = ThreadPoolExecutor(max_workers=max(1, engine.postprocess_threads))
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to stage_times[name] (after the GPU has finished it)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.stage_times[name] += time.perf_counter() - started
+
+    def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
+        clips: list[GeneratedClip | None] = [None] * len(rows)
+        by_duration: dict[float, list[int]] = {}
+        for index, row in enumerate(rows):
+            by_duration.setdefault(float(row.duration_s), []).append(index)
+        with torch.no_grad():
+            for duration, indices in by_duration.items():
+                group = self._generate_same_length([rows[i] for i in indices], duration)
+                for index, clip in zip(indices, group):
+                    clips[index] = clip
+        return clips  # type: ignore[return-value]
+
+    def _generate_same_length(self, rows: list[PlanRow], duration: float) -> list[GeneratedClip]:
+        gen = self.generation
+        states = [_ClipState(row) for row in rows]
+        pending = list(range(len(rows)))
+        for attempt in range(gen.quality.max_retries + 1):
+            for state in (states[i] for i in pending):  # a retry starts over: only its own takes compete
+                state.audio, state.seed, state.score = None, None, float("-inf")
+            takes = [
+                _Take(i, take_seed(attempt_seed(rows[i].seed, attempt), take))
+                for i in pending
+                for take in range(gen.candidates_per_clip)
+            ]
+            for batch, audio, spent in self._render(takes, rows, duration):
+                scores = self.scorer.score([rows[t.clip].prompt for t in batch], list(audio), self.source_rate)
+                for take, take_audio, take_spent, score in zip(batch, audio, spent, scores):
+                    state = states[take.clip]
+                    state.attempts += int(take_spent)
+                    if state.audio is None or score > state.score:  # ties keep the earlier take
+                        state.seed, state.audio, state.score = take.seed, take_audio, score
+            with self._stage("scoring"):
+                for state in (states[i] for i in pending):
+                    state.metrics = {**measure(state.audio, self.source_rate, gen.quality), "clap_score": state.score}
+                    state.reasons = judge(state.metrics, state.score, gen.quality)
+            pending = [i for i in pending if states[i].reasons]
+            if not pending:
+                break
+
+        with self._stage("postprocess"):
+            audios = list(self._postprocess_pool.map(self._postprocess, [s.audio for s in states], [duration] * len(states)))
+        return [
+            GeneratedClip(
+                clip_id=state.row.clip_id,
+                audio=audio,
+                sample_rate=gen.output_sample_rate,
+                source_sample_rate=self.source_rate,
+                bandwidth_hz=self.source_rate / 2,
+                final_seed=int(state.seed),
+                attempts=state.attempts,
+                verdict=verdict(state.reasons),
+                metrics=state.metrics,
+            )
+            for state, audio in zip(states, audios)
+        ]
+
+    def _postprocess(self, raw: np.ndarray, duration: float) -> np.ndarray:
+        rate = self.generation.output_sample_rate
+        audio = fit_length(resample(raw, self.source_rate, rate), round(duration * rate))
+        return peak_normalize(audio, self.generation.peak_dbfs).astype(np.float32, copy=False)
+
+    def _render(
+        self, takes: list[_Take], rows: list[PlanRow], duration: float
+    ) -> Iterator[tuple[list[_Take], np.ndarray, np.ndarray]]:
+        """Yield (takes, raw audio, generations spent per take) batch by batch.
+
+        Batches always hold engine.batch_size items (the last is padded by repeating its last take,
+        whose output is dropped), so the UNet sees one shape per duration.
+        """
+        size = self.engine.batch_size
+        for start in range(0, len(takes), size):
+            batch = takes[start : start + size]
+            padded = batch + [batch[-1]] * (size - len(batch))
+            audio, spent = self._render_batch(
+                [rows[t.clip].prompt for t in padded],
+                [rows[t.clip].negative_prompt for t in padded],
+                [t.seed for t in padded],
+                duration,
+            )
+            yield batch, audio[: len(batch)], spent[: len(batch)]
+
+    def _render_batch(
+        self, prompts: list[str], negatives: list[str], seeds: list[int], duration: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw audio (batch, samples) with only finite samples; reruns clips that came out NaN/inf."""
+        audio = self._synthesize(prompts, negatives, seeds, duration)
+        spent = np.ones(len(seeds), dtype=np.int64)
+        # Once more as is (a transient fault), then in fp32 when running fp16 (overflow).
+        reruns = [self.pipe.dtype] + ([torch.float32] if self.pipe.dtype != torch.float32 else [])
+        for dtype in reruns:
+            bad = ~np.isfinite(audio).all(axis=1)
+            if not bad.any():
+                return audio, spent
+            logger.warning("non-finite audio for seeds %s; rerunning the batch in %s",
+                           [s for s, b in zip(seeds, bad) if b], dtype)
+            rerun = self._synthesize(prompts, negatives, seeds, duration, dtype=dtype)
+            audio[bad] = rerun[bad]
+            spent[bad] += 1
+        bad = ~np.isfinite(audio).all(axis=1)
+        if bad.any():
+            failed = [f"{p!r} (seed {s})" for p, s, b in zip(prompts, seeds, bad) if b]
+            raise NonFiniteAudioError(
+                f"model {self.model_id} produced NaN/inf audio {len(reruns) + 1} times for: " + ", ".join(failed)
+            )
+        return audio, spent
+
+    def _synthesize(
+        self, prompts: list[str], negatives: list[str], seeds: list[int], duration: float, dtype=None
+    ) -> np.ndarray:
+        """One batch through the UNet loop, VAE and vocoder: float32 audio (batch, samples)."""
+        pipe, gen = self.pipe, self.generation
+        native = pipe.dtype
+        if dtype is not None and dtype != native:
+            pipe.to(dtype=dtype)
+        try:
+            conditioning = self.encoder.batch(prompts, negatives)
+            # CPU generators: the starting noise of a seed is the same on every device
+            generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+            with self._stage("unet"):
+                latents = pipe(
+                    audio_length_in_s=duration,
+                    num_inference_steps=gen.num_inference_steps,
+                    guidance_scale=gen.guidance_scale,
+                    num_waveforms_per_prompt=1,  # never diffusers' cross-prompt ranking
+                    generator=generators,
+                    output_type="latent",
+                    **conditioning,
+                ).audios
+            with self._stage("vae"):
+                mel = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
+            with self._stage("vocoder"):
+                waveform = pipe.mel_spectrogram_to_waveform(mel)  # float32 on the CPU
+        finally:
+            if pipe.dtype != native:
+                pipe.to(dtype=native)
+        # the pipeline's own cut: the latent grid is rounded up to whole VAE blocks
+        return waveform[:, : int(duration * self.source_rate)].numpy()

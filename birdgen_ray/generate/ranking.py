@@ -1,0 +1,73 @@
+"""CLAP similarity between a clip and its OWN prompt, with the pipeline's own CLAP model.
+
+diffusers' `score_waveforms` ranks all of a batch's waveforms against every prompt and takes each
+prompt's top clips from the whole batch, so with several prompts a clip can end up under another
+prompt's label. Here each audio is only ever compared with the prompt it was generated from.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from birdgen_ray.generate.encode import StageTimer, pooled_output
+from birdgen_ray.generate.postprocess import resample
+
+
+class ClapScorer:
+    def __init__(self, pipe, stage: StageTimer, batch_size: int = 8, cache_size: int = 4096):
+        self.pipe = pipe
+        self.stage = stage
+        self.batch_size = max(1, batch_size)
+        self.cache_size = cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @torch.no_grad()
+    def _text_features(self, prompt: str) -> torch.Tensor:
+        """Unit-length CLAP text embedding (1, dim); RoBERTa pads to a fixed length, so no batch effect."""
+        cached = self._text_cache.get(prompt)
+        if cached is not None:
+            self._text_cache.move_to_end(prompt)
+            return cached
+        pipe = self.pipe
+        inputs = pipe.tokenizer(
+            prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        ).to(pipe._execution_device)
+        features = pooled_output(pipe.text_encoder.get_text_features(inputs.input_ids, attention_mask=inputs.attention_mask))
+        features = torch.nn.functional.normalize(features.float(), dim=-1)
+        self._text_cache[prompt] = features
+        if len(self._text_cache) > self.cache_size:
+            self._text_cache.popitem(last=False)
+        return features
+
+    @torch.no_grad()
+    def _audio_features(self, audios: Sequence[np.ndarray], sample_rate: int) -> torch.Tensor:
+        extractor, pipe = self.pipe.feature_extractor, self.pipe
+        # Crop to the extractor's window ourselves: its own truncation of longer audio picks a random
+        # chunk, and scores must be reproducible.
+        clips = [resample(a, sample_rate, extractor.sampling_rate)[: extractor.nb_max_samples] for a in audios]
+        inputs = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        is_longer = inputs.get("is_longer")
+        features = pooled_output(
+            pipe.text_encoder.get_audio_features(
+                input_features=inputs.input_features.to(pipe._execution_device, pipe.text_encoder.dtype),
+                is_longer=None if is_longer is None else is_longer.to(pipe._execution_device),
+            )
+        )
+        return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    def score(self, prompts: Sequence[str], audios: Sequence[np.ndarray], sample_rate: int) -> list[float]:
+        """Cosine similarity of audios[i] with prompts[i], for every i."""
+        if len(prompts) != len(audios):
+            raise ValueError(f"{len(prompts)} prompts for {len(audios)} audios")
+        scores: list[float] = []
+        with self.stage("scoring"):
+            for start in range(0, len(audios), self.batch_size):
+                chunk = slice(start, start + self.batch_size)
+                audio_features = self._audio_features(audios[chunk], sample_rate)
+                text_features = torch.cat([self._text_features(p) for p in prompts[chunk]])
+                scores.extend((audio_features * text_features).sum(dim=-1).tolist())
+        return scores

@@ -1,0 +1,240 @@
+"""AudioLDM2Engine on the tiny model (CPU): batch invariance, label-true ranking, gate, NaN, output."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
+from birdgen_ray.generate.engine import STAGES, AudioLDM2Engine, NonFiniteAudioError, make_scheduler
+from birdgen_ray.generate.seeds import attempt_seed, take_seed
+from birdgen_ray.plan.schema import PlanRow
+
+STEPS = 2
+NEGATIVE = "Low quality, distorted, music, speech."
+LONG_PROMPT = (
+    "A call of a barn owl in a forest at night, distant, with wind and leaves rustling, "
+    "field recording, high quality, no background noise"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_cache_and_one_thread(tmp_path_factory):
+    """A private tiny-model cache; one torch thread (OpenMP spinning is pathological on a busy 2-core box)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BIRDGEN_CACHE", str(tmp_path_factory.mktemp("birdgen-cache")))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    patch.undo()
+
+
+def make_engine(batch_size=1, candidates=1, quality=None, scheduler="dpm", output_rate=32_000):
+    generation = GenerationConfig(
+        model="tiny",
+        scheduler=scheduler,
+        num_inference_steps=STEPS,
+        candidates_per_clip=candidates,
+        output_sample_rate=output_rate,
+        quality=quality or QualityThresholds(max_retries=0),
+    )
+    return AudioLDM2Engine(generation, EngineConfig(batch_size=batch_size, device="cpu"))
+
+
+def row(clip_id, prompt, seed, duration=1.0, negative=NEGATIVE, label="wren"):
+    return PlanRow(clip_id, label, prompt, negative, seed, duration)
+
+
+def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(a).max())
+
+
+TARGET = row("target", "A song of a Eurasian wren", 7)
+BATCH_MATES = [
+    row("long", LONG_PROMPT, 1, negative="noise"),
+    TARGET,
+    row("short", "frog", 2, negative="noise, hum, clipping, human voice, engine, rain, music, speech, distorted"),
+    row("third", "cricket chorus", 3),
+]
+
+
+def test_scheduler_names_map_to_diffusers_schedulers():
+    engine = make_engine(scheduler="ddim")
+    assert type(engine.pipe.scheduler).__name__ == "DDIMScheduler"
+    config = engine.pipe.scheduler.config
+    dpm = make_scheduler("dpm", config)
+    assert type(dpm).__name__ == "DPMSolverMultistepScheduler" and dpm.config.algorithm_type == "dpmsolver++"
+    assert type(make_scheduler("unipc", config)).__name__ == "UniPCMultistepScheduler"
+    assert type(make_scheduler("pndm", config)).__name__ == "PNDMScheduler"
+    with pytest.raises(ValueError, match="unknown scheduler 'euler'"):
+        make_scheduler("euler", config)
+
+
+def test_prompt_encoding_matches_diffusers_encode_prompt():
+    engine = make_engine()
+    encoding = engine.encoder.encode(LONG_PROMPT)
+    with torch.no_grad():
+        t5, mask, generated = engine.pipe.encode_prompt(LONG_PROMPT, torch.device("cpu"), 1, False)
+    torch.testing.assert_close(encoding.t5_embeds, t5, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(encoding.generated_embeds, generated, rtol=1e-5, atol=1e-5)
+    assert torch.equal(encoding.t5_mask, mask)
+
+
+def test_clip_does_not_depend_on_its_batch_mates_float64():
+    """In float64 every kernel is batch-size invariant, so per-prompt encoding gives identical audio."""
+    alone, batched = make_engine(batch_size=1), make_engine(batch_size=3)
+    alone.pipe.to(dtype=torch.float64)
+    batched.pipe.to(dtype=torch.float64)
+    clip_alone = alone.generate([TARGET])[0]
+    clip_batched = batched.generate(BATCH_MATES)[1]  # 4 rows at batch 3: the last batch is padded
+    assert clip_batched.clip_id == "target"
+    assert relative_difference(clip_alone.audio, clip_batched.audio) < 1e-12
+
+
+def test_clip_does_not_depend_on_its_batch_mates_float32_while_naive_diffusers_does():
+    """fp32: only kernel rounding remains (oneDNN/BLAS pick kernels by batch size, ~1e-6 on the latents,
+    amplified ~10x by the random VAE + vocoder). Naive batched diffusers calls differ by ~0.2."""
+    alone, batched = make_engine(batch_size=1), make_engine(batch_size=3)
+    clip_alone = alone.generate([TARGET])[0]
+    clip_batched = batched.generate(BATCH_MATES)[1]
+    assert relative_difference(clip_alone.audio, clip_batched.audio) < 5e-5
+
+    pipe = alone.pipe
+    common = dict(num_inference_steps=STEPS, audio_length_in_s=1.0)
+    naive_alone = pipe(
+        [TARGET.prompt], negative_prompt=[NEGATIVE], generator=[torch.Generator().manual_seed(TARGET.seed)], **common
+    ).audios[0]
+    mates = BATCH_MATES[:3]
+    naive_batched = pipe(
+        [r.prompt for r in mates],
+        negative_prompt=[r.negative_prompt for r in mates],
+        generator=[torch.Generator().manual_seed(r.seed) for r in mates],
+        **common,
+    ).audios[1]
+    assert relative_difference(naive_alone, naive_batched) > 1e-2
+
+
+def test_candidates_keep_the_best_of_their_own_takes():
+    rows = [
+        row("wren", "A song of a Eurasian wren", 11, label="wren"),
+        row("owl", LONG_PROMPT, 12, label="owl"),
+        row("frog", "frog", 13, label="frog"),
+    ]
+    clips = make_engine(batch_size=4, candidates=3).generate(rows)  # 9 takes in batches of 4: mixed prompts
+
+    # every take of every row, generated alone
+    alone = make_engine(batch_size=1)
+    takes = {
+        (r.clip_id, j): alone.generate([row(r.clip_id, r.prompt, take_seed(r.seed, j), label=r.label)])[0]
+        for r in rows
+        for j in range(3)
+    }
+    for r, clip in zip(rows, clips):
+        own = {take_seed(r.seed, j): takes[(r.clip_id, j)] for j in range(3)}
+        assert clip.clip_id == r.clip_id
+        assert clip.final_seed in own  # one of ITS OWN row's takes
+        assert clip.attempts == 3
+        assert relative_difference(own[clip.final_seed].audio, clip.audio) < 5e-5
+        scores = {seed: take.metrics["clap_score"] for seed, take in own.items()}
+        assert clip.final_seed == max(scores, key=scores.get)
+        assert clip.metrics["clap_score"] == pytest.approx(scores[clip.final_seed], abs=1e-4)
+        for other in rows:  # labels never mix: the audio is no other row's take
+            if other is not r:
+                assert all(relative_difference(takes[(other.clip_id, j)].audio, clip.audio) > 1e-2 for j in range(3))
+
+
+def _seed_whose_first_retry_scores_higher(prompt: str) -> tuple[int, float, float]:
+    scorer = make_engine(batch_size=8)
+    seeds = list(range(20, 28))
+    rows = [row(f"s{s}-{a}", prompt, attempt_seed(s, a)) for s in seeds for a in (0, 1)]
+    scores = [clip.metrics["clap_score"] for clip in scorer.generate(rows)]
+    for i, seed in enumerate(seeds):
+        first, retry = scores[2 * i], scores[2 * i + 1]
+        if retry - first > 2e-4:  # the random tiny CLAP scores every clip near the same value
+            return seed, first, retry
+    raise AssertionError(f"no seed among {seeds} whose retry scores higher: {scores}")
+
+
+def test_rejected_clip_is_retried_with_a_derived_seed():
+    prompt = "A song of a Eurasian wren"
+    seed, first_score, retry_score = _seed_whose_first_retry_scores_higher(prompt)
+    threshold = (first_score + retry_score) / 2
+    engine = make_engine(batch_size=2, quality=QualityThresholds(min_clap_score=threshold, max_retries=2))
+
+    clip = engine.generate([row("retried", prompt, seed)])[0]
+
+    assert clip.verdict == "pass"
+    assert clip.final_seed == attempt_seed(seed, 1) != seed
+    assert clip.attempts == 2
+    assert clip.metrics["clap_score"] == pytest.approx(retry_score, abs=1e-4)
+    standalone = make_engine(batch_size=1).generate([row("r", prompt, attempt_seed(seed, 1))])[0]
+    assert relative_difference(standalone.audio, clip.audio) < 5e-5
+
+
+def test_clip_failing_every_attempt_is_kept_with_a_fail_verdict():
+    impossible = QualityThresholds(min_clap_score=1.5, max_retries=2)  # cosine similarity is <= 1
+    engine = make_engine(batch_size=2, candidates=2, quality=impossible)
+
+    clip = engine.generate([row("hopeless", "frog", 5, duration=1.5)])[0]
+
+    assert clip.verdict == "fail:low_clap"
+    assert clip.attempts == 2 * 3  # two takes for each of the three attempts
+    assert clip.final_seed in {take_seed(attempt_seed(5, 2), j) for j in range(2)}  # the last attempt's
+    assert clip.audio.shape == (48_000,) and np.isfinite(clip.audio).all() and np.abs(clip.audio).max() > 0.5
+
+
+def _nan_on_calls(module: torch.nn.Module, calls: set[int]) -> list[int]:
+    """Make `module` return NaN on the given (0-based) calls; returns the live call counter."""
+    counter = [0]
+
+    def hook(_module, _inputs, output):
+        call = counter[0]
+        counter[0] += 1
+        return output * float("nan") if call in calls else output
+
+    module.register_forward_hook(hook)
+    return counter
+
+
+def test_nan_output_is_rerun_and_never_returned():
+    rows = [row("a", "A song of a Eurasian wren", 1), row("b", "frog", 2), row("c", "cricket chorus", 3)]
+    clean = make_engine(batch_size=2).generate(rows)
+    engine = make_engine(batch_size=2)
+    calls = _nan_on_calls(engine.pipe.vocoder, {0})  # the first batch's vocoder output is NaN once
+
+    clips = engine.generate(rows)
+
+    assert calls[0] == 3  # batch 1, its rerun, batch 2
+    assert [c.attempts for c in clips] == [2, 2, 1]
+    for got, want in zip(clips, clean):
+        assert np.isfinite(got.audio).all()
+        np.testing.assert_array_equal(got.audio, want.audio)  # same seeds, same batch: same audio
+        assert got.metrics["nonfinite"] == 0.0
+
+
+def test_nan_that_persists_raises_a_clear_error():
+    engine = make_engine(batch_size=1)
+    calls = _nan_on_calls(engine.pipe.vocoder, set(range(100)))
+    with pytest.raises(NonFiniteAudioError, match=r"'frog' \(seed 9\)"):
+        engine.generate([row("nan", "frog", 9)])
+    assert calls[0] == 2  # fp32 on CPU: the batch and one rerun, then a clear error
+
+
+def test_output_length_rate_order_and_stage_times():
+    rows = [row("a", "A song of a Eurasian wren", 1, duration=1.5), row("b", "frog", 2, duration=1.0),
+            row("c", "cricket chorus", 3, duration=1.5)]
+    engine = make_engine(batch_size=2, output_rate=32_000)
+
+    clips = engine.generate(rows)
+
+    assert [c.clip_id for c in clips] == ["a", "b", "c"]  # row order, though grouped by duration inside
+    assert [c.audio.shape for c in clips] == [(48_000,), (32_000,), (48_000,)]
+    for clip, plan_row in zip(clips, rows):
+        assert clip.final_seed == plan_row.seed and clip.attempts == 1 and clip.verdict == "pass"
+        assert clip.audio.dtype == np.float32
+        assert (clip.sample_rate, clip.source_sample_rate, clip.bandwidth_hz) == (32_000, 16_000, 8_000.0)
+        assert np.abs(clip.audio).max() == pytest.approx(10 ** (-1.0 / 20), rel=1e-4)  # peak_dbfs -1
+        assert set(clip.metrics) >= {"clap_score", "peak_dbfs", "rms_dbfs", "silence_fraction", "clipping_fraction"}
+    assert set(engine.stage_times) == set(STAGES)
+    assert all(seconds > 0 for seconds in engine.stage_times.values())
