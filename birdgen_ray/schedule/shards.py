@@ -39,9 +39,11 @@ def pending_rows(plan: pa.Table, done: set[str]) -> pa.Table:
 def make_shards(pending: pa.Table, shard_size: int) -> list[ShardSpec]:
     if shard_size < 1:
         raise ValueError("shard_size must be >= 1")
-    ordered = pending.sort_by([("duration_s", "ascending"), ("clip_id", "ascending")])
+    order = pc.sort_indices(pending, sort_keys=[("duration_s", "ascending"), ("clip_id", "ascending")])
     shards = []
-    for start in range(0, ordered.num_rows, shard_size):
-        piece = ordered.slice(start, shard_size)
+    for start in range(0, pending.num_rows, shard_size):
+        # take() copies the shard's rows into buffers of their own; a slice would keep the whole
+        # plan's buffers and ship all of them to the actor with every shard task.
+        piece = pending.take(order.slice(start, shard_size))
         shards.append(ShardSpec(shard_id_for(piece["clip_id"].to_pylist()), piece))
     return shards
