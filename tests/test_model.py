@@ -112,3 +112,7 @@ def test_build_from_reference_configs_reads_config_dirs(tmp_path):
     assert model_id == "full"
     assert pipe.tokenizer_2.model_max_length == 32
     assert list(pipe.unet.config.block_out_channels) == tiny.TINY_CONFIGS["unet"]["block_out_channels"]
+
+    (config_dir / "vae" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=f"{config_dir / 'vae' / 'config.json'}"):
+        tiny.build_from_reference_configs(config_dir, tmp_path / "incomplete")

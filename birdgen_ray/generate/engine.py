@@ -139,7 +139,7 @@ class AudioLDM2Engine:
                     state = states[take.clip]
                     state.attempts += int(take_spent)
                     if state.audio is None or score > state.score:  # ties keep the earlier take
-                        state.seed, state.audio, state.score = take.seed, take_audio, score
+                        state.seed, state.audio, state.score = take.seed, take_audio.copy(), score
             with self._stage("scoring"):
                 for state in (states[i] for i in pending):
                     state.metrics = {**measure(state.audio, self.source_rate, gen.quality), "clap_score": state.score}
@@ -149,7 +149,8 @@ class AudioLDM2Engine:
                 break
 
         with self._stage("postprocess"):
-            audios = list(self._postprocess_pool.map(self._postprocess, [s.audio for s in states], [duration] * len(states)))
+            raw = [state.audio for state in states]
+            audios = list(self._postprocess_pool.map(self._postprocess, raw, [duration] * len(states)))
         return [
             GeneratedClip(
                 clip_id=state.row.clip_id,
@@ -209,7 +210,7 @@ class AudioLDM2Engine:
             spent[bad] += 1
         bad = ~np.isfinite(audio).all(axis=1)
         if bad.any():
-            failed = [f"{p!r} (seed {s})" for p, s, b in zip(prompts, seeds, bad) if b]
+            failed = list(dict.fromkeys(f"{p!r} (seed {s})" for p, s, b in zip(prompts, seeds, bad) if b))
             raise NonFiniteAudioError(
                 f"model {self.model_id} produced NaN/inf audio {len(reruns) + 1} times for: " + ", ".join(failed)
             )

@@ -50,6 +50,12 @@ def load_pipeline(model: str, device: str | None = None):
     from diffusers import AudioLDM2Pipeline
     from transformers import GPT2LMHeadModel
 
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # one progress bar per component and weight file would flood every actor's log
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     source, model_id = resolve_model(model)
     device = resolve_device(device)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32

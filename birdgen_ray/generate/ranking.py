@@ -36,7 +36,8 @@ class ClapScorer:
             prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
             return_tensors="pt",
         ).to(pipe._execution_device)
-        features = pooled_output(pipe.text_encoder.get_text_features(inputs.input_ids, attention_mask=inputs.attention_mask))
+        output = pipe.text_encoder.get_text_features(inputs.input_ids, attention_mask=inputs.attention_mask)
+        features = pooled_output(output)
         features = torch.nn.functional.normalize(features.float(), dim=-1)
         self._text_cache[prompt] = features
         if len(self._text_cache) > self.cache_size:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-TINY_VERSION = "1"  # bump whenever the architecture, corpus or seeds below change
+TINY_VERSION = "2"  # bump whenever the architecture, corpus or seeds below change
 TINY_SEED = 1234
 BUILD_COUNT = 0  # builds done by this process (tests check that the cache is reused)
 
@@ -304,7 +304,8 @@ def _save_atomically(pipe, out_dir: Path) -> Path:
 def build_tiny(out_dir: str | Path) -> Path:
     """Build the tiny AudioLDM2 and save it to out_dir (which must not exist yet)."""
     global BUILD_COUNT
-    tokenizer = train_clap_tokenizer(TINY_CONFIGS["text_encoder"]["text_config"]["vocab_size"], CLAP_TOKENIZER_MAX_LENGTH)
+    clap_vocab = TINY_CONFIGS["text_encoder"]["text_config"]["vocab_size"]
+    tokenizer = train_clap_tokenizer(clap_vocab, CLAP_TOKENIZER_MAX_LENGTH)
     tokenizer_2 = train_t5_tokenizer(TINY_CONFIGS["text_encoder_2"]["vocab_size"], T5_TOKENIZER_MAX_LENGTH)
     pipe = build_pipeline(TINY_CONFIGS, tokenizer, tokenizer_2, seed=TINY_SEED)
     BUILD_COUNT += 1
@@ -323,6 +324,9 @@ def ensure_tiny(root: str | Path | None = None) -> Path:
     return out_dir
 
 
+_CONFIG_FILES = {"scheduler": "scheduler_config.json", "feature_extractor": "preprocessor_config.json"}
+
+
 def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, seed: int = TINY_SEED) -> Path:
     """Full-size AudioLDM2 with random weights from shared/reference config.json files (no download).
 
@@ -331,18 +335,11 @@ def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, se
     """
     config_dir = Path(config_dir)
     index = json.loads((config_dir / "model_index.json").read_text())
-    configs = {}
-    for name in index:
-        path = config_dir / name / ("scheduler_config.json" if name == "scheduler" else "config.json")
-        if name.startswith("tokenizer") or not (config_dir / name).is_dir():
-            continue
-        if name == "feature_extractor":
-            path = config_dir / name / "preprocessor_config.json"
-        configs[name] = json.loads(path.read_text())
-    missing = {"text_encoder", "text_encoder_2", "language_model", "projection_model", "unet", "vae", "vocoder",
-               "scheduler", "feature_extractor"} - set(configs)
+    paths = {name: config_dir / name / _CONFIG_FILES.get(name, "config.json") for name in TINY_CONFIGS}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"{config_dir}: missing component configs {sorted(missing)}")
+        raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
+    configs = {name: json.loads(path.read_text()) for name, path in paths.items()}
     max_lengths = index.get("tokenizer_max_length", {})
     tokenizer = train_clap_tokenizer(1000, int(max_lengths.get("tokenizer", 512)))
     tokenizer_2 = train_t5_tokenizer(1000, int(max_lengths.get("tokenizer_2", 128)))
