@@ -14,6 +14,7 @@ from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lock import OutputLocked
 
 err = Console(stderr=True)
+SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
 
 
 def submit_cmd(
@@ -91,8 +92,11 @@ def submit_cmd(
         highlight=False,
     )
     if summary["status"] != "complete":
-        for shard, error in summary["failed_shards"].items():
+        failed = list(summary["failed_shards"].items())
+        for shard, error in failed[:SHOW_FAILED]:
             err.print(f"  failed {shard}: {error}", highlight=False)
+        if len(failed) > SHOW_FAILED:
+            err.print(f"  ... and {len(failed) - SHOW_FAILED} more failed shards: birdgen-ray status {out}", highlight=False)
         raise typer.Exit(1)
 
 

@@ -184,8 +184,14 @@ def _died_here(exc, actor) -> bool:
 
 
 def _short_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return " | ".join(line.strip() for line in text[-3:])[:2000]
+    """One line: the exception itself first, then where it was raised (or, for an actor death, why)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    where = next((line for line in reversed(lines[:-1]) if line.startswith("File ")), None)
+    if where is None and len(lines) > 1:  # not a traceback: e.g. "The actor died ..." + the reason
+        return f"{lines[0]} | {lines[-1]}"[:2000]
+    return (f"{lines[-1]} | at {where}" if where else lines[-1])[:2000]
 
 
 def _record_failure(output: Output, shard: ShardSpec, error: str, attempts: int) -> None:
