@@ -47,7 +47,13 @@ def row(clip_id, prompt, seed, duration=1.0, negative=NEGATIVE, label="wren"):
 
 
 def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Worst sample: max |a - b| / max |a|."""
     return float(np.abs(a - b).max() / np.abs(a).max())
+
+
+def relative_l2(a: np.ndarray, b: np.ndarray) -> float:
+    """Whole clip: ||a - b|| / ||a|| (what 'differs by x relative' means in the issue and BENCHMARKS.md)."""
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
 TARGET = row("target", "A song of a Eurasian wren", 7)
@@ -98,6 +104,8 @@ def test_clip_does_not_depend_on_its_batch_mates_float32_while_naive_diffusers_d
     alone, batched = make_engine(batch_size=1), make_engine(batch_size=3)
     clip_alone = alone.generate([TARGET])[0]
     clip_batched = batched.generate(BATCH_MATES)[1]
+    # measured on this 2-core CPU: L2 4.4e-6..5.4e-6, worst sample 1.0e-5..1.6e-5 over five seeds
+    assert relative_l2(clip_alone.audio, clip_batched.audio) < 1e-5
     assert relative_difference(clip_alone.audio, clip_batched.audio) < 5e-5
 
     pipe = alone.pipe
@@ -113,6 +121,7 @@ def test_clip_does_not_depend_on_its_batch_mates_float32_while_naive_diffusers_d
         **common,
     ).audios[1]
     assert relative_difference(naive_alone, naive_batched) > 1e-2
+    assert relative_l2(naive_alone, naive_batched) > 1e-2
 
 
 def test_candidates_keep_the_best_of_their_own_takes():
