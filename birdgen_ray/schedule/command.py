@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -18,7 +17,7 @@ SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists the
 
 
 def submit_cmd(
-    plan: Path = typer.Argument(..., help="Plan table (Parquet): clip_id?, label, prompt, negative_prompt?, seed, duration_s."),
+    plan: str = typer.Argument(..., help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s [, clip_id, negative_prompt]."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder or object-storage URI (s3://bucket/prefix)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Hub id, local snapshot folder, or 'tiny' (built-in random model, offline)."),
     scheduler: str = typer.Option("dpm", help=f"Sampler: {', '.join(SCHEDULERS)}."),
