@@ -54,6 +54,8 @@ def test_summary_counts_throughput_gpu_seconds_stages_versions_and_settings(ray_
     assert summary["gpu_seconds"] == pytest.approx(summary["actor_seconds"]) and summary["actor_seconds"] > 0
     assert set(summary["stage_seconds"]) == {"generate", "postprocess", "write"}
     assert all(seconds > 0 for seconds in summary["stage_seconds"].values())
+    assert list(summary["driver_seconds"]) == ["prepare", "start_actors", "run_shards", "finish"]
+    assert sum(summary["driver_seconds"].values()) <= summary["wall_seconds"]
     assert summary["bytes_written"] == sum(p.stat().st_size for p in (tmp_path / "out" / "shards").glob("*.tar"))
     assert summary["versions"]["ray"] == version("ray") and summary["versions"]["pyarrow"] == version("pyarrow")
     settings = summary["settings"]

@@ -42,6 +42,7 @@ class DriveResult:
     actors_replaced: int = 0
     gpus_per_actor: float = 0.0
     model_id: str | None = None
+    driver_seconds: dict[str, float] = field(default_factory=dict)  # prepare, start_actors, run_shards, finish
 
 
 def submit(run: RunConfig) -> dict:
@@ -50,6 +51,7 @@ def submit(run: RunConfig) -> dict:
     plan = read_plan(run.plan_path)  # the whole plan is valid before anything is touched
     output = Output(run.out, run.storage_options)
     with OutputLock(output, run.break_lock) as lock:
+        phase_start = time.perf_counter()
         check_settings(output, run.generation)
         output.write_table(PLAN_FILE, plan)
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
@@ -60,10 +62,15 @@ def submit(run: RunConfig) -> dict:
             "%d planned, %d already committed, %d shards to run, %d leftover files removed",
             plan.num_rows, plan.num_rows - pending.num_rows, len(shards), cleaned,
         )
+        prepare_seconds = time.perf_counter() - phase_start
         drive_result = drive(run, output, shards) if shards else DriveResult()
+        phase_start = time.perf_counter()
         remove_uncommitted(output)  # what actors killed during this run left
         index = consolidate(output)
         prune_failures(output, index)
+        drive_result.driver_seconds = {
+            "prepare": prepare_seconds, **drive_result.driver_seconds, "finish": time.perf_counter() - phase_start
+        }
         summary = build_summary(run, lock.run_id, plan, index, drive_result, started, already_done=len(done))
         output.write_json(SUMMARY_FILE, summary)
     return summary
@@ -128,10 +135,13 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     def start_actor():
         return Actor.options(**options).remote(run, threads)
 
+    phase_start = time.perf_counter()
     actors = [start_actor() for _ in range(count)]
     # Fail fast on a model that cannot load (bad id, missing weights) instead of retrying every shard.
     infos = ray.get([a.info.remote() for a in actors])
     result.model_id = infos[0]["model_id"]
+    result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
+    phase_start = time.perf_counter()
 
     queue: deque[ShardSpec] = deque(shards)
     attempts: Counter[str] = Counter()
@@ -171,6 +181,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
                 result.results.append(done)
                 progress.advance(done.clips)
     finally:
+        result.driver_seconds["run_shards"] = time.perf_counter() - phase_start
         progress.close()
         for actor in actors:
             ray.kill(actor)

@@ -74,7 +74,8 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "clips_per_second": round(generated / wall, 3) if wall > 0 else 0.0,
         "actor_seconds": round(actor_seconds, 3),
         "gpu_seconds": round(actor_seconds * drive.gpus_per_actor, 3),
-        "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},
+        "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},  # summed over actors
+        "driver_seconds": {k: round(v, 3) for k, v in drive.driver_seconds.items()},  # wall, in order
         "bytes_written": sum(r.bytes_written for r in drive.results),
         "model_id": drive.model_id,
         "generator": run.generator,
