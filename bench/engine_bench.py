@@ -263,10 +263,10 @@ def print_table(report: dict) -> None:
         print(f"{c['case']:<12}{c['scheduler']:>6}{c['steps']:>6}{c['batch']:>6}{c['clips']:>6}"
               f"{c['clips_per_s']:>10.3f}{c['clips_per_s'] / base:>9.1f}{c['s_per_clip']:>9.4f}")
     print("\nseconds per clip by stage")
-    print(f"{'case':<12}" + "".join(f"{s:>11}" for s in STAGES) + f"{'other':>11}")
+    print(f"{'case':<12}" + "".join(f"{s:>12}" for s in STAGES) + f"{'other':>12}")
     for c in cases:
-        print(f"{c['case']:<12}" + "".join(f"{c['stages_s_per_clip'][s]:>11.4f}" for s in STAGES)
-              + f"{c['other_s_per_clip']:>11.4f}")
+        print(f"{c['case']:<12}" + "".join(f"{c['stages_s_per_clip'][s]:>12.4f}" for s in STAGES)
+              + f"{c['other_s_per_clip']:>12.4f}")
     ceiling = report["matmul_ceiling_tflops"]
     print(f"\nUNet utilisation vs {report['matmul_ceiling']} ceiling of {ceiling:.2f} TFLOP/s "
           "(UNet-loop time includes the scheduler)")
