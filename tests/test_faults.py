@@ -240,3 +240,10 @@ def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_shard(tmp_path):
         hopeless.run_shard(shard)
     assert hopeless.generator.batch_sizes_tried == [8, 4, 2, 1]
     assert not (tmp_path / "hopeless" / "shards").exists()
+
+
+def test_more_actors_than_the_cluster_can_place_are_capped_instead_of_hanging(reference, tmp_path):
+    plan_path, reference_bytes = reference
+    summary = submit(null_run(plan_path, tmp_path / "out", num_actors=50))  # the session's Ray has 4 CPUs
+    assert summary["status"] == "complete" and summary["actors"] == 4
+    assert_exactly_once_and_identical(tmp_path / "out", plan_path, reference_bytes)

@@ -115,11 +115,19 @@ def _actor_options(run: RunConfig) -> tuple[int, dict, int | None]:
     resources = ray.cluster_resources()
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
     if gpus >= run.gpus_per_actor > 0:
-        count = run.num_actors or int(gpus // run.gpus_per_actor)
+        count = _fitting(run.num_actors or int(gpus // run.gpus_per_actor), int(gpus // run.gpus_per_actor), "GPU")
         return count, {"num_gpus": run.gpus_per_actor, "num_cpus": 1, **env}, None
-    count = run.num_actors or max(1, int(cpus // 2))
+    count = _fitting(run.num_actors or max(1, int(cpus // 2)), max(1, int(cpus)), "CPU")
     threads = max(1, int(cpus // count))
     return count, {"num_cpus": 1, **env}, threads
+
+
+def _fitting(wanted: int, fits: int, resource: str) -> int:
+    """An actor the cluster cannot place would wait forever with shards queued on it: cap instead."""
+    if wanted > fits:
+        log.warning("%d actors asked for, but the cluster's %ss hold %d now: starting %d", wanted, resource, fits, fits)
+        return fits
+    return wanted
 
 
 def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResult:
