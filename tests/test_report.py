@@ -177,12 +177,13 @@ def test_report_of_an_s3_output_goes_to_a_local_dest(birdclef_out, tmp_path):
         host, port = server.get_host_and_port()
         options = {"key": "test", "secret": "test", "endpoint_url": f"http://{host}:{port}"}
         fs = fsspec.filesystem("s3", **options)
-        fs.mkdir("birds")
-        fs.put(str(birdclef_out), "birds/run1", recursive=True)
+        # moto keeps its state per process: a bucket name of its own avoids clashing with other tests
+        fs.mkdir("report-birds")
+        fs.put(str(birdclef_out), "report-birds/run1", recursive=True)
 
         with pytest.raises(ValueError, match="pass --dest"):
-            build_report("s3://birds/run1", storage_options=options)
-        page = build_report("s3://birds/run1", tmp_path / "r", ReportConfig(per_class=1), storage_options=options)
+            build_report("s3://report-birds/run1", storage_options=options)
+        page = build_report("s3://report-birds/run1", tmp_path / "r", ReportConfig(per_class=1), storage_options=options)
         audio = parse(page).audio
         assert len(audio) == 3
         row = next(r for r in open_index(birdclef_out).to_pylist() if r["clip_id"] == Path(audio[0]).stem)
