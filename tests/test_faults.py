@@ -28,7 +28,7 @@ from birdgen_ray.index.status import output_status
 from birdgen_ray.plan.schema import validate_plan
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.lock import OutputLocked
-from birdgen_ray.schedule.runner import submit
+from birdgen_ray.schedule.runner import ActorStartFailed, submit
 from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.write.shard_writer import shard_paths
 from birdgen_ray.write.storage import Output
@@ -247,3 +247,11 @@ def test_more_actors_than_the_cluster_can_place_are_capped_instead_of_hanging(re
     summary = submit(null_run(plan_path, tmp_path / "out", num_actors=50))  # the session's Ray has 4 CPUs
     assert summary["status"] == "complete" and summary["actors"] == 4
     assert_exactly_once_and_identical(tmp_path / "out", plan_path, reference_bytes)
+
+
+def test_a_generator_that_cannot_start_fails_fast_and_leaves_no_actor_or_lock(reference, tmp_path):
+    plan_path, _ = reference
+    with pytest.raises(ActorStartFailed, match="could not start: .*unknown generator 'no-such-model'"):
+        submit(null_run(plan_path, tmp_path / "out", generator="no-such-model"))
+    assert not (tmp_path / "out" / "_birdgen" / "lock.json").exists()
+    wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")

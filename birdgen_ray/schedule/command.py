@@ -53,7 +53,7 @@ def submit_cmd(
       birdgen-ray submit plan.parquet --out s3://bucket/birds --address auto --batch-size 64
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from birdgen_ray.schedule.runner import SettingsMismatch, submit
+    from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, submit
 
     try:
         run = RunConfig(
@@ -81,7 +81,7 @@ def submit_cmd(
             progress=progress,
         )
         summary = submit(run)
-    except (PlanError, OutputLocked, SettingsMismatch, ValueError, json.JSONDecodeError) as exc:
+    except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, ValueError, json.JSONDecodeError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     err.print(

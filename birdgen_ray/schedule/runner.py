@@ -32,6 +32,10 @@ class SettingsMismatch(RuntimeError):
     pass
 
 
+class ActorStartFailed(RuntimeError):
+    """The generator could not be built in an actor (unknown model, missing weights, bad device)."""
+
+
 @dataclass
 class DriveResult:
     results: list[ShardResult] = field(default_factory=list)
@@ -134,7 +138,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     import ray
     from ray.exceptions import RayActorError, RayError
 
-    init_ray(run)
+    phase_start = time.perf_counter()
+    init_ray(run)  # counted with start_actors: a local Ray starts here
     count, options, threads = _actor_options(run)
     count = min(count, len(shards))
     Actor = actor_class()
@@ -143,10 +148,16 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     def start_actor():
         return Actor.options(**options).remote(run, threads)
 
-    phase_start = time.perf_counter()
     actors = [start_actor() for _ in range(count)]
     # Fail fast on a model that cannot load (bad id, missing weights) instead of retrying every shard.
-    infos = ray.get([a.info.remote() for a in actors])
+    try:
+        infos = ray.get([a.info.remote() for a in actors])
+    except BaseException as exc:
+        for actor in actors:  # a long-lived driver (notebook, tests) must not keep them and their GPUs
+            ray.kill(actor)
+        if isinstance(exc, RayActorError):
+            raise ActorStartFailed(f"the generator actors could not start: {_short_error(exc)}") from None
+        raise
     result.model_id = infos[0]["model_id"]
     result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
     phase_start = time.perf_counter()
