@@ -35,7 +35,8 @@ from birdgen_ray.write.storage import Output
 from tests.plans import plan_table, write_plan
 
 PLAN_CLIPS = 48
-VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from birdgen_ray.cli import app; app()"]  # `birdgen-ray`, wherever it is installed
 RUNNING_SHARD = "ray::ShardWorker.run_shard"  # Ray's process title while an actor runs that method
 
 
@@ -128,12 +129,12 @@ def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_ref
     plan_path, reference_bytes = reference
     out = tmp_path / "out"
     command = [
-        str(VENV_BIN / "birdgen-ray"), "submit", plan_path, "--out", str(out), "--generator", "null",
+        *CLI, "submit", plan_path, "--out", str(out), "--generator", "null",
         "--shard-size", "4", "--num-actors", "2", "--no-progress",
         "--address", ray_local.get_runtime_context().gcs_address,
         "--actor-env", f"{SLEEP_ENV}=0.1",
     ]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         committed = lambda: len(list((out / "shards").glob("*.parquet"))) if (out / "shards").exists() else 0  # noqa: E731
