@@ -87,6 +87,32 @@ def test_prompt_encoding_matches_diffusers_encode_prompt():
     assert torch.equal(encoding.t5_mask, mask)
 
 
+def test_group_encoding_equals_encoding_each_text_alone():
+    texts = ["a bird song", "a frog call", LONG_PROMPT, "frog", "a bird song"]
+    together = make_engine().encoder.encode_many(texts)
+    alone_encoder = make_engine().encoder
+    for text, enc in zip(texts, together):
+        alone = alone_encoder.encode(text)
+        for field in ("clap_text", "t5_embeds", "generated_embeds"):
+            torch.testing.assert_close(getattr(enc, field), getattr(alone, field), rtol=1e-5, atol=1e-6)
+
+
+def test_prompt_encoding_skips_work_diffusers_throws_away():
+    """No CLAP padding to the tokenizer maximum, no GPT2 vocabulary logits."""
+    engine = make_engine()
+    lm_head_calls, clap_lengths = [], []
+    engine.pipe.language_model.lm_head.register_forward_hook(lambda *args: lm_head_calls.append(1))
+    engine.pipe.text_encoder.text_model.register_forward_pre_hook(
+        lambda module, args, kwargs: clap_lengths.append((kwargs.get("input_ids", args[0] if args else None)).shape[1]),
+        with_kwargs=True,
+    )
+    engine.encoder.encode_many(["a bird song", LONG_PROMPT])
+    expected = sorted(len(engine.pipe.tokenizer(t, truncation=True).input_ids) for t in ["a bird song", LONG_PROMPT])
+    assert sorted(clap_lengths) == expected
+    assert max(clap_lengths) < engine.pipe.tokenizer.model_max_length
+    assert lm_head_calls == []
+
+
 def test_clip_does_not_depend_on_its_batch_mates_float64():
     """In float64 every kernel is batch-size invariant, so per-prompt encoding gives identical audio."""
     alone, batched = make_engine(batch_size=1), make_engine(batch_size=3)

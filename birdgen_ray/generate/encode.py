@@ -1,13 +1,15 @@
-"""Prompt conditioning for AudioLDM2, one prompt at a time, so a clip never depends on its batch-mates.
+"""Prompt conditioning for AudioLDM2, batched without padding, so a clip never depends on its batch-mates.
 
 diffusers' `encode_prompt` tokenizes a batch together: Flan-T5 inputs are padded to the longest
 prompt and the projected sequence fed to GPT2 then has that padding in its middle, which shifts the
 positions of the generated tokens. A clip's audio changes with the other prompts in its batch.
 
-Here every text (prompt or negative prompt) is encoded alone, exactly as `encode_prompt` does for a
-single prompt, and cached by text. A batch is then assembled by padding the Flan-T5 states to one
-fixed length with zeros that the UNet's attention mask hides. The GPT2 states have a fixed length
-(`max_new_tokens`) already.
+Here texts are grouped by their exact token lengths (CLAP and Flan-T5), so a group needs no padding
+at all and each text gets what it would get alone. Three kinds of work diffusers throws away are
+skipped: CLAP text padded to 512 tokens, GPT2 recomputing the whole sequence at each of its 8 steps
+(a KV cache is used instead), and GPT2's vocabulary logits (only hidden states are needed).
+Encodings are cached by text. A batch of clips then pads the Flan-T5 states to one fixed length
+with zeros that the UNet's attention mask hides; the GPT2 states have a fixed length already.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ StageTimer = Callable[[str], AbstractContextManager]
 
 @dataclass(frozen=True)
 class PromptEncoding:
+    clap_text: torch.Tensor  # (1, clap_dim): unit-length CLAP text embedding (also the ranking reference)
     t5_embeds: torch.Tensor  # (1, tokens, t5_dim): Flan-T5 states, the UNet's second conditioning
     t5_mask: torch.Tensor  # (1, tokens), all ones: the text is encoded unpadded
     generated_embeds: torch.Tensor  # (1, max_new_tokens, gpt2_dim): GPT2 states, first conditioning
@@ -36,50 +39,76 @@ def pooled_output(output) -> torch.Tensor:
 class PromptEncoder:
     """Per-text encodings with an LRU cache; `batch` assembles pipeline inputs for many clips."""
 
-    def __init__(self, pipe, stage: StageTimer, cache_size: int = 4096):
+    def __init__(self, pipe, stage: StageTimer, cache_size: int = 4096, group_size: int = 64):
         self.pipe = pipe
         self.stage = stage
         self.cache_size = cache_size
+        self.group_size = group_size
         self._cache: OrderedDict[str, PromptEncoding] = OrderedDict()
         self.max_new_tokens = int(getattr(pipe.language_model.config, "max_new_tokens", None) or 8)
         # Pad every batch to the tokenizer's maximum so batch shapes never change (no recompiles).
         self.padded_length = int(pipe.tokenizer_2.model_max_length)
 
-    @torch.no_grad()
     def encode(self, text: str) -> PromptEncoding:
-        cached = self._cache.get(text)
-        if cached is not None:
+        return self.encode_many([text])[0]
+
+    def encode_many(self, texts: Sequence[str]) -> list[PromptEncoding]:
+        """Encodings of `texts` (in order); uncached texts are encoded in groups of equal token lengths."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        groups: dict[tuple[int, int], list[tuple[str, list[int], list[int]]]] = {}
+        for text in missing:
+            clap_ids = self.pipe.tokenizer(text, truncation=True, max_length=self.pipe.tokenizer.model_max_length).input_ids
+            t5_ids = self.pipe.tokenizer_2(text, truncation=True, max_length=self.padded_length).input_ids
+            groups.setdefault((len(clap_ids), len(t5_ids)), []).append((text, clap_ids, t5_ids))
+        for members in groups.values():
+            for start in range(0, len(members), self.group_size):
+                self._encode_group(members[start : start + self.group_size])
+        encodings = []
+        for text in texts:
             self._cache.move_to_end(text)
-            return cached
+            encodings.append(self._cache[text])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return encodings
+
+    @torch.no_grad()
+    def _encode_group(self, members: list[tuple[str, list[int], list[int]]]) -> None:
+        """Encode texts whose token lengths are all equal: no padding, so batching changes nothing."""
         pipe, device = self.pipe, self.pipe._execution_device
+        clap_ids = torch.tensor([m[1] for m in members], device=device)
+        t5_ids = torch.tensor([m[2] for m in members], device=device)
         with self.stage("text_encoding"):
-            clap_inputs = pipe.tokenizer(
-                text, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
-                return_tensors="pt",
-            ).to(device)
-            clap_embeds = pooled_output(
-                pipe.text_encoder.get_text_features(clap_inputs.input_ids, attention_mask=clap_inputs.attention_mask)
-            )[:, None, :]
-            t5_inputs = pipe.tokenizer_2(
-                text, padding=True, max_length=pipe.tokenizer_2.model_max_length, truncation=True,
-                return_tensors="pt",
-            ).to(device)
-            t5_embeds = pipe.text_encoder_2(t5_inputs.input_ids, attention_mask=t5_inputs.attention_mask)[0]
+            clap_text = pooled_output(
+                pipe.text_encoder.get_text_features(clap_ids, attention_mask=torch.ones_like(clap_ids))
+            )
+            t5_mask = torch.ones_like(t5_ids)
+            t5_embeds = pipe.text_encoder_2(t5_ids, attention_mask=t5_mask)[0]
             projected = pipe.projection_model(
-                hidden_states=clap_embeds,
+                hidden_states=clap_text[:, None, :],
                 hidden_states_1=t5_embeds,
-                attention_mask=clap_embeds.new_ones(clap_embeds.shape[:2], dtype=torch.long),
-                attention_mask_1=t5_inputs.attention_mask,
+                attention_mask=t5_mask.new_ones((len(members), 1)),
+                attention_mask_1=t5_mask,
             )
         with self.stage("gpt2"):
-            generated = pipe.generate_language_model(
-                projected.hidden_states, attention_mask=projected.attention_mask, max_new_tokens=self.max_new_tokens
+            generated = self._generate_hidden_states(projected.hidden_states, projected.attention_mask)
+        for i, (text, _, _) in enumerate(members):
+            self._cache[text] = PromptEncoding(
+                clap_text[i : i + 1], t5_embeds[i : i + 1], t5_mask[i : i + 1], generated[i : i + 1]
             )
-        encoding = PromptEncoding(t5_embeds, t5_inputs.attention_mask, generated)
-        self._cache[text] = encoding
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return encoding
+
+    def _generate_hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """AudioLDM2's GPT2 loop (diffusers' `generate_language_model`): feed each step's last hidden
+        state back as the next input, `max_new_tokens` times. The GPT2 body runs with a KV cache and
+        without the LM head: AudioLDM2 uses hidden states, never logits."""
+        body = self.pipe.language_model.transformer
+        output = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
+        generated = [output.last_hidden_state[:, -1:, :]]
+        for _ in range(self.max_new_tokens - 1):
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            cache = output.past_key_values
+            output = body(inputs_embeds=generated[-1], attention_mask=attention_mask, cache=cache, use_cache=True)
+            generated.append(output.last_hidden_state[:, -1:, :])
+        return torch.cat(generated, dim=1)
 
     def _stack(self, encodings: Sequence[PromptEncoding]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         length = self.padded_length
@@ -93,8 +122,9 @@ class PromptEncoder:
 
     def batch(self, prompts: Sequence[str], negative_prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Keyword arguments for AudioLDM2Pipeline.__call__ (in place of prompt/negative_prompt)."""
-        embeds, mask, generated = self._stack([self.encode(p) for p in prompts])
-        neg_embeds, neg_mask, neg_generated = self._stack([self.encode(n) for n in negative_prompts])
+        encodings = self.encode_many([*prompts, *negative_prompts])
+        embeds, mask, generated = self._stack(encodings[: len(prompts)])
+        neg_embeds, neg_mask, neg_generated = self._stack(encodings[len(prompts) :])
         return {
             "prompt_embeds": embeds,
             "attention_mask": mask,

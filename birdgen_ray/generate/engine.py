@@ -91,7 +91,7 @@ class AudioLDM2Engine:
         self.device = self.pipe._execution_device
         self.source_rate = int(self.pipe.vocoder.config.sampling_rate)
         self.encoder = PromptEncoder(self.pipe, self._stage)
-        self.scorer = ClapScorer(self.pipe, self._stage, batch_size=engine.batch_size)
+        self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=engine.batch_size)
         if engine.compile_unet:
             self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
         self._postprocess_pool = ThreadPoolExecutor(max_workers=max(1, engine.postprocess_threads))

@@ -6,43 +6,23 @@ prompt's label. Here each audio is only ever compared with the prompt it was gen
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from birdgen_ray.generate.encode import StageTimer, pooled_output
+from birdgen_ray.generate.encode import PromptEncoder, StageTimer, pooled_output
 from birdgen_ray.generate.postprocess import resample
 
 
 class ClapScorer:
-    def __init__(self, pipe, stage: StageTimer, batch_size: int = 8, cache_size: int = 4096):
+    """Scores takes against their own prompt; text embeddings come from the prompt encoder's cache."""
+
+    def __init__(self, pipe, stage: StageTimer, encoder: PromptEncoder, batch_size: int = 8):
         self.pipe = pipe
         self.stage = stage
+        self.encoder = encoder
         self.batch_size = max(1, batch_size)
-        self.cache_size = cache_size
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-
-    @torch.no_grad()
-    def _text_features(self, prompt: str) -> torch.Tensor:
-        """Unit-length CLAP text embedding (1, dim); RoBERTa pads to a fixed length, so no batch effect."""
-        cached = self._text_cache.get(prompt)
-        if cached is not None:
-            self._text_cache.move_to_end(prompt)
-            return cached
-        pipe = self.pipe
-        inputs = pipe.tokenizer(
-            prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
-            return_tensors="pt",
-        ).to(pipe._execution_device)
-        output = pipe.text_encoder.get_text_features(inputs.input_ids, attention_mask=inputs.attention_mask)
-        features = pooled_output(output)
-        features = torch.nn.functional.normalize(features.float(), dim=-1)
-        self._text_cache[prompt] = features
-        if len(self._text_cache) > self.cache_size:
-            self._text_cache.popitem(last=False)
-        return features
 
     @torch.no_grad()
     def _audio_features(self, audios: Sequence[np.ndarray], sample_rate: int) -> torch.Tensor:
@@ -69,6 +49,7 @@ class ClapScorer:
             for start in range(0, len(audios), self.batch_size):
                 chunk = slice(start, start + self.batch_size)
                 audio_features = self._audio_features(audios[chunk], sample_rate)
-                text_features = torch.cat([self._text_features(p) for p in prompts[chunk]])
+                encodings = self.encoder.encode_many(prompts[chunk])
+                text_features = torch.nn.functional.normalize(torch.cat([e.clap_text for e in encodings]).float(), dim=-1)
                 scores.extend((audio_features * text_features).sum(dim=-1).tolist())
         return scores
