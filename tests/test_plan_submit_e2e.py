@@ -1,12 +1,11 @@
 """plan -> submit through the real CLI and a real local Ray: with the model-free null generator,
-and on the built-in tiny AudioLDM2 (once the generation engine is in the tree).
+and on the built-in tiny AudioLDM2.
 
 Raising --target and re-planning must only add clips: the second submit generates exactly the new
 rows and leaves every committed clip alone.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -20,11 +19,7 @@ runner = CliRunner()
 COMMON_ARGS = ["--sample-rate", "16000", "--shard-size", "4", "--num-actors", "1", "--no-progress"]
 TINY_ARGS = ["--model", "tiny", "--steps", "2", *COMMON_ARGS]
 NULL_ARGS = ["--generator", "null", *COMMON_ARGS]
-ENGINE_MISSING = importlib.util.find_spec("birdgen_ray.generate.engine") is None
 
-pytestmark = pytest.mark.skipif(
-    "submit" not in {c.name for c in app.registered_commands}, reason="`birdgen-ray submit` not registered yet"
-)
 
 
 def invoke(*args):
@@ -70,6 +65,5 @@ def test_plan_then_submit_with_null_generator(ray_local, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(ENGINE_MISSING, reason="pending: birdgen_ray.generate.engine (the AudioLDM2 actor engine) not in the tree yet")
 def test_plan_then_submit_on_tiny_model(ray_local, tmp_path):
     plan_submit_replan_submit(tmp_path, TINY_ARGS)
