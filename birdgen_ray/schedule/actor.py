@@ -1,12 +1,18 @@
 """The generator actor: holds one model for its lifetime and turns shards into committed files.
 
 Audio never travels through the driver: the actor writes its shard itself and returns only stats.
+The actor runs two shard calls at once (a threaded Ray actor): while one shard is packed and
+uploaded, the next one already generates, so the GPU does not wait for storage. Only generation is
+serialised (one model, one batch size); a shard's result still returns only after its commit.
+
+Test hook: BIRDGEN_WRITE_DELAY_S=<seconds> sleeps that long before each commit (a slow store).
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -19,15 +25,23 @@ from birdgen_ray.write.storage import Output
 
 log = logging.getLogger(__name__)
 
+WRITE_DELAY_ENV = "BIRDGEN_WRITE_DELAY_S"
+
 
 @dataclass
 class ShardResult:
     shard_id: str
     clips: int
     bytes_written: int
-    seconds: float  # wall time in the actor, generation and writing
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float  # generating + writing this shard (the wait for the generator excluded)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # the generator's stages + "write"
     oom_splits: int = 0
+    generate_seconds: float = 0.0  # holding the generator (the GPU on a GPU actor)
+    # When (epoch seconds, in the actor's process) this shard got the generator, released it, committed.
+    generate_start: float = 0.0
+    generate_end: float = 0.0
+    committed_at: float = 0.0
+    actor_pid: int = 0
 
 
 def build_generator(run: RunConfig) -> ClipGenerator:
@@ -51,7 +65,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 class ShardWorker:
-    """Plain class so it runs in-process too; `GeneratorActor` below is its Ray actor form."""
+    """Plain class so it runs in-process too (thread-safe); `actor_class()` below gives its Ray actor form."""
 
     def __init__(self, run: RunConfig, cpu_threads: int | None = None):
         self.run = run
@@ -61,31 +75,51 @@ class ShardWorker:
         # this would add seconds to every (re)started actor of the null generator.
         if cpu_threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(cpu_threads)
+        self._generator_lock = threading.Lock()
+        self._write_delay_s = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "model_id": self.generator.model_id}
 
     def run_shard(self, shard: ShardSpec) -> ShardResult:
-        start = time.perf_counter()
-        stages_before = dict(getattr(self.generator, "stage_times", {}))
-        self._oom_splits = 0
-        clips = self._generate(plan_rows(shard.plan_slice))
+        rows = plan_rows(shard.plan_slice)
+        with self._generator_lock:  # one shard at a time on the model; the previous one may still be writing
+            generate_start, start = time.time(), time.perf_counter()
+            stages_before = dict(getattr(self.generator, "stage_times", {}))
+            clips, oom_splits = self._generate(rows)
+            stages = {
+                k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()
+            }
+            generate_seconds = time.perf_counter() - start
+            generate_end = time.time()
         write_start = time.perf_counter()
+        if self._write_delay_s:
+            time.sleep(self._write_delay_s)
         nbytes = commit_shard(
             self.output, shard.shard_id, shard.plan_slice, clips, self.run.generation, self.generator.model_id
         )
-        stages = {
-            k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()
-        }
         stages["write"] = time.perf_counter() - write_start
         return ShardResult(
-            shard.shard_id, len(clips), nbytes, time.perf_counter() - start, stages, self._oom_splits
+            shard.shard_id,
+            len(clips),
+            nbytes,
+            seconds=generate_seconds + stages["write"],
+            stage_seconds=stages,
+            oom_splits=oom_splits,
+            generate_seconds=generate_seconds,
+            generate_start=generate_start,
+            generate_end=generate_end,
+            committed_at=time.time(),
+            actor_pid=os.getpid(),
         )
 
-    def _generate(self, rows: list[PlanRow]) -> list[GeneratedClip]:
-        """Generate; on CUDA out-of-memory halve the batch and try again (results are batch-invariant)."""
+    def _generate(self, rows: list[PlanRow], oom_splits: int = 0) -> tuple[list[GeneratedClip], int]:
+        """Generate; on CUDA out-of-memory halve the batch and try again (results are batch-invariant).
+
+        Called under the generator lock, so the halved batch size is the one every later shard uses.
+        """
         try:
-            return self.generator.generate(rows)
+            return self.generator.generate(rows), oom_splits
         except Exception as exc:
             batch_size = getattr(self.generator, "batch_size", None)
             if not _is_oom(exc) or not batch_size or batch_size <= 1:
@@ -94,13 +128,16 @@ class ShardWorker:
 
         torch.cuda.empty_cache()
         self.generator.batch_size = batch_size // 2
-        self._oom_splits += 1
         log.warning("CUDA out of memory at batch %d; retrying at batch %d", batch_size, batch_size // 2)
-        return self._generate(rows)
+        return self._generate(rows, oom_splits + 1)
 
 
-def actor_class():
-    """The Ray actor form of ShardWorker (created lazily so importing this module needs no Ray)."""
+def actor_class(max_concurrency: int = 2):
+    """The Ray actor form of ShardWorker (created lazily so importing this module needs no Ray).
+
+    `max_concurrency` shard calls run at once in the actor's threads: one generates, the others
+    write (or wait for the generator); 2 is enough to hide the writing of one shard.
+    """
     import ray
 
-    return ray.remote(max_restarts=0, max_task_retries=0)(ShardWorker)
+    return ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=max_concurrency)(ShardWorker)

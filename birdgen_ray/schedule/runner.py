@@ -142,7 +142,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     init_ray(run)  # counted with start_actors: a local Ray starts here
     count, options, threads = _actor_options(run)
     count = min(count, len(shards))
-    Actor = actor_class()
+    Actor = actor_class(max_concurrency=max(2, run.max_inflight_per_actor))  # generate one, write another
     result = DriveResult(actors=count, gpus_per_actor=options.get("num_gpus", 0.0))
 
     def start_actor():

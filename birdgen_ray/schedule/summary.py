@@ -45,7 +45,8 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
     planned_ids = plan["clip_id"]
     in_index = 0 if index is None else pc.sum(pc.is_in(planned_ids, value_set=index["clip_id"])).as_py() or 0
     generated = sum(r.clips for r in drive.results)
-    actor_seconds = sum(r.seconds for r in drive.results)
+    actor_seconds = sum(r.seconds for r in drive.results)  # generating + writing, summed over shards
+    generator_seconds = sum(r.generate_seconds for r in drive.results)  # writing overlaps it, off the GPU
     stages: Counter[str] = Counter()
     for r in drive.results:
         stages.update(r.stage_seconds)
@@ -73,7 +74,8 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "wall_seconds": round(wall, 3),
         "clips_per_second": round(generated / wall, 3) if wall > 0 else 0.0,
         "actor_seconds": round(actor_seconds, 3),
-        "gpu_seconds": round(actor_seconds * drive.gpus_per_actor, 3),
+        "generator_seconds": round(generator_seconds, 3),
+        "gpu_seconds": round(generator_seconds * drive.gpus_per_actor, 3),  # GPUs busy generating
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},  # summed over actors
         "driver_seconds": {k: round(v, 3) for k, v in drive.driver_seconds.items()},  # wall, in order
         "bytes_written": sum(r.bytes_written for r in drive.results),
