@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
-from birdgen_ray.generate.engine import STAGES, AudioLDM2Engine, NonFiniteAudioError, make_scheduler
+from birdgen_ray.generate.engine import STAGES, AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.plan.schema import PlanRow
 
@@ -219,14 +219,19 @@ def test_clip_failing_every_attempt_is_kept_with_a_fail_verdict():
     assert clip.audio.shape == (48_000,) and np.isfinite(clip.audio).all() and np.abs(clip.audio).max() > 0.5
 
 
-def _nan_on_calls(module: torch.nn.Module, calls: set[int]) -> list[int]:
-    """Make `module` return NaN on the given (0-based) calls; returns the live call counter."""
+def _nan_on_calls(module: torch.nn.Module, calls: set[int], rows: list[int] | None = None) -> list[int]:
+    """Make `module` return NaN on the given (0-based) calls, for some batch rows or all of them;
+    returns the live call counter."""
     counter = [0]
 
     def hook(_module, _inputs, output):
         call = counter[0]
         counter[0] += 1
-        return output * float("nan") if call in calls else output
+        if call not in calls:
+            return output
+        output = output.clone()
+        output[rows if rows is not None else slice(None)] = float("nan")
+        return output
 
     module.register_forward_hook(hook)
     return counter
@@ -248,12 +253,25 @@ def test_nan_output_is_rerun_and_never_returned():
         assert got.metrics["nonfinite"] == 0.0
 
 
-def test_nan_that_persists_raises_a_clear_error():
-    engine = make_engine(batch_size=1)
-    calls = _nan_on_calls(engine.pipe.vocoder, set(range(100)))
-    with pytest.raises(NonFiniteAudioError, match=r"'frog' \(seed 9\)"):
-        engine.generate([row("nan", "frog", 9)])
-    assert calls[0] == 2  # fp32 on CPU: the batch and one rerun, then a clear error
+def test_nan_that_persists_fails_the_gate_and_is_redone_with_a_derived_seed():
+    rows = [row("nan", "frog", 9), row("ok", "cricket chorus", 3)]
+    engine = make_engine(batch_size=2, quality=QualityThresholds(max_retries=1))
+    calls = _nan_on_calls(engine.pipe.vocoder, {0, 1}, rows=[0])  # clip "nan" stays NaN in batch 1 and its rerun
+
+    nan_clip, ok_clip = engine.generate(rows)
+
+    assert calls[0] == 3  # the batch, its rerun, then the retry batch of the rejected clip
+    assert ok_clip.verdict == "pass" and ok_clip.final_seed == 3 and ok_clip.attempts == 1
+    assert nan_clip.verdict == "pass" and nan_clip.final_seed == attempt_seed(9, 1)
+    assert nan_clip.attempts == 3 and np.isfinite(nan_clip.audio).all()
+
+
+def test_clip_that_is_always_nan_is_kept_flagged_never_as_nan_audio():
+    engine = make_engine(batch_size=1, quality=QualityThresholds(max_retries=1))
+    _nan_on_calls(engine.pipe.vocoder, set(range(100)))
+    (clip,) = engine.generate([row("nan", "frog", 9)])
+    assert clip.verdict.startswith("fail:nonfinite") and clip.attempts == 4  # 2 attempts x (batch + rerun)
+    assert np.isfinite(clip.audio).all() and clip.metrics["nonfinite"] == 1.0
 
 
 def test_output_length_rate_order_and_stage_times():

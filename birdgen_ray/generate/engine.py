@@ -8,7 +8,8 @@ For each group of rows with the same duration (one tensor shape):
   3. the quality gate measures the kept take's raw audio; a rejected clip is redone with a derived
      seed, up to `quality.max_retries` times, and is kept with a "fail:..." verdict after that;
   4. the kept audio is resampled to the output rate, fitted to the exact length and peak-normalised.
-Non-finite model output is never returned: the batch is rerun (in fp32 when fp16 keeps failing).
+Non-finite model output is never returned: the batch is rerun (in fp32 when fp16 keeps failing);
+a take still non-finite fails the gate ("nonfinite") and its clip is redone with a derived seed.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate.encode import PromptEncoder
 from birdgen_ray.generate.model import load_pipeline
-from birdgen_ray.generate.postprocess import peak_normalize, resample
+from birdgen_ray.generate.postprocess import fit_length, peak_normalize, resample
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.ranking import ClapScorer
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
@@ -35,10 +36,6 @@ from birdgen_ray.plan.schema import PlanRow
 logger = logging.getLogger(__name__)
 
 STAGES = ("text_encoding", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess")
-
-
-class NonFiniteAudioError(RuntimeError):
-    """The model kept producing NaN/inf audio for some clips, even after reruns."""
 
 
 def make_scheduler(name: str, config):
@@ -53,13 +50,6 @@ def make_scheduler(name: str, config):
     if name == "pndm":
         return PNDMScheduler.from_config(config, skip_prk_steps=True)
     raise ValueError(f"unknown scheduler {name!r}; expected ddim, dpm, unipc or pndm")
-
-
-def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Trim or zero-pad to exactly `num_samples` (resampling can be off by a sample)."""
-    if len(audio) >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, (0, num_samples - len(audio)))
 
 
 @dataclass
@@ -92,9 +82,21 @@ class AudioLDM2Engine:
         self.source_rate = int(self.pipe.vocoder.config.sampling_rate)
         self.encoder = PromptEncoder(self.pipe, self._stage)
         self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=engine.batch_size)
+        self.batch_size = engine.batch_size
         if engine.compile_unet:
             self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
         self._postprocess_pool = ThreadPoolExecutor(max_workers=max(1, engine.postprocess_threads))
+
+    @property
+    def batch_size(self) -> int:
+        """Clips per model call. Settable: the actor halves it after a CUDA out-of-memory error."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"batch_size must be >= 1, got {value}")
+        self._batch_size = self.scorer.batch_size = int(value)
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -134,7 +136,11 @@ class AudioLDM2Engine:
                 for take in range(gen.candidates_per_clip)
             ]
             for batch, audio, spent in self._render(takes, rows, duration):
-                scores = self.scorer.score([rows[t.clip].prompt for t in batch], list(audio), self.source_rate)
+                finite = np.isfinite(audio).all(axis=1)
+                scores = self.scorer.score(
+                    [rows[t.clip].prompt for t in batch], list(np.where(finite[:, None], audio, 0.0)), self.source_rate
+                )
+                scores = [score if ok else float("-inf") for score, ok in zip(scores, finite)]  # never kept over a finite take
                 for take, take_audio, take_spent, score in zip(batch, audio, spent, scores):
                     state = states[take.clip]
                     state.attempts += int(take_spent)
@@ -176,10 +182,10 @@ class AudioLDM2Engine:
     ) -> Iterator[tuple[list[_Take], np.ndarray, np.ndarray]]:
         """Yield (takes, raw audio, generations spent per take) batch by batch.
 
-        Batches always hold engine.batch_size items (the last is padded by repeating its last take,
+        Batches always hold batch_size items (the last is padded by repeating its last take,
         whose output is dropped), so the UNet sees one shape per duration.
         """
-        size = self.engine.batch_size
+        size = self.batch_size
         for start in range(0, len(takes), size):
             batch = takes[start : start + size]
             padded = batch + [batch[-1]] * (size - len(batch))
@@ -210,10 +216,10 @@ class AudioLDM2Engine:
             spent[bad] += 1
         bad = ~np.isfinite(audio).all(axis=1)
         if bad.any():
-            failed = list(dict.fromkeys(f"{p!r} (seed {s})" for p, s, b in zip(prompts, seeds, bad) if b))
-            raise NonFiniteAudioError(
-                f"model {self.model_id} produced NaN/inf audio {len(reruns) + 1} times for: " + ", ".join(failed)
-            )
+            # Left non-finite: the quality gate rejects these takes ("nonfinite") and the clip is
+            # redone with a derived seed; the rest of the batch (and the shard) goes on.
+            logger.error("model %s kept producing NaN/inf audio for seeds %s", self.model_id,
+                         [s for s, b in zip(seeds, bad) if b])
         return audio, spent
 
     def _synthesize(

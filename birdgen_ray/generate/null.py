@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
-from birdgen_ray.generate.postprocess import peak_normalize, resample
+from birdgen_ray.generate.postprocess import fit_length, peak_normalize, resample
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.plan.schema import PlanRow
@@ -82,7 +82,7 @@ class NullGenerator:
         gen = self.generation
         metrics = measure(raw, SOURCE_RATE, gen.quality)
         audio = resample(raw, SOURCE_RATE, gen.output_sample_rate)
-        audio = _fit_length(audio, max(1, round(row.duration_s * gen.output_sample_rate)))
+        audio = fit_length(audio, max(1, round(row.duration_s * gen.output_sample_rate)))
         audio = peak_normalize(audio, gen.peak_dbfs)
         reasons = judge(metrics, None, self._thresholds)
         self.stage_times["generate"] += generated - started
@@ -98,11 +98,4 @@ class NullGenerator:
             verdict=verdict(reasons),
             metrics=metrics,
         )
-
-
-def _fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Trim or zero-pad to exactly `num_samples` (resampling can be off by one)."""
-    if len(audio) >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, (0, num_samples - len(audio)))
 

@@ -49,3 +49,10 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     """WAV bytes back to (float32 samples, sample rate)."""
     audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     return audio, int(rate)
+
+
+def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
+    """Trim or zero-pad the end to exactly `num_samples` (resampling can be off by a sample)."""
+    if len(audio) >= num_samples:
+        return audio[:num_samples]
+    return np.pad(audio, (0, num_samples - len(audio)))

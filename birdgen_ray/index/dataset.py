@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from birdgen_ray.generate.postprocess import decode_wav, resample
+from birdgen_ray.generate.postprocess import decode_wav, fit_length, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.write.storage import Output
 
@@ -104,10 +104,3 @@ class ClipDataset(torch.utils.data.Dataset):
         state = dict(self.__dict__)
         state["_output"] = None  # filesystem handles are not shared across processes
         return state
-
-
-def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Crop the end off, or zero-pad the end, to exactly `num_samples`."""
-    if len(audio) >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, (0, num_samples - len(audio)))
