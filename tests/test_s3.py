@@ -18,6 +18,7 @@ from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import open_index, read_clip, read_clip_bytes
 from birdgen_ray.index.status import output_status
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.runner import submit
 from birdgen_ray.write.storage import Output
 from tests.plans import plan_table, write_plan
@@ -96,8 +97,11 @@ def test_s3_lock_is_an_exclusive_create_and_refuses_a_second_writer(ray_local, s
 
     holder = OutputLock(Output(out, options))
     holder.acquire()
-    # The server itself refuses a conditional create of an existing key (what makes the lock
-    # exclusive between machines, not a check-then-write in the client).
+    # Our exclusive create is refused by the server itself for an existing key (a conditional PUT,
+    # If-None-Match: *), which is what makes the lock exclusive between machines.
+    assert Output(out, options).create_exclusive("_birdgen/probe.json", b"{}") is True
+    assert Output(out, options).create_exclusive("_birdgen/probe.json", b"{}") is False
+    client.delete_object(Bucket=BUCKET, Key="run-b/_birdgen/probe.json")
     with pytest.raises(botocore.exceptions.ClientError, match="PreconditionFailed"):
         client.put_object(Bucket=BUCKET, Key="run-b/_birdgen/lock.json", Body=b"{}", IfNoneMatch="*")
 
@@ -116,3 +120,14 @@ def test_s3_lock_is_an_exclusive_create_and_refuses_a_second_writer(ray_local, s
     assert json.loads(client.get_object(Bucket=BUCKET, Key="run-b/_birdgen/lock.json")["Body"].read())["run_id"] == second.run_id
     second.release()
     assert "_birdgen/lock.json" not in keys(client, "run-b")
+
+
+def test_plan_on_s3_is_read_with_the_same_storage_options(ray_local, s3_server, tmp_path):
+    client, options = s3_server
+    local_plan = write_plan(tmp_path / "plan.parquet", plan_table(6))
+    client.upload_file(local_plan, BUCKET, "plans/plan.parquet")
+    summary = submit(null_run(f"s3://{BUCKET}/plans/plan.parquet", f"s3://{BUCKET}/run-c", options))
+    assert summary["status"] == "complete" and summary["done"] == 6
+
+    with pytest.raises(PlanError, match="file not found"):
+        submit(null_run(f"s3://{BUCKET}/plans/missing.parquet", f"s3://{BUCKET}/run-d", options))

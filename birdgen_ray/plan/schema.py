@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,7 +29,9 @@ DEFAULT_NEGATIVE_PROMPT = "Low quality, distorted, music, speech."
 REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Tar (USTAR) member names hold 100 bytes: "<clip_id>.json" must fit. No "." either: WebDataset
+# readers split a member name at its first dot into key and extension.
+_CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,94}$")
 
 PLAN_SCHEMA = pa.schema(
     [
@@ -142,7 +145,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         bad = [i for i, c in enumerate(given) if c is None or not _CLIP_ID.match(c)]
         if bad:
             problems.append(
-                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_.-], max 128) in {_fmt_rows(bad)}"
+                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) in {_fmt_rows(bad)}"
             )
         clip_ids = [c if c is not None else "" for c in given]
     else:
@@ -181,13 +184,15 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     return core
 
 
-def read_plan(path: str, filesystem=None) -> pa.Table:
-    """Read and validate a plan file; errors name the file."""
+def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
+    """Read and validate a plan file, local or on object storage (fsspec); errors name the file."""
+    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
     try:
-        table = pq.read_table(path, filesystem=filesystem)
+        with fs.open(fs_path, "rb") as fh:
+            table = pq.read_table(fh)
     except FileNotFoundError:
         raise PlanError(path, ["file not found"]) from None
-    except (pa.ArrowInvalid, OSError) as exc:
+    except pa.ArrowInvalid as exc:
         raise PlanError(path, [f"not a readable Parquet file: {exc}"]) from None
     return validate_plan(table, source=path)
 

@@ -1,0 +1,48 @@
+"""Plan and config validation that needs no Ray: clip ids that fit a tar member, bad settings named."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from birdgen_ray.config import EngineConfig, QualityThresholds
+from birdgen_ray.plan.schema import PlanError, make_clip_id, validate_plan
+from birdgen_ray.write.shard_writer import pack_shard
+from tests.plans import plan_table
+
+
+def with_ids(ids):
+    return validate_plan(plan_table(len(ids)).append_column("clip_id", pa.array(ids)))
+
+
+def test_longest_allowed_clip_id_packs_into_a_tar_and_longer_or_dotted_ids_are_named():
+    from birdgen_ray.generate.types import GeneratedClip
+    import numpy as np
+
+    longest = "a" * 95
+    plan = with_ids([longest, "b"])
+    clips = [GeneratedClip(cid, np.zeros(160, np.float32), 16_000, 16_000, 8_000.0, 0) for cid in [longest, "b"]]
+    data, locations = pack_shard(plan, clips)
+    assert locations[0][0] == f"{longest}.wav" and len(data) > 0
+
+    with pytest.raises(PlanError, match=r"clip_id': null or not file-name safe .* rows 0, 2"):
+        with_ids(["a" * 96, "ok", "has.dot"])
+
+
+def test_derived_clip_ids_are_always_valid():
+    label = "x" * 200  # a long, odd label still gives a short, safe id
+    clip_id = make_clip_id(label + " ü/..", "prompt", "neg", 1, 5.0)
+    assert len(clip_id) <= 95 and "." not in clip_id and "/" not in clip_id
+    assert with_ids([clip_id])["clip_id"][0].as_py() == clip_id
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: QualityThresholds(max_retries=-1), "max_retries must be >= 0"),
+        (lambda: QualityThresholds(max_silence_fraction=1.5), "max_silence_fraction must be within"),
+        (lambda: EngineConfig(batch_size=0), "batch_size must be >= 1"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
