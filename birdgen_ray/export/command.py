@@ -1,13 +1,13 @@
 """`birdgen-ray export OUT --format birdclef DEST`: the clips in the layout training code reads."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
+from birdgen_ray.cli_options import local_path, storage_options_option
 from birdgen_ray.export.birdclef import AUDIO_FORMATS, ExportConfig, ExportError, export_birdclef
 
 console = Console()
@@ -16,7 +16,7 @@ FORMATS = ("birdclef",)
 
 def export_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
-    dest: Path = typer.Argument(..., help="Local folder to write train_audio/ and the metadata CSV into."),
+    dest: Path = typer.Argument(..., callback=local_path, help="Local folder to write train_audio/ and the metadata CSV into."),
     format: str = typer.Option("birdclef", "--format", "-f", help=f"Target layout: {', '.join(FORMATS)}."),
     audio_format: str = typer.Option("ogg", help=f"Audio files: {', '.join(AUDIO_FORMATS)} (ogg = Vorbis, as BirdCLEF)."),
     sample_rate: int = typer.Option(32_000, help="Rate of the written files; other rates are resampled."),
@@ -26,8 +26,8 @@ def export_cmd(
     include_failed: bool = typer.Option(False, help="Also export clips that failed the quality gate."),
     label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat for more)."),
     license: str = typer.Option("", help="Text for the 'license' column (the license of the model's outputs)."),
-    workers: int = typer.Option(0, min=0, help="Encoding threads [default: one per CPU core]."),
-    storage_options: Optional[str] = typer.Option(None, help="fsspec options as JSON."),
+    workers: int = typer.Option(0, min=0, help="Encoding threads \\[default: one per CPU core]."),
+    storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Write clips as DEST/train_audio/<label>/<clip_id>.ogg (32 kHz) plus DEST/train_metadata.csv.
 
@@ -50,7 +50,7 @@ def export_cmd(
             license=license,
             workers=workers,
         )
-        result = export_birdclef(out, dest, config, json.loads(storage_options) if storage_options else {})
+        result = export_birdclef(out, dest, config, storage_options)
     except (ExportError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

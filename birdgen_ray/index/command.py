@@ -5,27 +5,26 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 from rich.console import Console
 
-from birdgen_ray.index.reader import as_output, find_row, read_clip_bytes
+from birdgen_ray.cli_options import local_path, storage_options_option
+from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 
 console = Console()
 
 
-def _options(storage_options: Optional[str]) -> dict:
-    return json.loads(storage_options) if storage_options else {}
-
-
 def status_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    storage_options: Optional[str] = typer.Option(None, help="fsspec options as JSON."),
+    storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Planned / done / failed / pending clips of OUT, read from the output alone."""
     try:
-        st = output_status(as_output(out, _options(storage_options)))
+        st = output_status(as_output(out, storage_options))
     except FileNotFoundError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -50,21 +49,27 @@ def status_cmd(
 def extract_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI."),
     clip_ids: List[str] = typer.Argument(..., help="One or more clip ids from the index."),
-    dest: Path = typer.Option(Path("."), "--dest", "-d", help="Folder to write <clip_id>.wav files into."),
-    storage_options: Optional[str] = typer.Option(None, help="fsspec options as JSON."),
+    dest: Path = typer.Option(Path("."), "--dest", "-d", callback=local_path, help="Folder to write <clip_id>.wav files into."),
+    storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Copy clips out of their shards as plain WAV files.
 
     Example: birdgen-ray extract out/ asbfly-1a2b3c4d5e6f7a8b --dest clips/
     """
-    output = as_output(out, _options(storage_options))
+    output = as_output(out, storage_options)
+    try:
+        index = open_index(output)
+    except FileNotFoundError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    rows = {row["clip_id"]: row for row in index.filter(pc.is_in(index["clip_id"], pa.array(clip_ids))).to_pylist()}
+    missing = [clip_id for clip_id in clip_ids if clip_id not in rows]
+    if missing:
+        Console(stderr=True).print(f"[red]error:[/red] not in the index of {output.uri}: {', '.join(missing)}", highlight=False)
+        raise typer.Exit(2)
     dest.mkdir(parents=True, exist_ok=True)
     for clip_id in clip_ids:
-        try:
-            row = find_row(output, clip_id)
-        except (KeyError, FileNotFoundError) as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+        row = rows[clip_id]
         target = dest / f"{clip_id}.wav"
         target.write_bytes(read_clip_bytes(output, row))
         console.print(f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False)

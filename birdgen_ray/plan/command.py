@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from birdgen_ray.cli_options import local_path
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
@@ -27,7 +28,8 @@ def plan_cmd(
              "or a CSV/Parquet of label + count.",
         show_default=False,
     )],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Plan file to write (Parquet).", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Plan file to write (Parquet, local).", show_default=False, callback=local_path)],
     taxonomy: Annotated[Optional[Path], typer.Option(
         help="taxonomy.csv (primary_label, class_name, names); required for BirdCLEF 2025+ train.csv.")] = None,
     target: Annotated[Optional[int], typer.Option(
@@ -51,7 +53,7 @@ def plan_cmd(
     seed: Annotated[int, typer.Option(help="Plan seed: decides every prompt choice and clip seed.", min=0)] = 0,
     duration: Annotated[float, typer.Option(help="Clip length in seconds (0 < d <= 60).")] = 5.0,
     report_dir: Annotated[Optional[Path], typer.Option(
-        help="Where the balance report goes (CSV + PNG); default: next to --out.")] = None,
+        help="Where the balance report goes (CSV + PNG); default: next to --out.", callback=local_path)] = None,
 ) -> None:
     """Turn a class-imbalanced training set into a balanced, varied prompt plan.
 

@@ -1,13 +1,13 @@
 """`birdgen-ray report OUT`: the HTML QA page of an output."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
+from birdgen_ray.cli_options import local_path, storage_options_option
 from birdgen_ray.report.build import ReportConfig, build_report
 
 console = Console()
@@ -16,12 +16,13 @@ console = Console()
 def report_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
     dest: Optional[Path] = typer.Option(
-        None, "--dest", "-d", help="Local folder for the report [default: OUT/report; required for s3://]."
+        None, "--dest", "-d", callback=local_path,
+        help="Local folder for the report \\[default: OUT/report; required for s3://].",
     ),
     per_class: int = typer.Option(4, "--per-class", min=0, help="Clips shown (spectrogram + player) per class."),
     seed: int = typer.Option(0, help="Which clips are sampled: the same seed shows the same clips."),
     label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat for more)."),
-    storage_options: Optional[str] = typer.Option(None, help="fsspec options as JSON."),
+    storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Write a self-contained HTML page to judge an output before training on it.
 
@@ -31,9 +32,8 @@ def report_cmd(
     Example: birdgen-ray report out/ --per-class 6   (then open out/report/index.html)
     """
     config = ReportConfig(per_class=per_class, seed=seed, labels=tuple(label or ()))
-    options = json.loads(storage_options) if storage_options else {}
     try:
-        page = build_report(out, dest, config, options)
+        page = build_report(out, dest, config, storage_options)
     except (FileNotFoundError, ValueError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -33,7 +33,6 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]
     info.size = len(data)
     info.mtime = 0
     info.mode = 0o644
-    start = tar.offset
     tar.addfile(info, io.BytesIO(data))
     # The header is whatever addfile wrote before the data and its padding to 512-byte blocks;
     # deriving it saves building every header twice (a third of the packing time).

@@ -1,0 +1,40 @@
+"""Option parsing shared by the commands: storage options as JSON, local-only paths."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also matches what pathlib makes of "s3://..."
+
+
+def parse_storage_options(text: Optional[str]) -> dict:
+    """`--storage-options` JSON -> dict for fsspec; a clear error for anything else."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f'must be a JSON object such as {{"endpoint_url": "http://..."}}, got {text!r}')
+    return value
+
+
+def local_path(value: Optional[Path]) -> Optional[Path]:
+    """A path this command writes with plain file IO: refuse object-storage URIs by name."""
+    if value is not None and _URI.match(str(value)):
+        raise typer.BadParameter(f"{value} looks like an object-storage URI; this option takes a local path")
+    return value
+
+
+def storage_options_option():
+    return typer.Option(
+        None,
+        "--storage-options",
+        help='fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.',
+        callback=parse_storage_options,
+    )

@@ -1,0 +1,69 @@
+"""CLI edges users hit: extract, malformed --storage-options, object-storage URIs where a local path is needed."""
+from __future__ import annotations
+
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from birdgen_ray import open_index
+from birdgen_ray.cli import app
+from birdgen_ray.config import RunConfig
+from birdgen_ray.schedule.runner import submit
+from tests.plans import plan_table, write_plan
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def made_out(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    plan = write_plan(tmp / "plan.parquet", plan_table(5))
+    out = str(tmp / "out")
+    submit(RunConfig(plan_path=plan, out=out, generator="null", num_actors=1, gpus_per_actor=0, progress=False))
+    return out
+
+
+def test_extract_writes_the_clips_wav_files_and_names_unknown_ids(made_out, tmp_path):
+    ids = open_index(made_out)["clip_id"].to_pylist()[:2]
+    result = runner.invoke(app, ["extract", made_out, *ids, "--dest", str(tmp_path / "clips")])
+    assert result.exit_code == 0, result.output
+    for clip_id in ids:
+        info = sf.info(str(tmp_path / "clips" / f"{clip_id}.wav"))
+        assert info.samplerate == 32_000 and info.subtype == "PCM_16"
+
+    missing = runner.invoke(app, ["extract", made_out, ids[0], "no-such-clip", "--dest", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "no-such-clip" in missing.output
+    assert not (tmp_path / "x").exists()  # nothing written when an id is wrong
+
+
+@pytest.mark.parametrize("command", ["status", "extract", "report", "export"])
+@pytest.mark.parametrize("bad", ["{not json", "[1, 2]"])
+def test_malformed_storage_options_are_named_not_a_traceback(made_out, tmp_path, command, bad):
+    args = {
+        "status": ["status", made_out],
+        "extract": ["extract", made_out, "some-id"],
+        "report": ["report", made_out, "--dest", str(tmp_path / "r")],
+        "export": ["export", made_out, str(tmp_path / "e")],
+    }[command]
+    result = runner.invoke(app, [*args, "--storage-options", bad])
+    assert result.exit_code == 2
+    assert "--storage-options" in result.output and ("JSON" in result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "examples/train_metadata.csv", "--target", "3", "-o", "s3://bucket/plan.parquet"],
+        ["export", "out", "s3://bucket/synthetic"],
+        ["report", "out", "--dest", "gs://bucket/report"],
+    ],
+)
+def test_object_storage_uri_where_a_local_path_is_needed_is_refused(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "local path" in result.output
+
+
+def test_help_keeps_its_bracketed_defaults():
+    assert "[default: one per CPU core]" in runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: OUT/report" in runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).output
