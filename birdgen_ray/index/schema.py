@@ -3,7 +3,8 @@
     OUT/
       plan.parquet              the validated plan of the latest submit
       shards/<shard_id>.tar     WAV clips as tar members "<clip_id>.wav" (WebDataset-style)
-      shards/<shard_id>.parquet that shard's index; written last, its presence commits the shard
+      shards/<shard_id>.parquet that shard's index, written after its tar: a shard is committed
+                                when both exist (a lone tar or index is a crash leftover, removed)
       failures/<shard_id>.json  a shard that kept failing, with its error (removed once it succeeds)
       index.parquet             all shard indexes, one row per clip_id (rebuilt after each run)
       summary.json              the last run's counts, throughput, stage times, versions, settings
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from birdgen_ray.plan.schema import PLAN_SCHEMA
+
 PLAN_FILE = "plan.parquet"
 SHARDS_DIR = "shards"
 FAILURES_DIR = "failures"
@@ -29,12 +32,7 @@ LOCK_FILE = f"{META_DIR}/lock.json"
 
 INDEX_SCHEMA = pa.schema(
     [
-        ("clip_id", pa.string()),
-        ("label", pa.string()),
-        ("prompt", pa.string()),
-        ("negative_prompt", pa.string()),
-        ("seed", pa.int64()),
-        ("duration_s", pa.float64()),
+        *PLAN_SCHEMA,  # clip_id, label, prompt, negative_prompt, seed, duration_s
         # where the audio is
         ("shard", pa.string()),
         ("member", pa.string()),
