@@ -47,7 +47,7 @@ STAGES = ("text", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess", "w
 ENGINE_STAGE_NAMES = {"text_encoding": "text"}  # engine.stage_times key -> our column
 REFERENCE_CONFIGS = (  # full-size component configs, first one found (see bench/README.md)
     Path(".whl/reference/audioldm2"),
-    Path("/work/shared/reference/audioldm2/audioldm2"),
+    Path(__file__).resolve().parents[1].parent / "shared/reference/audioldm2/audioldm2",  # ../shared beside the repo
 )
 PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 8 min on one H100/H200
     "cpu": dict(model="tiny", duration=1.0, steps_scale=0.1, naive_clips=3, batch=8, clips=16, fast_clips=32),

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-REFERENCE=${BIRDGEN_REFERENCE:-/work/shared/reference/audioldm2/audioldm2}
+REFERENCE=${BIRDGEN_REFERENCE:-$(git rev-parse --show-toplevel)/../shared/reference/audioldm2/audioldm2}
 
 mkdir -p .git/info && { grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude; }
 rm -rf .whl && mkdir -p .whl/reference
