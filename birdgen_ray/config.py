@@ -86,10 +86,16 @@ class RunConfig:
     generator: str = "audioldm2"  # or "null": deterministic audio, no model (tests, benchmarks)
     address: str | None = None  # Ray address; None starts a local Ray
     num_actors: int | None = None  # None: one per GPU, else one per 2 CPUs (at least 1)
-    gpus_per_actor: float = 1.0
+    # None (auto): 1 GPU each if the cluster has GPUs now, else CPU actors; > 0: always GPU actors
+    # (pending ones make an autoscaler add GPU nodes); 0: CPU actors.
+    gpus_per_actor: float | None = None
     shard_size: int = 256  # clips per shard
     max_inflight_per_actor: int = 2
     max_shard_attempts: int = 3
     actor_env: dict = field(default_factory=dict)  # environment variables for the generator actors
     break_lock: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
+            raise ValueError(f"gpus_per_actor must be >= 0 (or None: auto), got {self.gpus_per_actor}")

@@ -2,19 +2,26 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
 from birdgen_ray import open_index, read_clip
+from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, RunConfig
+from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.schema import INDEX_SCHEMA
 from birdgen_ray.plan.schema import PlanError, validate_plan
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.schedule.runner import SettingsMismatch, submit
+from birdgen_ray.schedule import runner
+from birdgen_ray.schedule.runner import ActorSizing, SettingsMismatch, drive, size_actor_pool, submit
+from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.write.storage import Output
 from tests.plans import plan_table, write_plan
 
@@ -120,3 +127,62 @@ def test_failing_shard_is_recorded_run_goes_on_and_status_reports_it(ray_local, 
     fixed = submit(null_run(path, out, shard_size=12))  # the cause is gone: a rerun completes
     assert fixed["status"] == "complete" and not os.listdir(out / "failures")
     assert output_status(Output(str(out)))["done"] == 12
+
+
+def test_actor_pool_sizing_auto_explicit_gpus_and_cpu_only():
+    def run(gpus_per_actor, num_actors=None):
+        return null_run("plan.parquet", "out", gpus_per_actor=gpus_per_actor, num_actors=num_actors)
+
+    # A cluster that starts with no GPU worker: auto runs CPU actors; asking for GPUs asks anyway
+    # (one actor, or --num-actors of them), so pending actors make the autoscaler add GPU nodes.
+    assert size_actor_pool(run(None), gpus=0, cpus=8) == ActorSizing(4, 0.0, 2, explicit_gpus=False)
+    assert size_actor_pool(run(1.0), gpus=0, cpus=8) == ActorSizing(1, 1.0, None, explicit_gpus=True)
+    assert size_actor_pool(run(1.0, num_actors=8), gpus=2, cpus=8) == ActorSizing(8, 1.0, None, explicit_gpus=True)
+    assert size_actor_pool(run(0.5), gpus=2, cpus=8).count == 4
+    # Auto never asks for more than is there now; 0 forces CPU actors next to GPUs.
+    assert size_actor_pool(run(None), gpus=2, cpus=8) == ActorSizing(2, 1.0, None, explicit_gpus=False)
+    assert size_actor_pool(run(None, num_actors=8), gpus=2, cpus=8) == ActorSizing(2, 1.0, None, explicit_gpus=False)
+    assert size_actor_pool(run(0), gpus=2, cpus=8) == ActorSizing(4, 0.0, 2, explicit_gpus=False)
+    with pytest.raises(ValueError, match="gpus_per_actor must be >= 0"):
+        run(-1.0)
+
+
+@pytest.mark.parametrize("asked, gpus_each", [(1.0, 1), (0, 0), (None, 1)])
+def test_actors_get_the_gpus_asked_for(ray_local, tmp_path, asked, gpus_each):
+    path = write_plan(tmp_path / "plan.parquet", plan_table(8))
+    shards = make_shards(validate_plan(pq.read_table(path)), 4)
+    result = drive(null_run(path, tmp_path / "out", gpus_per_actor=asked), Output(str(tmp_path / "out")), shards)
+
+    assert not result.failed and result.gpus_per_actor == gpus_each
+    gpu_ids = [info["gpu_ids"] for info in result.actor_info]  # what Ray assigned inside each actor
+    assert [len(ids) for ids in gpu_ids] == [gpus_each, gpus_each]
+    assert len({i for ids in gpu_ids for i in ids}) == 2 * gpus_each  # one fake GPU each, not shared
+
+
+def test_gpu_actors_that_cannot_be_placed_are_waited_for_out_loud_without_stalling_the_run(ray_local, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "PLACEMENT_REPORT_S", 0.2)
+    path = write_plan(tmp_path / "plan.parquet", plan_table(16))
+    # Three 1-GPU actors on the session's two GPUs and no autoscaler: the third never gets placed.
+    run = null_run(path, tmp_path / "out", gpus_per_actor=1.0, num_actors=3, shard_size=2, actor_env={SLEEP_ENV: "0.1"})
+    summary = submit(run)
+
+    assert summary["status"] == "complete" and summary["done"] == 16
+    assert (summary["actors"], summary["actors_started"], summary["settings"]["gpus_per_actor"]) == (3, 2, 1.0)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "waiting for 1 GPU actor to be placed" in said and "(2 running; the cluster has 2 GPUs" in said
+    assert "an autoscaler adds GPU nodes for them" in said
+    deadline = time.monotonic() + 30  # the waiting actor was cancelled: both GPUs are free again
+    while ray_local.available_resources().get("GPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray_local.available_resources().get("GPU", 0) == 2
+
+
+def test_cli_gpus_per_actor_zero_runs_cpu_actors_and_a_negative_value_is_refused(ray_local, tmp_path):
+    path = write_plan(tmp_path / "plan.parquet", plan_table(4))
+    base = ["submit", path, "--out", str(tmp_path / "out"), "--generator", "null", "--num-actors", "1", "--no-progress"]
+    refused = CliRunner().invoke(app, base + ["--gpus-per-actor", "-1"])
+    assert refused.exit_code == 2 and "gpus_per_actor must be >= 0" in refused.output
+    ran = CliRunner().invoke(app, base + ["--gpus-per-actor", "0"])
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["gpus_per_actor"] == 0 and summary["gpu_seconds"] == 0

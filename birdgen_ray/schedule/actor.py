@@ -64,6 +64,13 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
+def _assigned_gpu_ids() -> list[str]:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return []
+    return list(ray.get_runtime_context().get_accelerator_ids().get("GPU", []))
+
+
 class ShardWorker:
     """Plain class so it runs in-process too (thread-safe); `actor_class()` below gives its Ray actor form."""
 
@@ -79,7 +86,8 @@ class ShardWorker:
         self._write_delay_s = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "model_id": self.generator.model_id}
+        """This worker's process, model, and the GPUs Ray gave it (none in-process or on a CPU actor)."""
+        return {"pid": os.getpid(), "model_id": self.generator.model_id, "gpu_ids": _assigned_gpu_ids()}
 
     def run_shard(self, shard: ShardSpec) -> ShardResult:
         rows = plan_rows(shard.plan_slice)

@@ -32,6 +32,11 @@ def submit_cmd(
     compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
     shard_size: int = typer.Option(256, help="Clips per output shard (one tar + one index file)."),
     num_actors: Optional[int] = typer.Option(None, help="Generator actors [default: one per GPU, else one per 2 CPUs]."),
+    gpus_per_actor: Optional[float] = typer.Option(
+        None,
+        help="GPUs per actor [default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
+        "asks for GPU actors (--num-actors of them; an autoscaler adds GPU nodes while they wait); 0: CPU actors.",
+    ),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     generator: str = typer.Option("audioldm2", help="'audioldm2', or 'null' (no model; deterministic test audio)."),
     storage_options: Optional[str] = typer.Option(None, help='fsspec options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.'),
@@ -74,6 +79,7 @@ def submit_cmd(
             generator=generator,
             address=address,
             num_actors=num_actors,
+            gpus_per_actor=gpus_per_actor,
             shard_size=shard_size,
             max_shard_attempts=max_shard_attempts,
             actor_env=parse_env(actor_env),

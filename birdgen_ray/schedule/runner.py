@@ -2,7 +2,8 @@
 
 A plain Ray Core loop (as in datatrove's executor): a bounded number of shards in flight per actor,
 `ray.wait` with a timeout, a dead actor replaced and its shards retried elsewhere, a shard that keeps
-failing written to failures/ while the run goes on. Every committed shard survives any crash; a
+failing written to failures/ while the run goes on. An actor gets shards only once it has started,
+so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. Every committed shard survives any crash; a
 rerun skips them by reading their indexes.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ from birdgen_ray.write.storage import Output
 
 log = logging.getLogger(__name__)
 
+PLACEMENT_REPORT_S = 30.0  # how often the driver says which actors it is still waiting for
+
 
 class SettingsMismatch(RuntimeError):
     pass
@@ -45,6 +48,7 @@ class DriveResult:
     actors: int = 0
     actors_replaced: int = 0
     gpus_per_actor: float = 0.0
+    actor_info: list[dict] = field(default_factory=list)  # every actor that started: pid, model, GPU ids
     model_id: str | None = None
     driver_seconds: dict[str, float] = field(default_factory=dict)  # prepare, start_actors, run_shards, finish
 
@@ -111,23 +115,40 @@ def init_ray(run: RunConfig) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def _actor_options(run: RunConfig) -> tuple[int, dict, int | None]:
-    """How many actors, with which resources, and how many CPU threads each (CPU actors)."""
-    import ray
+@dataclass(frozen=True)
+class ActorSizing:
+    count: int
+    gpus_per_actor: float  # 0: CPU actors
+    cpu_threads: int | None  # torch threads per CPU actor
+    explicit_gpus: bool  # asked for with gpus_per_actor > 0: wait for the autoscaler to place them
 
-    env = {"runtime_env": {"env_vars": dict(run.actor_env)}} if run.actor_env else {}
-    resources = ray.cluster_resources()
-    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
-    if gpus >= run.gpus_per_actor > 0:
-        count = _fitting(run.num_actors or int(gpus // run.gpus_per_actor), int(gpus // run.gpus_per_actor), "GPU")
-        return count, {"num_gpus": run.gpus_per_actor, "num_cpus": 1, **env}, None
+
+def size_actor_pool(run: RunConfig, gpus: float, cpus: float) -> ActorSizing:
+    """How many actors, with how many GPUs each, given what the cluster holds now.
+
+    Auto (gpus_per_actor None): one GPU each where the cluster has GPUs, else CPU actors, never
+    more than fit now. An explicit gpus_per_actor > 0 always asks for GPU actors, `num_actors` of
+    them (default: as many as fit now, at least one): those that do not fit make an autoscaler add
+    GPU nodes. 0: CPU actors.
+    """
+    per_actor = run.gpus_per_actor
+    explicit = per_actor is not None and per_actor > 0
+    if per_actor is None:
+        per_actor = 1.0 if gpus >= 1.0 else 0.0
+    if per_actor > 0:
+        fits = int(gpus // per_actor)
+        if not explicit:
+            return ActorSizing(_fitting(run.num_actors or fits, fits, "GPU"), per_actor, None, False)
+        count = run.num_actors or max(1, fits)
+        if count > fits:
+            log.warning("%d GPU actors asked for, %d fit on the cluster now: the others wait for GPU nodes", count, fits)
+        return ActorSizing(count, per_actor, None, True)
     count = _fitting(run.num_actors or max(1, int(cpus // 2)), max(1, int(cpus)), "CPU")
-    threads = max(1, int(cpus // count))
-    return count, {"num_cpus": 1, **env}, threads
+    return ActorSizing(count, 0.0, max(1, int(cpus // count)), False)
 
 
 def _fitting(wanted: int, fits: int, resource: str) -> int:
-    """An actor the cluster cannot place would wait forever with shards queued on it: cap instead."""
+    """Unasked-for actors the cluster cannot place would only ever wait: cap them instead."""
     if wanted > fits:
         log.warning("%d actors asked for, but the cluster's %ss hold %d now: starting %d", wanted, resource, fits, fits)
         return fits
@@ -135,47 +156,78 @@ def _fitting(wanted: int, fits: int, resource: str) -> int:
 
 
 def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResult:
+    """Run shards on a pool of actors; an actor gets shards once it has started (placed, generator built)."""
     import ray
     from ray.exceptions import RayActorError, RayError
 
     phase_start = time.perf_counter()
     init_ray(run)  # counted with start_actors: a local Ray starts here
-    count, options, threads = _actor_options(run)
-    count = min(count, len(shards))
+    resources = ray.cluster_resources()
+    sizing = size_actor_pool(run, resources.get("GPU", 0.0), resources.get("CPU", 1.0))
+    count = min(sizing.count, len(shards))
+    options: dict = {"num_cpus": 1}
+    if sizing.gpus_per_actor:
+        options["num_gpus"] = sizing.gpus_per_actor
+    if run.actor_env:
+        options["runtime_env"] = {"env_vars": dict(run.actor_env)}
     Actor = actor_class(max_concurrency=max(2, run.max_inflight_per_actor))  # generate one, write another
-    result = DriveResult(actors=count, gpus_per_actor=options.get("num_gpus", 0.0))
+    result = DriveResult(actors=count, gpus_per_actor=sizing.gpus_per_actor)
 
-    def start_actor():
-        return Actor.options(**options).remote(run, threads)
+    actors: list = [None] * count
+    starting: dict = {}  # info() ref -> slot, until that actor has started
+    ready = [False] * count
+    failed_starts = [0] * count  # in a row, per slot
 
-    actors = [start_actor() for _ in range(count)]
-    # Fail fast on a model that cannot load (bad id, missing weights) instead of retrying every shard.
-    try:
-        infos = ray.get([a.info.remote() for a in actors])
-    except BaseException as exc:
-        for actor in actors:  # a long-lived driver (notebook, tests) must not keep them and their GPUs
-            ray.kill(actor)
-        if isinstance(exc, RayActorError):
-            raise ActorStartFailed(f"the generator actors could not start: {_short_error(exc)}") from None
-        raise
-    result.model_id = infos[0]["model_id"]
-    result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
-    phase_start = time.perf_counter()
+    def start_actor(slot: int) -> None:
+        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads)
+        ready[slot] = False
+        starting[actors[slot].info.remote()] = slot
+
+    def started(ref) -> None:
+        slot = starting.pop(ref)
+        try:
+            info = ray.get(ref)
+        except RayError as exc:
+            failed_starts[slot] += 1
+            # No actor of this run has started: the generator cannot be built (bad model id, no
+            # weights); fail fast instead of retrying every shard. Later, a replacement may just
+            # have lost its node: try again, a few times.
+            if not result.actor_info:
+                raise ActorStartFailed(f"the generator actors could not start: {_short_error(exc)}") from None
+            if failed_starts[slot] < run.max_shard_attempts:
+                log.warning("actor %d failed to start (%s); starting another", slot, _short_error(exc))
+                start_actor(slot)
+            else:
+                log.warning("actor %d failed to start %d times; going on without it", slot, failed_starts[slot])
+            return
+        if not result.actor_info:
+            result.model_id = info["model_id"]
+            result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
+        result.actor_info.append(info)
+        ready[slot], failed_starts[slot] = True, 0
 
     queue: deque[ShardSpec] = deque(shards)
     attempts: Counter[str] = Counter()
     inflight: dict = {}  # ObjectRef -> (shard, actor slot)
     load = [0] * count
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
+    last_report = time.monotonic()
     try:
+        for slot in range(count):
+            start_actor(slot)
         while queue or inflight:
             for slot in range(count):
-                while queue and load[slot] < run.max_inflight_per_actor:
+                while ready[slot] and queue and load[slot] < run.max_inflight_per_actor:
                     shard = queue.popleft()
                     inflight[actors[slot].run_shard.remote(shard)] = (shard, slot)
                     load[slot] += 1
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-            for ref in ready:
+            if not inflight and not starting:
+                raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
+            ready_refs, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
+            for ref in ready_refs:
+                if ref in starting:
+                    started(ref)
+                    continue
                 shard, slot = inflight.pop(ref)
                 load[slot] -= 1
                 try:
@@ -185,7 +237,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
                     error = _short_error(exc)
                     if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
                         log.warning("actor %d died (%s); starting a replacement", slot, error)
-                        actors[slot] = start_actor()
+                        start_actor(slot)
                         result.actors_replaced += 1
                     if attempts[shard.shard_id] < run.max_shard_attempts:
                         result.retries += 1
@@ -199,12 +251,32 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
                 output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
                 result.results.append(done)
                 progress.advance(done.clips)
+            if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
+                last_report = time.monotonic()
+                progress.console.print(_waiting_line(len(starting), sum(ready), sizing), highlight=False)
     finally:
-        result.driver_seconds["run_shards"] = time.perf_counter() - phase_start
+        now = time.perf_counter()
+        started_at = phase_start + result.driver_seconds.setdefault("start_actors", now - phase_start)
+        result.driver_seconds["run_shards"] = now - started_at
         progress.close()
-        for actor in actors:
+        for actor in filter(None, actors):  # a long-lived driver (notebook, tests) must not keep them and their GPUs
             ray.kill(actor)
     return result
+
+
+def _waiting_line(waiting: int, running: int, sizing: ActorSizing) -> str:
+    """What the driver waits for: actors not placed yet (no room, or an autoscaler adding nodes) or loading."""
+    import ray
+
+    resources = ray.cluster_resources()
+    kind = "GPU" if sizing.gpus_per_actor else "CPU"
+    line = (
+        f"waiting for {waiting} {kind} actor{'s' if waiting != 1 else ''} to be placed and load the generator "
+        f"({running} running; the cluster has {resources.get('GPU', 0.0):g} GPUs, {resources.get('CPU', 0.0):g} CPUs now)"
+    )
+    if sizing.explicit_gpus:
+        line += "; an autoscaler adds GPU nodes for them"
+    return line + "..."
 
 
 def _died_here(exc, actor) -> bool:

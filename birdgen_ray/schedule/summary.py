@@ -32,7 +32,7 @@ def settings(run) -> dict:
         "generator": run.generator,
         "shard_size": run.shard_size,
         "num_actors": run.num_actors,
-        "gpus_per_actor": run.gpus_per_actor,
+        "gpus_per_actor": "auto" if run.gpus_per_actor is None else run.gpus_per_actor,
         "max_inflight_per_actor": run.max_inflight_per_actor,
         "max_shard_attempts": run.max_shard_attempts,
         "address": run.address,
@@ -70,7 +70,9 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "actors_replaced": drive.actors_replaced,
         "oom_splits": sum(r.oom_splits for r in drive.results),
         "verdicts": verdicts,
-        "actors": drive.actors,
+        "actors": drive.actors,  # asked for
+        "actors_started": len(drive.actor_info),  # replacements included; some may still have been waiting
+        "gpus_per_actor": drive.gpus_per_actor,
         "wall_seconds": round(wall, 3),
         "clips_per_second": round(generated / wall, 3) if wall > 0 else 0.0,
         "actor_seconds": round(actor_seconds, 3),
