@@ -56,7 +56,7 @@ class DriveResult:
 def submit(run: RunConfig) -> dict:
     """Run (or resume) a job to completion; returns the run summary (also written to OUT/summary.json)."""
     started = time.time()
-    plan = read_plan(run.plan_path)  # the whole plan is valid before anything is touched
+    plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
     output = Output(run.out, run.storage_options)
     with OutputLock(output, run.break_lock) as lock:
         phase_start = time.perf_counter()
