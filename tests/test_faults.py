@@ -2,8 +2,8 @@
 
 Actors are SIGKILLed mid-run (found among this test process's own descendants by the title Ray
 gives a worker while it runs a task, so no other session's processes are touched); the driver is a
-real `birdgen-ray submit` subprocess joined to the same Ray and SIGKILLed after some shards
-committed. Every faulty output must end with each planned clip exactly once in index.parquet and
+real `birdgen-ray submit` subprocess joined to the same Ray and SIGKILLed (or SIGTERMed, as by
+`ray job stop`) after some shards committed. Every faulty output must end with each planned clip exactly once in index.parquet and
 audio byte-identical to an uninterrupted run.
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ from birdgen_ray.index.status import output_status
 from birdgen_ray.plan.schema import validate_plan
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.lock import OutputLocked
-from birdgen_ray.schedule.runner import ActorStartFailed, submit
+from birdgen_ray.schedule import runner
+from birdgen_ray.schedule.runner import ActorStartFailed, Stopped, submit
 from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.write.shard_writer import shard_paths
 from birdgen_ray.write.storage import Output
@@ -125,9 +126,8 @@ def test_actors_killed_mid_run_are_replaced_and_each_clip_lands_once(reference, 
     assert_exactly_once_and_identical(out, plan_path, reference_bytes)
 
 
-def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_refused(ray_local, reference, tmp_path):
-    plan_path, reference_bytes = reference
-    out = tmp_path / "out"
+def start_driver(ray_local, plan_path: str, out: Path) -> subprocess.Popen:
+    """A real `birdgen-ray submit` process joined to the session's Ray, slowed to 0.1 s per clip."""
     command = [
         *CLI, "submit", plan_path, "--out", str(out), "--generator", "null",
         "--shard-size", "4", "--num-actors", "2", "--no-progress",
@@ -135,9 +135,19 @@ def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_ref
         "--actor-env", f"{SLEEP_ENV}=0.1",
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def committed_shards(out: Path) -> int:
+    return len(list((out / "shards").glob("*.parquet"))) if (out / "shards").exists() else 0
+
+
+def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_refused(ray_local, reference, tmp_path):
+    plan_path, reference_bytes = reference
+    out = tmp_path / "out"
+    driver = start_driver(ray_local, plan_path, out)
     try:
-        committed = lambda: len(list((out / "shards").glob("*.parquet"))) if (out / "shards").exists() else 0  # noqa: E731
+        committed = lambda: committed_shards(out)  # noqa: E731
         wait_until(lambda: committed() >= 2 or driver.poll() is not None, 180, "two committed shards")
         assert driver.poll() is None, driver.stdout.read().decode()
 
@@ -165,6 +175,54 @@ def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_ref
     assert not (out / "_birdgen" / "lock.json").exists()
     # The dead driver's actors are reaped by Ray, ours by the runner: no generator process remains.
     wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")
+
+
+def test_sigterm_stops_the_driver_releases_its_lock_and_a_plain_rerun_completes(ray_local, reference, tmp_path):
+    plan_path, reference_bytes = reference
+    out = tmp_path / "out"
+    driver = start_driver(ray_local, plan_path, out)
+    try:
+        wait_until(lambda: committed_shards(out) >= 1 or driver.poll() is not None, 180, "a committed shard")
+        assert driver.poll() is None, driver.stdout.read().decode()
+        driver.send_signal(signal.SIGTERM)  # what `ray job stop` sends first
+        output = driver.communicate(timeout=60)[0].decode()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+
+    assert driver.returncode == 128 + signal.SIGTERM, output
+    assert "stopped by SIGTERM: committed shards are kept and the lock is released" in " ".join(output.split())
+    assert not (out / "_birdgen" / "lock.json").exists()
+    wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "the stopped driver's actors to exit")
+    at_stop = committed_shards(out)
+    assert 1 <= at_stop < PLAN_CLIPS // 4, "the driver finished before it could be stopped"
+
+    summary = submit(null_run(plan_path, out))  # no --break-lock needed
+    assert summary["status"] == "complete"
+    assert summary["already_done_before_run"] >= 4  # the shard seen committed was kept, not redone
+    assert summary["generated_this_run"] == PLAN_CLIPS - summary["already_done_before_run"]
+    assert_exactly_once_and_identical(out, plan_path, reference_bytes)
+
+
+def test_sigterm_before_ray_starts_also_releases_the_lock_and_restores_the_handler(ray_local, reference, tmp_path, monkeypatch):
+    """In-process: SIGTERM while the driver still reads the output, before any Ray call."""
+    plan_path, _ = reference
+    reading = threading.Event()
+
+    def slow_done_clip_ids(output):
+        reading.set()
+        time.sleep(30)  # cut short by the signal
+        return set()
+
+    monkeypatch.setattr(runner, "done_clip_ids", slow_done_clip_ids)
+    threading.Thread(target=lambda: reading.wait(30) and os.kill(os.getpid(), signal.SIGTERM), daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)  # the session Ray's own: a safety net for this test process
+    with pytest.raises(Stopped, match="stopped by SIGTERM"):
+        submit(null_run(plan_path, tmp_path / "out"))
+    assert (tmp_path / "out" / "plan.parquet").exists()  # it was inside the locked block
+    assert not (tmp_path / "out" / "_birdgen" / "lock.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_leftovers_and_late_commits_of_a_dead_run_leave_each_clip_once(ray_local, reference, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from typing import List, Optional
 
 import typer
@@ -58,7 +59,7 @@ def submit_cmd(
       birdgen-ray submit plan.parquet --out s3://bucket/birds --address auto --batch-size 64
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, submit
+    from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, Stopped, submit
 
     try:
         run = RunConfig(
@@ -90,6 +91,12 @@ def submit_cmd(
     except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, ValueError, json.JSONDecodeError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    except Stopped as exc:  # `ray job stop`, a pod being terminated
+        err.print(
+            f"{exc}: committed shards are kept and the lock is released; run the same command to resume.",
+            highlight=False,
+        )
+        raise typer.Exit(128 + signal.SIGTERM) from None
     err.print(
         f"{summary['status']}: {summary['done']}/{summary['planned']} clips in {out} "
         f"({summary['generated_this_run']} new, {summary['failed_clips']} failed, "

@@ -3,15 +3,19 @@
 A plain Ray Core loop (as in datatrove's executor): a bounded number of shards in flight per actor,
 `ray.wait` with a timeout, a dead actor replaced and its shards retried elsewhere, a shard that keeps
 failing written to failures/ while the run goes on. An actor gets shards only once it has started,
-so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. Every committed shard survives any crash; a
-rerun skips them by reading their indexes.
+so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. Every
+committed shard survives any crash; a rerun skips them by reading their indexes. SIGTERM (`ray job
+stop`) stops a run like an error does: actors killed, lock released, committed shards kept.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections import Counter, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from birdgen_ray.config import GenerationConfig, RunConfig
@@ -39,6 +43,12 @@ class ActorStartFailed(RuntimeError):
     """The generator could not be built in an actor (unknown model, missing weights, bad device)."""
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM reached the driver. Not an Exception, so no library's `except Exception` swallows it
+    on its way out of the locked block; a KeyboardInterrupt, as Ray turns any other exception that a
+    signal handler raises inside ray.wait/ray.get into a SystemError."""
+
+
 @dataclass
 class DriveResult:
     results: list[ShardResult] = field(default_factory=list)
@@ -54,7 +64,40 @@ class DriveResult:
 
 
 def submit(run: RunConfig) -> dict:
-    """Run (or resume) a job to completion; returns the run summary (also written to OUT/summary.json)."""
+    """Run (or resume) a job to completion; returns the run summary (also written to OUT/summary.json).
+
+    Raises `Stopped` on SIGTERM once the actors are killed and the lock is released.
+    """
+    with _stop_on_sigterm():
+        return _submit(run)
+
+
+@contextmanager
+def _stop_on_sigterm():
+    """While inside: SIGTERM raises `Stopped` in the main thread (signals reach no other thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    received = []
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        received.append(signum)
+        raise Stopped("stopped by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except BaseException:
+        if received:  # raised inside a Ray call, it comes out as Ray's own KeyboardInterrupt
+            raise Stopped("stopped by SIGTERM") from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _submit(run: RunConfig) -> dict:
     started = time.time()
     plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
     output = Output(run.out, run.storage_options)
@@ -108,11 +151,14 @@ def init_ray(run: RunConfig) -> None:
 
     if ray.is_initialized():
         return
+    sigterm = signal.getsignal(signal.SIGTERM)
     if run.address or os.environ.get("RAY_ADDRESS"):
         # Inside a Ray job or against a running cluster: join it, never pass resources.
         ray.init(address=run.address or None, log_to_driver=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if sigterm is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, sigterm)  # ray.init puts its own sys.exit there: keep the caller's
 
 
 @dataclass(frozen=True)
