@@ -25,6 +25,13 @@ class QualityThresholds:
     min_peak_dbfs: float = -80.0  # a clip quieter than this is treated as empty
     max_retries: int = 2  # regenerations with a derived seed after a rejected clip
 
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        for name in ("max_silence_fraction", "max_clipping_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
@@ -72,6 +79,12 @@ class EngineConfig:
     compile_unet: bool = False
     device: str | None = None  # None: cuda when available, else cpu
     postprocess_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.postprocess_threads < 1:
+            raise ValueError(f"postprocess_threads must be >= 1, got {self.postprocess_threads}")
 
 
 @dataclass(frozen=True)
