@@ -9,7 +9,7 @@ working_dir for trying local code changes).
 
   # Ray cluster launched with `ray up cluster.yaml`, dashboard tunnelled by `ray dashboard cluster.yaml`
   python jobs/submit_job.py s3://my-bucket/birdgen/plan.parquet --out s3://my-bucket/birdgen/out \\
-      --address http://127.0.0.1:8265 -- --num-actors 8 --batch-size 64
+      --address http://127.0.0.1:8265 -- --gpus-per-actor 1 --num-actors 8 --batch-size 64
 
   # Resume a failed or stopped job on the same cluster (committed shards are skipped)
   python jobs/submit_job.py ... --attempt 2
