@@ -36,10 +36,11 @@ def test_extract_writes_the_clips_wav_files_and_names_unknown_ids(made_out, tmp_
     assert not (tmp_path / "x").exists()  # nothing written when an id is wrong
 
 
-@pytest.mark.parametrize("command", ["status", "extract", "report", "export"])
+@pytest.mark.parametrize("command", ["submit", "status", "extract", "report", "export"])
 @pytest.mark.parametrize("bad", ["{not json", "[1, 2]"])
 def test_malformed_storage_options_are_named_not_a_traceback(made_out, tmp_path, command, bad):
     args = {
+        "submit": ["submit", "examples/train_metadata.csv", "--out", str(tmp_path / "s"), "--generator", "null"],
         "status": ["status", made_out],
         "extract": ["extract", made_out, "some-id"],
         "report": ["report", made_out, "--dest", str(tmp_path / "r")],

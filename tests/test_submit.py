@@ -109,6 +109,9 @@ def test_other_generation_settings_are_refused_on_an_existing_output(ray_local, 
     submit(null_run(path, tmp_path / "out"))
     with pytest.raises(SettingsMismatch, match="num_inference_steps"):
         submit(null_run(path, tmp_path / "out", generation=GenerationConfig(num_inference_steps=50)))
+    # Same generation settings, but real model audio would mix with the null generator's test tones.
+    with pytest.raises(SettingsMismatch, match="'null' generator, this run uses 'audioldm2'"):
+        submit(null_run(path, tmp_path / "out", generator="audioldm2"))
 
 
 def test_failing_shard_is_recorded_run_goes_on_and_status_reports_it(ray_local, tmp_path):

@@ -1,7 +1,6 @@
 """`birdgen-ray submit`: the CLI face of the runner."""
 from __future__ import annotations
 
-import json
 import logging
 import signal
 from typing import List, Optional
@@ -9,6 +8,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from birdgen_ray.cli_options import storage_options_option
 from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lock import OutputLocked
@@ -40,7 +40,7 @@ def submit_cmd(
     ),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     generator: str = typer.Option("audioldm2", help="'audioldm2', or 'null' (no model; deterministic test audio)."),
-    storage_options: Optional[str] = typer.Option(None, help='fsspec options as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.'),
+    storage_options: Optional[str] = storage_options_option(),
     actor_env: List[str] = typer.Option([], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."),
     max_shard_attempts: int = typer.Option(3, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
     break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
@@ -65,7 +65,7 @@ def submit_cmd(
         run = RunConfig(
             plan_path=str(plan),
             out=out,
-            storage_options=json.loads(storage_options) if storage_options else {},
+            storage_options=storage_options,
             generation=GenerationConfig(
                 model=model,
                 scheduler=scheduler,
@@ -88,7 +88,7 @@ def submit_cmd(
             progress=progress,
         )
         summary = submit(run)
-    except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, ValueError, json.JSONDecodeError) as exc:
+    except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except Stopped as exc:  # `ray job stop`, a pod being terminated
