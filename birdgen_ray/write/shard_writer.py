@@ -124,7 +124,7 @@ def commit_shard(
     generation: GenerationConfig,
     model_id: str,
 ) -> int:
-    """Publish audio first, then the shard's index: the index's presence is the commit. Returns bytes written."""
+    """Publish audio first, then the shard's index; the shard counts as committed once both exist. Returns bytes written."""
     tar_rel, index_rel = shard_paths(shard_id)
     data, locations = pack_shard(plan_slice, clips)
     output.write_bytes(tar_rel, data)
