@@ -25,18 +25,11 @@ import soundfile as sf
 
 from birdgen_ray.generate.postprocess import decode_wav, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
+from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.write.storage import Output
 
 AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
-# Column order of the real files (BirdCLEF 2023 and 2024 share train_metadata.csv's; 2025 renamed it train.csv).
-LAYOUTS = {
-    "2024": ["primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name",
-             "common_name", "author", "license", "rating", "url", "filename"],
-    "2025": ["primary_label", "secondary_labels", "type", "filename", "collection", "rating", "url",
-             "latitude", "longitude", "scientific_name", "common_name", "author", "license"],
-}
-LAYOUTS["2023"] = LAYOUTS["2024"]
 METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2025": "train.csv"}
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
 # soundfile format and subtype per file extension; Vorbis is what BirdCLEF ships.
@@ -65,8 +58,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.audio_format not in AUDIO_FORMATS:
             raise ExportError(f"audio format must be one of {sorted(AUDIO_FORMATS)}, got {self.audio_format!r}")
-        if self.layout not in LAYOUTS:
-            raise ExportError(f"layout must be one of {sorted(LAYOUTS)}, got {self.layout!r}")
+        if self.layout not in METADATA_FILES:
+            raise ExportError(f"layout must be one of {sorted(METADATA_FILES)}, got {self.layout!r}")
         if self.sample_rate < 8_000:
             raise ExportError(f"sample rate must be >= 8000 Hz, got {self.sample_rate}")
 

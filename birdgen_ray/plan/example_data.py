@@ -8,18 +8,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-# Column order of the real files.
-LAYOUTS = {
-    "2021": ["primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name",
-             "common_name", "date", "filename", "license", "rating", "time", "url"],
-    "2022": ["primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name",
-             "common_name", "author", "license", "rating", "time", "url", "filename"],
-    "2023": ["primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name",
-             "common_name", "author", "license", "rating", "url", "filename"],
-    "2025": ["primary_label", "secondary_labels", "type", "filename", "collection", "rating", "url",
-             "latitude", "longitude", "scientific_name", "common_name", "author", "license"],
-}
-LAYOUTS["2024"] = LAYOUTS["2023"]
+from birdgen_ray.plan.layouts import LAYOUTS
+
 TAXONOMY_COLUMNS = ["primary_label", "inat_taxon_id", "scientific_name", "common_name", "class_name"]
 _TYPES = {
     "Aves": [["song"], ["call"], ["call", "flight call"], ["alarm call"], ["adult", "male", "song"], []],
