@@ -68,3 +68,5 @@ def test_object_storage_uri_where_a_local_path_is_needed_is_refused(args):
 def test_help_keeps_its_bracketed_defaults():
     assert "[default: one per CPU core]" in runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"}).output
     assert "[default: OUT/report" in runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).output
+    submit_help = runner.invoke(app, ["submit", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: one per GPU" in submit_help and "[default: auto" in submit_help

@@ -32,10 +32,10 @@ def submit_cmd(
     batch_size: int = typer.Option(8, help="Clips per model call on one actor (GPU: 32-128)."),
     compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
     shard_size: int = typer.Option(256, help="Clips per output shard (one tar + one index file)."),
-    num_actors: Optional[int] = typer.Option(None, help="Generator actors [default: one per GPU, else one per 2 CPUs]."),
+    num_actors: Optional[int] = typer.Option(None, help="Generator actors \\[default: one per GPU, else one per 2 CPUs]."),
     gpus_per_actor: Optional[float] = typer.Option(
         None,
-        help="GPUs per actor [default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
+        help="GPUs per actor \\[default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
         "asks for GPU actors (--num-actors of them; an autoscaler adds GPU nodes while they wait); 0: CPU actors.",
     ),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
