@@ -105,6 +105,7 @@ class RunConfig:
     shard_size: int = 256  # clips per shard
     max_inflight_per_actor: int = 2
     max_shard_attempts: int = 3
+    shard_timeout_s: float | None = None  # a shard still running after this (from dispatch) kills its actor
     actor_env: dict = field(default_factory=dict)  # environment variables for the generator actors
     break_lock: bool = False
     progress: bool = True

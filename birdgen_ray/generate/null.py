@@ -2,9 +2,10 @@
 
 It goes through the same post-processing and quality measurement as the real engine, so the whole
 pipeline (scheduling, shards, index, resume) can be exercised and benchmarked without a GPU.
-Two environment hooks exist for fault-injection tests:
+Environment hooks exist for fault-injection tests:
   BIRDGEN_NULL_FAIL_LABEL=<label>  rows with that label raise RuntimeError
   BIRDGEN_NULL_SLEEP_S=<seconds>   sleep this long per row (so a test can kill an actor mid-shard)
+  BIRDGEN_NULL_HANG_LABEL=<label>  rows with that label hang (BIRDGEN_NULL_HANG_S, default a day)
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from birdgen_ray.plan.schema import PlanRow
 SOURCE_RATE = 16_000  # what AudioLDM2 produces; the null audio is made at the same rate
 FAIL_LABEL_ENV = "BIRDGEN_NULL_FAIL_LABEL"
 SLEEP_ENV = "BIRDGEN_NULL_SLEEP_S"
+HANG_LABEL_ENV = "BIRDGEN_NULL_HANG_LABEL"
 
 
 def synthesize(row: PlanRow, sample_rate: int = SOURCE_RATE) -> np.ndarray:
@@ -73,6 +75,8 @@ class NullGenerator:
     def _one(self, row: PlanRow, fail_label: str | None, sleep_s: float) -> GeneratedClip:
         if sleep_s > 0:
             time.sleep(sleep_s)
+        if row.label == os.environ.get(HANG_LABEL_ENV):
+            time.sleep(float(os.environ.get("BIRDGEN_NULL_HANG_S") or 24 * 3600))  # a stuck GPU call
         if fail_label is not None and row.label == fail_label:
             raise RuntimeError(f"injected failure for {row.clip_id}")
         started = time.perf_counter()

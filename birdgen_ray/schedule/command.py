@@ -42,6 +42,9 @@ def submit_cmd(
     generator: str = typer.Option("audioldm2", help="'audioldm2', or 'null' (no model; deterministic test audio)."),
     storage_options: Optional[str] = storage_options_option(),
     actor_env: List[str] = typer.Option([], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."),
+    shard_timeout: Optional[float] = typer.Option(
+        None, min=1, help="Seconds a shard may run (from dispatch to its actor) before the actor is killed and it is retried."
+    ),
     max_shard_attempts: int = typer.Option(3, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
     break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
     progress: bool = typer.Option(True, help="Show a live progress bar."),
@@ -83,6 +86,7 @@ def submit_cmd(
             gpus_per_actor=gpus_per_actor,
             shard_size=shard_size,
             max_shard_attempts=max_shard_attempts,
+            shard_timeout_s=shard_timeout,
             actor_env=parse_env(actor_env),
             break_lock=break_lock,
             progress=progress,

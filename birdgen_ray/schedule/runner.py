@@ -264,6 +264,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     queue: deque[ShardSpec] = deque(shards)
     attempts: Counter[str] = Counter()
     inflight: dict = {}  # ObjectRef -> (shard, actor slot)
+    dispatched: dict = {}  # ObjectRef -> when it was handed to its actor
+    timed_out: set[str] = set()  # shard ids whose actor was killed for taking too long
     load = [0] * count
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
     last_report = time.monotonic()
@@ -274,22 +276,30 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
             for slot in range(count):
                 while ready[slot] and queue and load[slot] < run.max_inflight_per_actor:
                     shard = queue.popleft()
-                    inflight[actors[slot].run_shard.remote(shard)] = (shard, slot)
+                    ref = actors[slot].run_shard.remote(shard)
+                    inflight[ref] = (shard, slot)
+                    dispatched[ref] = time.monotonic()
                     load[slot] += 1
             if not inflight and not starting:
                 raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
             ready_refs, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
+            if run.shard_timeout_s:
+                _kill_stuck_actors(run.shard_timeout_s, inflight, dispatched, actors, timed_out)
             for ref in ready_refs:
                 if ref in starting:
                     started(ref)
                     continue
                 shard, slot = inflight.pop(ref)
+                dispatched.pop(ref, None)
                 load[slot] -= 1
                 try:
                     done: ShardResult = ray.get(ref)
                 except RayError as exc:  # the task raised, its actor died, or its result was lost
                     attempts[shard.shard_id] += 1
                     error = _short_error(exc)
+                    if shard.shard_id in timed_out:
+                        timed_out.discard(shard.shard_id)
+                        error = f"timed out after {run.shard_timeout_s:g} s (its actor was killed): {error}"
                     if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
                         log.warning("actor %d died (%s); starting a replacement", slot, error)
                         start_actor(slot)
@@ -317,6 +327,19 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
         for actor in filter(None, actors):  # a long-lived driver (notebook, tests) must not keep them and their GPUs
             ray.kill(actor)
     return result
+
+
+def _kill_stuck_actors(timeout_s: float, inflight: dict, dispatched: dict, actors: list, timed_out: set[str]) -> None:
+    """A shard running longer than the timeout (a hung CUDA call, a stuck read) kills its actor: its
+    shards then fail like those of a dead actor and are retried elsewhere, within the attempt limit."""
+    import ray
+
+    now = time.monotonic()
+    for ref, (shard, slot) in inflight.items():
+        if shard.shard_id not in timed_out and now - dispatched.get(ref, now) > timeout_s:
+            log.warning("shard %s still running after %g s; killing actor %d", shard.shard_id, timeout_s, slot)
+            timed_out.add(shard.shard_id)
+            ray.kill(actors[slot], no_restart=True)
 
 
 def _waiting_line(waiting: int, running: int, sizing: ActorSizing) -> str:
