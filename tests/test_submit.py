@@ -20,7 +20,8 @@ from birdgen_ray.index.schema import INDEX_SCHEMA
 from birdgen_ray.plan.schema import PlanError, validate_plan
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.schedule import runner
-from birdgen_ray.schedule.runner import ActorSizing, SettingsMismatch, drive, size_actor_pool, submit
+from birdgen_ray.schedule.runner import SettingsMismatch, drive, submit
+from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
 from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.write.storage import Output
 from tests.plans import plan_table, write_plan
