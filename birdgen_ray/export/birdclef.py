@@ -26,7 +26,7 @@ import soundfile as sf
 from birdgen_ray.generate.postprocess import decode_wav, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.plan.layouts import LAYOUTS
-from birdgen_ray.write.storage import Output
+from birdgen_ray.write.storage import Output, write_file_atomic
 
 AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
@@ -96,14 +96,14 @@ def export_birdclef(
         filename = f"{row['label']}/{row['clip_id']}.{config.audio_format}"
         audio, rate = decode_wav(read_clip_bytes(output, row))
         audio = resample(audio, rate, config.sample_rate)
-        _write_atomic(audio_dir / filename, _encode(audio, config.sample_rate, config.audio_format))
+        write_file_atomic(audio_dir / filename, _encode(audio, config.sample_rate, config.audio_format))
         return metadata_row(row, filename, config)
 
     # libsndfile's encoders and the reads release the GIL, so threads encode in parallel.
     with ThreadPoolExecutor(max_workers=config.workers or os.cpu_count() or 1) as pool:
         records = list(pool.map(export_one, kept))
     metadata_csv = dest / METADATA_FILES[config.layout]
-    _write_atomic(metadata_csv, _csv_bytes(records, LAYOUTS[config.layout] + EXTRA_COLUMNS))
+    write_file_atomic(metadata_csv, _csv_bytes(records, LAYOUTS[config.layout] + EXTRA_COLUMNS))
     return ExportResult(metadata_csv, audio_dir, len(records), len(rows) - len(kept))
 
 
@@ -182,9 +182,3 @@ def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

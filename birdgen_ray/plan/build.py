@@ -6,8 +6,8 @@ keeps every earlier row (same clip_id, prompt and seed) and only adds new ones.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
 from birdgen_ray.plan.metadata import ClassStats, InputError
 from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
 from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
+from birdgen_ray.write.storage import write_file_atomic
 
 PLAN_METADATA_KEY = b"birdgen_ray.plan"
 EXTRA_SCHEMA = pa.schema(
@@ -134,13 +135,11 @@ def write_plan(result: PlanResult, path: str | Path) -> None:
     """Write the plan atomically with fixed options: same plan, same bytes (same pyarrow version)."""
     if result.table.num_rows == 0:
         raise ValueError("nothing to generate: every selected class already has enough clips")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {PLAN_METADATA_KEY: json.dumps(result.metadata, sort_keys=True, ensure_ascii=False).encode("utf-8")}
     table = result.table.replace_schema_metadata(meta)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
+    write_file_atomic(path, buffer.getvalue())
 
 
 def read_plan_metadata(path: str | Path) -> dict:

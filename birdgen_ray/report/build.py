@@ -5,7 +5,6 @@ copied elsewhere as one folder.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from birdgen_ray.report import charts
 from birdgen_ray.report.collect import ReportData, collect
 from birdgen_ray.report.page import render_page
 from birdgen_ray.report.spectrograms import render_spectrogram
-from birdgen_ray.write.storage import Output
+from birdgen_ray.write.storage import Output, write_file_atomic
 
 REPORT_DIR = "report"  # default place inside a local output
 IMG_DIR = "img"
@@ -58,7 +57,7 @@ def build_report(
             clip_id = row["clip_id"]  # file-name safe by the plan's rules
             wav = read_clip_bytes(output, row)
             clip_audio[clip_id] = f"{AUDIO_DIR}/{clip_id}.wav"
-            _write(dest / clip_audio[clip_id], wav)  # the shard's own WAV bytes: plays as stored
+            write_file_atomic(dest / clip_audio[clip_id], wav)  # the shard's own WAV bytes: plays as stored
             audio, rate = decode_wav(wav)
             clip_images[clip_id] = f"{IMG_DIR}/{clip_id}.png"
             render_spectrogram(audio, rate, dest / clip_images[clip_id], row.get("bandwidth_hz"))
@@ -66,7 +65,7 @@ def build_report(
     made_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     html = render_page(data, images, clip_images, clip_audio, config.per_class, made_at)
     page = dest / "index.html"
-    _write(page, html.encode("utf-8"))
+    write_file_atomic(page, html.encode("utf-8"))
     return page
 
 
@@ -82,10 +81,3 @@ def _charts(data: ReportData, dest: Path) -> dict[str, str | None]:
     else:
         paths["stages"] = None
     return paths
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write via a temporary name so a reader (or a browser) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -90,13 +90,7 @@ class Output:
         if not self.is_local:
             self.fs.pipe_file(target, data)
             return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        write_file_atomic(target, data)
 
     def write_json(self, rel: str, obj: Any) -> None:
         self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True).encode())
@@ -137,6 +131,18 @@ class Output:
                 except FileNotFoundError:
                     pass
         return removed
+
+
+def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a local file under a unique temporary name, then rename: readers never see half a file."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _protocols(fs) -> tuple[str, ...]:
