@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from birdgen_ray.generate import tiny
+from birdgen_ray.generate.random_model import build_from_reference_configs
 from birdgen_ray.generate.model import ModelLoadError, load_pipeline
 
 
@@ -55,12 +56,14 @@ def test_tiny_cache_is_reused_without_rebuilding(cache_dir, monkeypatch):
     monkeypatch.setenv("BIRDGEN_CACHE", str(cache_dir))
     first = tiny.ensure_tiny()
     stamp = (first / "model_index.json").stat().st_mtime_ns
-    builds = tiny.BUILD_COUNT
 
+    def build_again(out_dir):
+        raise AssertionError(f"the cached tiny model was rebuilt into {out_dir}")
+
+    monkeypatch.setattr(tiny, "build_tiny", build_again)
     _, model_id = load_pipeline("tiny", device="cpu")
 
     assert tiny.ensure_tiny() == first
-    assert tiny.BUILD_COUNT == builds
     assert (first / "model_index.json").stat().st_mtime_ns == stamp
     # a local snapshot dir loads through the same path and is named after the dir
     _, local_id = load_pipeline(str(first), device="cpu")
@@ -106,7 +109,7 @@ def test_build_from_reference_configs_reads_config_dirs(tmp_path):
         (config_dir / name / file).write_text(json.dumps(config))
     (config_dir / "model_index.json").write_text(json.dumps(index))
 
-    out = tiny.build_from_reference_configs(config_dir, tmp_path / "full")
+    out = build_from_reference_configs(config_dir, tmp_path / "full")
     pipe, model_id = load_pipeline(str(out), device="cpu")
 
     assert model_id == "full"
@@ -115,4 +118,4 @@ def test_build_from_reference_configs_reads_config_dirs(tmp_path):
 
     (config_dir / "vae" / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match=f"{config_dir / 'vae' / 'config.json'}"):
-        tiny.build_from_reference_configs(config_dir, tmp_path / "incomplete")
+        build_from_reference_configs(config_dir, tmp_path / "incomplete")

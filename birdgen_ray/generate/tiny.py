@@ -1,26 +1,21 @@
-"""A small, randomly initialised but structurally faithful AudioLDM2, built offline.
+"""A small, randomly initialised but structurally faithful AudioLDM2, built offline and cached.
 
 `--model tiny` must exercise the real code path (every component class of the hub checkpoint, saved
-with `save_pretrained` and loaded back through `from_pretrained`) without the hub. The same builder
-also turns the full-size reference configs into a random-weight pipeline for GPU benchmarks.
-
-Every component is initialised from a fixed torch seed on the CPU and the tokenizers are trained on
-a fixed corpus, so the tiny model is byte-identical on every machine.
+with `save_pretrained` and loaded back through `from_pretrained`) without the hub. The components
+come from random_model.py (seeded CPU init) and the tokenizers from tokenizers.py (fixed corpus),
+so the tiny model is byte-identical on every machine.
 """
 from __future__ import annotations
 
-import itertools
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-import torch
+from birdgen_ray.generate.random_model import build_pipeline, save_atomically
+from birdgen_ray.generate.tokenizers import train_clap_tokenizer, train_t5_tokenizer
 
-TINY_VERSION = "2"  # bump whenever the architecture, corpus or seeds below change
+# bump whenever the configs or seed below, the corpus (tokenizers.py) or the init (random_model.py) change
+TINY_VERSION = "2"
 TINY_SEED = 1234
-BUILD_COUNT = 0  # builds done by this process (tests check that the cache is reused)
 
 # Stand-in tokenizer sizes; the models' vocabularies are sized to fit them.
 CLAP_TOKENIZER_MAX_LENGTH = 64  # the real RoBERTa tokenizer pads every text to 512
@@ -153,163 +148,14 @@ TINY_CONFIGS: dict[str, dict] = {
     },
 }
 
-_BIRDS = [
-    "Eurasian wren", "common cuckoo", "great tit", "blackbird", "song thrush", "robin", "nightingale",
-    "barn owl", "tawny owl", "woodpecker", "chiffchaff", "skylark", "kingfisher", "swallow", "warbler",
-    "bittern", "curlew", "oystercatcher", "frog", "cricket", "cicada", "howler monkey", "gibbon",
-]
-_SOUNDS = ["song", "call", "alarm call", "drumming", "chirps", "trill", "hooting", "whistle", "chorus"]
-_PLACES = [
-    "in a forest at dawn", "near a river", "in a wetland", "in tall grass at dusk", "in a rainforest",
-    "in a city park", "over a lake", "on a windy hillside",
-]
-_STYLES = [
-    "clear, close-up, natural outdoor recording",
-    "distant, with wind and leaves rustling",
-    "field recording, high quality, no background noise",
-]
-_OTHER = [
-    "Low quality, distorted, music, speech.",
-    "noise, hum, clipping, human voice, engine, rain",
-    "The sound of a hammer hitting a wooden surface.",
-]
-
-
-def tokenizer_corpus() -> list[str]:
-    """A fixed English corpus of prompt-like sentences for training the stand-in tokenizers."""
-    lines = [
-        f"A {sound} of a {bird} {place}, {style}."
-        for bird, sound, place, style in itertools.product(_BIRDS, _SOUNDS, _PLACES, _STYLES)
-    ]
-    return lines + _OTHER * 10
-
-
-def train_clap_tokenizer(vocab_size: int, max_length: int):
-    """Byte-level BPE wrapped as RobertaTokenizerFast; `<pad>` is id 1 (CLAP's padding_idx)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import RobertaTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(tokenizer_corpus(), trainer)
-    model = json.loads(bpe.to_str())["model"]
-    tokenizer = RobertaTokenizerFast(
-        vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], model_max_length=max_length
-    )
-    assert tokenizer.pad_token_id == 1, "CLAP's RoBERTa derives positions from padding_idx=1"
-    return tokenizer
-
-
-def train_t5_tokenizer(vocab_size: int, max_length: int):
-    """A Unigram model wrapped as T5TokenizerFast (appends `</s>`; `<pad>`=0, `</s>`=1, `<unk>`=2)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import T5TokenizerFast
-
-    unigram = Tokenizer(models.Unigram())
-    unigram.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
-    )
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    unigram.train_from_iterator(tokenizer_corpus(), trainer)
-    # The trainer's float sums vary in the last bits between runs (threads) and equal scores come out
-    # in any order: round the log-probs and sort, keeping the three special tokens at ids 0-2.
-    trained = [(piece, round(score, 4)) for piece, score in json.loads(unigram.to_str())["model"]["vocab"]]
-    vocab = trained[:3] + sorted(trained[3:], key=lambda item: (-item[1], item[0]))
-    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
-
-
-def _build_component(name: str, config: dict, seed: int):
-    """Instantiate one component from its config dict with a seeded random init (CPU, fp32)."""
-    import diffusers
-    import transformers
-
-    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
-    class_name = config["_class_name"]
-    torch.manual_seed(seed)
-    if class_name == "ClapFeatureExtractor":
-        return transformers.ClapFeatureExtractor(**cfg)
-    if class_name == "ClapModel":
-        return transformers.ClapModel(transformers.ClapConfig(**cfg))
-    if class_name == "T5EncoderModel":
-        return transformers.T5EncoderModel(transformers.T5Config(**cfg))
-    if class_name == "GPT2LMHeadModel":
-        max_new_tokens = cfg.pop("max_new_tokens", 8)
-        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg))
-        model.config.max_new_tokens = max_new_tokens  # read by AudioLDM2Pipeline.generate_language_model
-        return model
-    if class_name == "SpeechT5HifiGan":
-        return transformers.SpeechT5HifiGan(transformers.SpeechT5HifiGanConfig(**cfg))
-    if class_name in ("AudioLDM2UNet2DConditionModel", "AudioLDM2ProjectionModel"):
-        from diffusers.pipelines.audioldm2 import modeling_audioldm2
-
-        return getattr(modeling_audioldm2, class_name).from_config(cfg)
-    if hasattr(diffusers, class_name):  # AutoencoderKL, schedulers
-        return getattr(diffusers, class_name).from_config(cfg)
-    raise ValueError(f"component {name!r}: unsupported class {class_name!r}")
-
-
-def audible_vocoder_init(vocoder, seed: int) -> None:
-    """Re-draw the vocoder's conv weights with variance-preserving std 1/sqrt(fan_in).
-
-    transformers initialises HiFi-GAN convs with std 0.01, so five random up-sampling stages shrink
-    the waveform to ~1e-10: every clip would fail the silence gate. With this init the random model
-    gives noise at roughly -30 dBFS RMS, peaks near -10 dBFS, no clipping.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in vocoder.modules():
-            if isinstance(module, torch.nn.ConvTranspose1d):  # weight: (in, out, k); each output sees in*k/stride
-                fan_in = module.weight.shape[0] * module.weight.shape[2] / module.stride[0]
-            elif isinstance(module, torch.nn.Conv1d):  # weight: (out, in, k)
-                fan_in = module.weight.shape[1] * module.weight.shape[2]
-            else:
-                continue
-            module.weight.normal_(0.0, fan_in**-0.5, generator=generator)
-
-
-def build_pipeline(configs: dict[str, dict], tokenizer, tokenizer_2, seed: int = TINY_SEED):
-    """An AudioLDM2Pipeline with random weights from per-component config dicts."""
-    from diffusers import AudioLDM2Pipeline
-
-    components = {
-        name: _build_component(name, configs[name], seed + index)
-        for index, name in enumerate(sorted(configs))
-    }
-    audible_vocoder_init(components["vocoder"], seed)
-    return AudioLDM2Pipeline(tokenizer=tokenizer, tokenizer_2=tokenizer_2, **components)
-
-
-def _save_atomically(pipe, out_dir: Path) -> Path:
-    """save_pretrained into a temp dir beside out_dir, then rename: readers never see half a model."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        os.rename(tmp, out_dir)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out_dir / "model_index.json").exists():  # lost a race to a complete copy: fine
-            raise
-    return out_dir
-
 
 def build_tiny(out_dir: str | Path) -> Path:
     """Build the tiny AudioLDM2 and save it to out_dir (which must not exist yet)."""
-    global BUILD_COUNT
     clap_vocab = TINY_CONFIGS["text_encoder"]["text_config"]["vocab_size"]
     tokenizer = train_clap_tokenizer(clap_vocab, CLAP_TOKENIZER_MAX_LENGTH)
     tokenizer_2 = train_t5_tokenizer(TINY_CONFIGS["text_encoder_2"]["vocab_size"], T5_TOKENIZER_MAX_LENGTH)
     pipe = build_pipeline(TINY_CONFIGS, tokenizer, tokenizer_2, seed=TINY_SEED)
-    BUILD_COUNT += 1
-    return _save_atomically(pipe, Path(out_dir))
+    return save_atomically(pipe, Path(out_dir))
 
 
 def cache_root() -> Path:
@@ -322,26 +168,3 @@ def ensure_tiny(root: str | Path | None = None) -> Path:
     if not (out_dir / "model_index.json").exists():
         build_tiny(out_dir)
     return out_dir
-
-
-_CONFIG_FILES = {"scheduler": "scheduler_config.json", "feature_extractor": "preprocessor_config.json"}
-
-
-def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, seed: int = TINY_SEED) -> Path:
-    """Full-size AudioLDM2 with random weights from shared/reference config.json files (no download).
-
-    Speed and memory are those of the real architecture; the audio is noise. The tokenizers are the
-    small stand-ins, sized to the real maximum lengths (RoBERTa 512, Flan-T5 128).
-    """
-    config_dir = Path(config_dir)
-    index = json.loads((config_dir / "model_index.json").read_text())
-    paths = {name: config_dir / name / _CONFIG_FILES.get(name, "config.json") for name in TINY_CONFIGS}
-    missing = [str(path) for path in paths.values() if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
-    configs = {name: json.loads(path.read_text()) for name, path in paths.items()}
-    max_lengths = index.get("tokenizer_max_length", {})
-    tokenizer = train_clap_tokenizer(1000, int(max_lengths.get("tokenizer", 512)))
-    tokenizer_2 = train_t5_tokenizer(1000, int(max_lengths.get("tokenizer_2", 128)))
-    pipe = build_pipeline(configs, tokenizer, tokenizer_2, seed=seed)
-    return _save_atomically(pipe, Path(out_dir))
