@@ -15,7 +15,8 @@ from birdgen_ray.plan.example_data import (
     write_recordings,
     write_taxonomy,
 )
-from birdgen_ray.plan.metadata import InputError, parse_list, read_classes
+from birdgen_ray.plan.metadata import parse_list, read_classes
+from birdgen_ray.plan.tables import InputError
 
 
 def write_csv(path, header, rows):

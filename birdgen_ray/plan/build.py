@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
-from birdgen_ray.plan.metadata import ClassStats, InputError
+from birdgen_ray.plan.metadata import ClassStats
 from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
 from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
+from birdgen_ray.plan.tables import InputError
 from birdgen_ray.write.storage import write_file_atomic
 
 PLAN_METADATA_KEY = b"birdgen_ray.plan"

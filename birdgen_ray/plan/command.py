@@ -12,8 +12,9 @@ from birdgen_ray.cli_options import local_path
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
-from birdgen_ray.plan.metadata import InputError, read_classes
+from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
+from birdgen_ray.plan.tables import InputError
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:

@@ -9,36 +9,24 @@ Three input layouts, told apart by their columns:
   counts      a CSV or Parquet with `label` + `count` (+ optional `common_name`,
               `scientific_name`, `taxon_class`), one row per class.
 
-Every problem names the file, the column and the lines (CSV, 1-based, header is line 1) or rows
-(Parquet, 0-based), and all problems of a file are reported at once.
+Files are read by tables.py. Every problem names the file, the column and the lines (CSV, 1-based,
+header is line 1) or rows (Parquet, 0-based), and all problems of a file are reported at once.
 """
 from __future__ import annotations
 
 import ast
-import csv
-import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from birdgen_ray.plan.tables import InputError, RawTable, read_table
 
 DEFAULT_TAXON_CLASS = "Aves"  # BirdCLEF 2021-2024 and label+count files without a class column
-_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 _SPACES = re.compile(r"\s+")
 _LABEL_ALIASES = ("label", "primary_label")
 _COUNT_ALIASES = ("count", "real_count", "n_recordings")
 _CLASS_ALIASES = ("taxon_class", "class_name")
-
-
-class InputError(ValueError):
-    """Bad input data. `problems` lists one readable line per problem."""
-
-    def __init__(self, path: str | Path, problems: list[str]):
-        self.path = str(path)
-        self.problems = problems
-        super().__init__(f"bad input {self.path}:\n  " + "\n  ".join(problems))
 
 
 @dataclass
@@ -53,97 +41,6 @@ class ClassStats:
     call_types: Counter = field(default_factory=Counter)  # normalised `type` value -> recordings
     source: str = ""  # the file the class was first seen in, and where in it ("column 'x' line N"),
     where: str = ""  # for error messages
-
-
-@dataclass
-class RawTable:
-    """A CSV or Parquet file as strings; `positions[i]` is row i's line (CSV) or row number (Parquet)."""
-
-    path: str
-    columns: list[str]  # lower-cased, stripped header names
-    rows: list[list[str]]
-    positions: list[int]
-    unit: str  # "line" or "row"
-
-    def column(self, *names: str) -> int | None:
-        for name in names:
-            if name in self.columns:
-                return self.columns.index(name)
-        return None
-
-    def where(self, column: str, positions: list[int]) -> str:
-        return f"column '{column}' {_positions(self.unit, positions)}"
-
-
-def _positions(unit: str, positions: list[int], limit: int = 10) -> str:
-    shown = ", ".join(map(str, positions[:limit]))
-    more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
-    return f"{unit}{'s' if len(positions) > 1 else ''} {shown}{more}"
-
-
-def read_table(path: str | Path) -> RawTable:
-    """Read a CSV (strict UTF-8, BOM allowed) or Parquet file into strings; empty cells are ''."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, ["file not found"])
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path)
-    return _read_csv(path)
-
-
-def _read_parquet(path: Path) -> RawTable:
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise InputError(path, [f"not a readable Parquet file: {exc}"]) from None
-    columns = [name.strip().lower() for name in table.column_names]
-    data = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    rows = [["" if v is None else str(v) for v in values] for values in zip(*data)]
-    return RawTable(str(path), columns, rows, list(range(len(rows))), "row")
-
-
-def _read_csv(path: Path) -> RawTable:
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    text = text.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if not header:
-        raise InputError(path, ["the file is empty (no header line)"])
-    columns = [name.strip().lower() for name in header]
-    rows: list[list[str]] = []
-    positions: list[int] = []
-    ragged: list[int] = []
-    try:
-        for record in reader:
-            if not record or record == [""]:
-                continue  # blank line
-            if len(record) != len(columns):
-                ragged.append(reader.line_num)
-                record = (record + [""] * len(columns))[: len(columns)]
-            rows.append([cell.strip() for cell in record])
-            positions.append(reader.line_num)
-    except csv.Error as exc:
-        raise InputError(path, [f"line {reader.line_num}: not valid CSV: {exc}"]) from None
-    table = RawTable(str(path), columns, rows, positions, "line")
-    problems = []
-    if ragged:
-        problems.append(f"{_positions('line', ragged)}: field count differs from the header's {len(columns)} columns")
-    if _SURROGATE.search(text):
-        problems += _non_utf8_cells(table, header)
-    if problems:
-        raise InputError(path, problems)
-    return table
-
-
-def _non_utf8_cells(table: RawTable, header: list[str]) -> list[str]:
-    problems = [f"header: column name {name!r} is not UTF-8" for name in header if _SURROGATE.search(name)]
-    bad: dict[str, list[int]] = {}
-    for row, pos in zip(table.rows, table.positions):
-        for name, cell in zip(table.columns, row):
-            if _SURROGATE.search(cell):
-                bad.setdefault(name, []).append(pos)
-    problems += [f"{table.where(name, lines)}: not UTF-8 text (save the file as UTF-8)" for name, lines in bad.items()]
-    return problems
 
 
 def parse_list(text: str) -> list[str]:
