@@ -24,7 +24,7 @@ from typing import Any
 import soundfile as sf
 
 from birdgen_ray.generate.postprocess import decode_wav, resample
-from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
+from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.write.storage import Output, write_file_atomic
 
@@ -83,8 +83,12 @@ def export_birdclef(
     index = open_index(output)
     # Only the columns the export uses: the per-row settings JSON alone would be most of the memory.
     index = index.select([c for c in index.column_names if c in ROW_COLUMNS])
+    if config.labels:
+        try:
+            index = select_labels(index, config.labels, output.uri)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
     rows = sorted(index.to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
-    rows = _select_labels(rows, config.labels, output.uri)
     _check_labels(rows, output.uri)
     kept = rows if config.include_failed else [r for r in rows if r["verdict"] == "pass"]
     dest = Path(dest)
@@ -136,15 +140,6 @@ def metadata_row(row: dict, filename: str, config: ExportConfig) -> dict:
         "clap_score": row["clap_score"],
         "duration_s": row["duration_s"],
     }
-
-
-def _select_labels(rows: list[dict], labels: tuple[str, ...], uri: str) -> list[dict]:
-    if not labels:
-        return rows
-    unknown = sorted(set(labels) - {r["label"] for r in rows})
-    if unknown:
-        raise ExportError(f"labels not in the index of {uri}: {', '.join(unknown)}")
-    return [r for r in rows if r["label"] in set(labels)]
 
 
 def _check_labels(rows: list[dict], uri: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from birdgen_ray.generate.postprocess import decode_wav, fit_length, resample
-from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
+from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.write.storage import Output
 
 ROW_COLUMNS = ("clip_id", "label", "verdict", "shard", "offset", "size", "sample_rate")
@@ -29,13 +29,10 @@ def training_rows(
 ) -> list[dict]:
     """Index rows to train on, in shard order (sequential reads), passed clips only by default."""
     output = as_output(out, storage_options)
-    rows = open_index(output).select(list(ROW_COLUMNS)).to_pylist()  # what reading a clip needs
+    index = open_index(output).select(list(ROW_COLUMNS))  # what reading a clip needs
     if labels is not None:
-        wanted = set(labels)
-        unknown = sorted(wanted - {r["label"] for r in rows})
-        if unknown:
-            raise ValueError(f"labels not in the index of {output.uri}: {', '.join(unknown)}")
-        rows = [r for r in rows if r["label"] in wanted]
+        index = select_labels(index, labels, output.uri)
+    rows = index.to_pylist()
     if not include_failed:
         rows = [r for r in rows if r["verdict"] == "pass"]
     return sorted(rows, key=lambda r: (r["shard"], r["offset"]))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -81,6 +81,15 @@ def open_index(out: str | Output, storage_options: dict[str, Any] | None = None)
     if table is None:
         raise FileNotFoundError(f"no index in {output.uri}: nothing has been committed there yet")
     return table
+
+
+def select_labels(index: pa.Table, labels: Iterable[str], uri: str) -> pa.Table:
+    """The rows of `index` whose label is one of `labels`; a ValueError names any label not in it."""
+    wanted = sorted(set(labels))
+    unknown = sorted(set(wanted) - set(pc.unique(index["label"]).to_pylist()))
+    if unknown:
+        raise ValueError(f"labels not in the index of {uri}: {', '.join(unknown)}")
+    return index.filter(pc.is_in(index["label"], value_set=pa.array(wanted, pa.string())))
 
 
 def read_clip_bytes(out: str | Output, row: dict, storage_options: dict[str, Any] | None = None) -> bytes:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from birdgen_ray.index.reader import open_index
+from birdgen_ray.index.reader import open_index, select_labels
 from birdgen_ray.index.schema import METRIC_COLUMNS, SUMMARY_FILE
 from birdgen_ray.index.status import output_status
 from birdgen_ray.write.storage import Output
@@ -64,10 +64,7 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
         raise ValueError(f"per_class must be >= 0, got {per_class}")
     index = open_index(output)
     if labels:
-        unknown = sorted(set(labels) - set(pc.unique(index["label"]).to_pylist()))
-        if unknown:
-            raise ValueError(f"labels not in the index of {output.uri}: {', '.join(unknown)}")
-        index = index.filter(pc.is_in(index["label"], value_set=pa.array(labels, pa.string())))
+        index = select_labels(index, labels, output.uri)
     # Column-wise: an index of a million clips is never turned into a million dicts.
     index = index.sort_by([("label", "ascending"), ("clip_id", "ascending")])
     label_column = index["label"].to_pylist()
