@@ -1,10 +1,10 @@
-"""Option parsing shared by the commands: storage options as JSON, local-only paths."""
+"""Option parsing shared by the commands: storage options as JSON, local-only paths, NAME=VALUE pairs."""
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import typer
 
@@ -22,6 +22,17 @@ def parse_storage_options(text: Optional[str]) -> dict:
     if not isinstance(value, dict):
         raise typer.BadParameter(f'must be a JSON object such as {{"endpoint_url": "http://..."}}, got {text!r}')
     return value
+
+
+def parse_env_pairs(pairs: Iterable[str], option: str) -> dict[str, str]:
+    """`["A=1", "B=x=y"]` -> {"A": "1", "B": "x=y"}; a pair without a name or '=' is a ValueError naming `option`."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{option} expects NAME=VALUE, got {pair!r}")
+        env[name.strip()] = value
+    return env
 
 
 def local_path(value: Optional[Path]) -> Optional[Path]:

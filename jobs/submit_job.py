@@ -32,6 +32,7 @@ import sys
 
 import yaml
 
+from birdgen_ray.cli_options import parse_env_pairs
 from birdgen_ray.config import DEFAULT_MODEL
 from birdgen_ray.schedule.job_id import normalize_out, submission_id
 
@@ -49,7 +50,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or 'tiny' [default: {DEFAULT_MODEL}]")
     parser.add_argument("--address", default=None, help="job server, e.g. http://127.0.0.1:8265 [default: $RAY_ADDRESS]")
     parser.add_argument("--attempt", type=int, default=1, help="2, 3, ... to resume after a failed or stopped job")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra job env var (repeatable)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra job env var (repeatable)")
     parser.add_argument("--working-dir", default=None, help="ship this folder as the job's working_dir (local code)")
     parser.add_argument("--no-wait", action="store_true", help="return once submitted instead of tailing logs")
     parser.add_argument("--print-id", action="store_true", help="print the submission id and exit")
@@ -62,13 +63,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def job_env(pairs: list[str]) -> dict[str, str]:
-    env = dict(DEFAULT_JOB_ENV)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--env expects KEY=VALUE, got {pair!r}")
-        env[key] = value
-    return env
+    try:
+        return {**DEFAULT_JOB_ENV, **parse_env_pairs(pairs, "--env")}
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def entrypoint(plan: str, out: str, model: str, submit_args: list[str]) -> list[str]:

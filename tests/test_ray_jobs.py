@@ -215,6 +215,18 @@ def test_submission_id_follows_plan_content_and_output(tmp_path):
         submission_id(str(tmp_path / "missing.parquet"), "s3://birds/out")
 
 
+def test_submit_job_refuses_env_without_name_or_equals(tmp_path):
+    plan = tmp_path / "plan.parquet"
+    _write_plan(plan)
+    for bad in ("NOEQUALS", "=value"):
+        result = subprocess.run(
+            [sys.executable, str(SUBMIT_JOB), str(plan), "--out", "s3://birds/out", "--env", bad, "--dry-run"],
+            env=_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode != 0 and f"--env expects NAME=VALUE, got {bad!r}" in result.stderr
+        assert "job" not in result.stdout
+
+
 def test_submit_job_command_carries_id_runtime_env_and_entrypoint(tmp_path):
     import shlex
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from birdgen_ray.cli_options import storage_options_option
+from birdgen_ray.cli_options import parse_env_pairs, storage_options_option
 from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lock import OutputLocked
@@ -87,7 +87,7 @@ def submit_cmd(
             shard_size=shard_size,
             max_shard_attempts=max_shard_attempts,
             shard_timeout_s=shard_timeout,
-            actor_env=parse_env(actor_env),
+            actor_env=parse_env_pairs(actor_env, "--actor-env"),
             break_lock=break_lock,
             progress=progress,
         )
@@ -114,14 +114,3 @@ def submit_cmd(
         if len(failed) > SHOW_FAILED:
             err.print(f"  ... and {len(failed) - SHOW_FAILED} more failed shards: birdgen-ray status {out}", highlight=False)
         raise typer.Exit(1)
-
-
-def parse_env(pairs: List[str]) -> dict[str, str]:
-    """`["A=1", "B=x=y"]` -> {"A": "1", "B": "x=y"}; a pair without a name or '=' is an error."""
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--actor-env expects NAME=VALUE, got {pair!r}")
-        env[name.strip()] = value
-    return env
