@@ -21,7 +21,6 @@ TOO_QUIET = "too_quiet"
 SILENT = "silent"
 CLIPPING = "clipping"
 LOW_CLAP = "low_clap"
-REASONS = (NONFINITE, TOO_QUIET, SILENT, CLIPPING, LOW_CLAP)
 
 
 def _dbfs(amplitude: float) -> float:
@@ -71,7 +70,7 @@ def measure(audio: np.ndarray, sample_rate: int, thresholds: QualityThresholds) 
 
 
 def judge(metrics: dict[str, float], clap_score: float | None, thresholds: QualityThresholds) -> list[str]:
-    """Reasons to reject the clip, in REASONS order; an empty list means it passes.
+    """Reasons to reject the clip, in the order of the constants above; an empty list means it passes.
 
     With `min_clap_score` set, a missing score is a caller bug (the scorer did not run) and raises,
     rather than silently failing or passing every clip.

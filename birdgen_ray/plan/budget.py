@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-RULES = ("target", "max_ratio", "budget", "excluded", "none")
-
 
 @dataclass(frozen=True)
 class BudgetConfig:

@@ -38,10 +38,6 @@ class Output:
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
-    def url(self, rel: str) -> str:
-        """A full URL other processes can open (keeps the s3:// scheme)."""
-        return self.fs.unstrip_protocol(self.path(rel)) if not self.is_local else self.path(rel)
-
     # -- reads ---------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
