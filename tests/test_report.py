@@ -133,6 +133,7 @@ def test_page_shows_sampled_clips_with_their_own_audio_spectrogram_and_balance(b
     for chart in ("_balance", "_metrics", "_verdicts", "_stages"):
         assert f"img/{chart}.png" in parsed.images and (page.parent / "img" / f"{chart}.png").stat().st_size > 0
     assert "13 clips in" in text and "clips/s" in text
+    assert html.escape(f"null / {index[0]['model_id']}") in text  # generator (from summary settings) / model
 
 
 def test_same_seed_shows_same_clips_and_another_seed_others(birdclef_out, tmp_path):

@@ -66,6 +66,8 @@ def test_summary_counts_throughput_gpu_seconds_stages_versions_and_settings(ray_
     assert settings["generation"]["num_inference_steps"] == 7
     assert settings["settings_fingerprint"] == run.generation.fingerprint()
     assert (settings["shard_size"], settings["max_shard_attempts"], settings["generator"]) == (4, 2, "null")
+    assert settings["engine"] == json.loads(json.dumps(asdict(run.engine)))
+    assert not {"generation", "engine", "generator", "shard_size"} & set(summary)  # kept once, under settings
     assert settings["actor_env"] == [FAIL_LABEL_ENV]  # names only: values may be secrets
 
 

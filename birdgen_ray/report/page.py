@@ -52,7 +52,7 @@ code { font-size: .8rem; word-break: break-all; }
 <tr><th>throughput</th><td>{{ s.generated_this_run }} clips in {{ num(s.wall_seconds, 1) }} s wall = {{ num(s.clips_per_second, 2) }} clips/s</td></tr>
 <tr><th>workers</th><td>{{ s.actors }} actors, {{ num(s.actor_seconds, 1) }} actor-seconds, {{ num(s.gpu_seconds, 1) }} GPU-seconds</td></tr>
 <tr><th>written</th><td>{{ num((s.bytes_written or 0) / 1e6, 1) }} MB; shard retries {{ s.shard_retries }}, failed clips {{ s.failed_clips }}</td></tr>
-<tr><th>generator</th><td>{{ s.generator }} / {{ s.model_id }}</td></tr>
+<tr><th>generator</th><td>{{ s.settings.generator if s.settings else s.generator }} / {{ s.model_id }}</td></tr>
 </table>
 {% else %}<p class="note">No summary.json in this output: run throughput is unknown.</p>{% endif %}
 {% if data.settings %}{% set g = data.settings %}

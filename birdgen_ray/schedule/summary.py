@@ -82,11 +82,7 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "driver_seconds": {k: round(v, 3) for k, v in drive.driver_seconds.items()},  # wall, in order
         "bytes_written": sum(r.bytes_written for r in drive.results),
         "model_id": drive.model_id,
-        "generator": run.generator,
-        "generation": run.generation.to_json(),
-        "engine": {"batch_size": run.engine.batch_size, "compile_unet": run.engine.compile_unet},
-        "shard_size": run.shard_size,
-        "settings": settings(run),
+        "settings": settings(run),  # generator, generation, engine, shard_size, ...: once, here
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
