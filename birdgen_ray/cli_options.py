@@ -1,4 +1,4 @@
-"""Option parsing shared by the commands: storage options as JSON, local-only paths, NAME=VALUE pairs."""
+"""Option parsing shared by the commands: storage options as JSON, local-only paths, NAME=VALUE pairs, lists."""
 from __future__ import annotations
 
 import json
@@ -22,6 +22,11 @@ def parse_storage_options(text: Optional[str]) -> dict:
     if not isinstance(value, dict):
         raise typer.BadParameter(f'must be a JSON object such as {{"endpoint_url": "http://..."}}, got {text!r}')
     return value
+
+
+def split_values(values: Iterable[str] | None) -> tuple[str, ...]:
+    """'--label a,b --label c' -> ('a', 'b', 'c'): a list option taken repeated or comma-separated (labels never contain commas)."""
+    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
 
 
 def parse_env_pairs(pairs: Iterable[str], option: str) -> dict[str, str]:

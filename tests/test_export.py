@@ -141,6 +141,14 @@ def test_cli_export(birdclef_run, tmp_path):
     assert "exported 13 clips" in result.output
     assert len(list((tmp_path / "syn" / "train_audio").rglob("*.ogg"))) == 13
 
+    labels = sorted({r["label"] for r in open_index(out).to_pylist()})
+    assert len(labels) == 3
+    for label_args in (["--label", f"{labels[0]}, {labels[1]}"], ["--label", labels[0], "--label", labels[1]]):
+        dest = tmp_path / f"some-{len(label_args)}"  # comma-separated or repeated: the same two classes
+        picked = runner.invoke(app, ["export", str(out), "--format", "birdclef", str(dest), *label_args])
+        assert picked.exit_code == 0, picked.output
+        assert sorted(p.name for p in (dest / "train_audio").iterdir()) == labels[:2]
+
     bad = runner.invoke(app, ["export", str(out), "--format", "kaggle", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--format must be one of birdclef" in bad.output
     missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "birdclef", str(tmp_path / "y")])

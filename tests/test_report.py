@@ -163,6 +163,13 @@ def test_cli_writes_the_report_and_names_bad_input(birdclef_out, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "index.html").is_file() and len(list((tmp_path / "r" / "audio").iterdir())) == 3
 
+    labels = sorted({r["label"] for r in open_index(birdclef_out).to_pylist()})
+    for label_args in (["--label", f"{labels[0]},{labels[1]}"], ["--label", labels[0], "--label", labels[1]]):
+        dest = tmp_path / f"some-{len(label_args)}"  # comma-separated or repeated: the same two classes
+        picked = runner.invoke(app, ["report", str(birdclef_out), "--dest", str(dest), "--per-class", "1", *label_args])
+        assert picked.exit_code == 0, picked.output
+        assert len(parse(dest / "index.html").cards) == 2 and len(list((dest / "audio").iterdir())) == 2
+
     missing = runner.invoke(app, ["report", str(tmp_path / "nothing-here")])
     assert missing.exit_code == 2 and "no index" in missing.output
     unknown = runner.invoke(app, ["report", str(birdclef_out), "--dest", str(tmp_path / "x"), "--label", "nosuch"])

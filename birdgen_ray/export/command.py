@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from birdgen_ray.cli_options import local_path, storage_options_option
+from birdgen_ray.cli_options import local_path, split_values, storage_options_option
 from birdgen_ray.export.birdclef import AUDIO_FORMATS, ExportConfig, ExportError, export_birdclef
 
 console = Console()
@@ -24,7 +24,7 @@ def export_cmd(
         "2024", help="Metadata columns: 2024 (= 2023, train_metadata.csv) or 2025 (train.csv, with 'collection')."
     ),
     include_failed: bool = typer.Option(False, help="Also export clips that failed the quality gate."),
-    label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat for more)."),
+    label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat, or comma-separate, for more)."),
     license: str = typer.Option("", help="Text for the 'license' column (the license of the model's outputs)."),
     workers: int = typer.Option(0, min=0, help="Encoding threads \\[default: one per CPU core]."),
     storage_options: Optional[str] = storage_options_option(),
@@ -46,7 +46,7 @@ def export_cmd(
             sample_rate=sample_rate,
             layout=layout,
             include_failed=include_failed,
-            labels=tuple(label or ()),
+            labels=split_values(label),
             license=license,
             workers=workers,
         )

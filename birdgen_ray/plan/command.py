@@ -8,18 +8,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from birdgen_ray.cli_options import local_path
+from birdgen_ray.cli_options import local_path, split_values
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
 from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
 from birdgen_ray.plan.tables import InputError
-
-
-def _split(values: list[str] | None) -> tuple[str, ...]:
-    """'--include a,b --include c' -> ('a', 'b', 'c'); labels never contain commas."""
-    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
 
 
 def plan_cmd(
@@ -75,8 +70,8 @@ def plan_cmd(
     try:
         options = PlanOptions(
             BudgetConfig(target=target, max_ratio=max_ratio, total_budget=total_budget),
-            include=_split(include), exclude=_split(exclude),
-            include_classes=_split(include_class), exclude_classes=_split(exclude_class),
+            include=split_values(include), exclude=split_values(exclude),
+            include_classes=split_values(include_class), exclude_classes=split_values(exclude_class),
             seed=seed, duration_s=duration,
         )
         prompt_templates = load_templates(templates)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from birdgen_ray.cli_options import local_path, storage_options_option
+from birdgen_ray.cli_options import local_path, split_values, storage_options_option
 from birdgen_ray.report.build import ReportConfig, build_report
 
 console = Console()
@@ -21,7 +21,7 @@ def report_cmd(
     ),
     per_class: int = typer.Option(4, "--per-class", min=0, help="Clips shown (spectrogram + player) per class."),
     seed: int = typer.Option(0, help="Which clips are sampled: the same seed shows the same clips."),
-    label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat for more)."),
+    label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat, or comma-separate, for more)."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Write a self-contained HTML page to judge an output before training on it.
@@ -31,7 +31,7 @@ def report_cmd(
 
     Example: birdgen-ray report out/ --per-class 6   (then open out/report/index.html)
     """
-    config = ReportConfig(per_class=per_class, seed=seed, labels=tuple(label or ()))
+    config = ReportConfig(per_class=per_class, seed=seed, labels=split_values(label))
     try:
         page = build_report(out, dest, config, storage_options)
     except (FileNotFoundError, ValueError) as exc:
