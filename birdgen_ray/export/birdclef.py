@@ -34,8 +34,9 @@ METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
 # soundfile format and subtype per file extension; Vorbis is what BirdCLEF ships.
 AUDIO_FORMATS = {"ogg": ("OGG", "VORBIS"), "flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
-ROW_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "duration_s", "shard", "offset", "size",
-               "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
+# Index columns the export reads (when present): to locate each clip and fill the metadata CSV.
+EXPORT_INDEX_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "duration_s", "shard", "offset", "size",
+                        "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
 _UNSAFE_LABEL = re.compile(r"[/\\\x00]|^\.{1,2}$|^$")
 
 
@@ -82,7 +83,7 @@ def export_birdclef(
     output = as_output(out, storage_options)
     index = open_index(output)
     # Only the columns the export uses: the per-row settings JSON alone would be most of the memory.
-    index = index.select([c for c in index.column_names if c in ROW_COLUMNS])
+    index = index.select([c for c in index.column_names if c in EXPORT_INDEX_COLUMNS])
     if config.labels:
         try:
             index = select_labels(index, config.labels, output.uri)

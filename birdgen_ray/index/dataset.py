@@ -18,7 +18,8 @@ from birdgen_ray.generate.postprocess import decode_wav, fit_length, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.write.storage import Output
 
-ROW_COLUMNS = ("clip_id", "label", "verdict", "shard", "offset", "size", "sample_rate")
+# Index columns a training row keeps: enough to filter by label/verdict and read the clip.
+TRAINING_INDEX_COLUMNS = ("clip_id", "label", "verdict", "shard", "offset", "size", "sample_rate")
 
 
 def training_rows(
@@ -29,7 +30,7 @@ def training_rows(
 ) -> list[dict]:
     """Index rows to train on, in shard order (sequential reads), passed clips only by default."""
     output = as_output(out, storage_options)
-    index = open_index(output).select(list(ROW_COLUMNS))  # what reading a clip needs
+    index = open_index(output).select(list(TRAINING_INDEX_COLUMNS))  # what reading a clip needs
     if labels is not None:
         index = select_labels(index, labels, output.uri)
     rows = index.to_pylist()
