@@ -25,8 +25,6 @@ import functools
 import gc
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -36,10 +34,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
+
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.model import load_pipeline
-from birdgen_ray.generate.postprocess import encode_wav, peak_normalize, resample
+from birdgen_ray.generate.postprocess import encode_wav, to_output
 from birdgen_ray.generate.quality import measure
 from birdgen_ray.plan.schema import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
@@ -150,8 +150,7 @@ def make_rows(count: int, duration: float, first_seed: int) -> list[PlanRow]:
 
 def postprocess_like_engine(raw: np.ndarray, source_rate: int, gen: GenerationConfig, duration: float) -> np.ndarray:
     measure(raw, source_rate, gen.quality)
-    audio = resample(raw, source_rate, gen.output_sample_rate)[: round(duration * gen.output_sample_rate)]
-    return peak_normalize(audio, gen.peak_dbfs)
+    return to_output(raw, source_rate, gen.output_sample_rate, duration, gen.peak_dbfs)
 
 
 def run_naive(model: str, device: torch.device, gen: GenerationConfig, rows: list[PlanRow]) -> dict:
@@ -227,12 +226,7 @@ def summarise(name, scheduler, steps, batch, clips, wall, stages, unet: UNetCall
 def machine_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def prepare_model(choice: str, cache_dir: Path, reference: Path | None) -> str:

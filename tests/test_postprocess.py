@@ -95,3 +95,13 @@ def test_encode_wav_clips_instead_of_wrapping():
     assert back[0] == pytest.approx(1.0, abs=1 / 32768)
     assert back[1] == pytest.approx(-1.0, abs=1 / 32768)
     assert back[2] == pytest.approx(0.5, abs=1 / 32768)
+
+
+def test_to_output_resamples_fits_the_length_and_normalises():
+    from birdgen_ray.generate.postprocess import to_output
+
+    raw = 0.3 * np.sin(2 * np.pi * 1000 * np.arange(16_013) / 16_000).astype(np.float32)  # 1.0008 s
+    clip = to_output(raw, 16_000, 32_000, 1.0, -1.0)
+    assert clip.dtype == np.float32 and len(clip) == 32_000
+    assert float(np.abs(clip).max()) == pytest.approx(10 ** (-1 / 20), rel=1e-4)
+    assert len(to_output(raw[:8_000], 16_000, 32_000, 1.0, -1.0)) == 32_000  # short audio is padded

@@ -26,7 +26,7 @@ import torch
 from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate.encode import PromptEncoder
 from birdgen_ray.generate.model import load_pipeline
-from birdgen_ray.generate.postprocess import fit_length, peak_normalize, resample
+from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.ranking import ClapScorer
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
@@ -173,9 +173,8 @@ class AudioLDM2Engine:
         ]
 
     def _postprocess(self, raw: np.ndarray, duration: float) -> np.ndarray:
-        rate = self.generation.output_sample_rate
-        audio = fit_length(resample(raw, self.source_rate, rate), round(duration * rate))
-        return peak_normalize(audio, self.generation.peak_dbfs).astype(np.float32, copy=False)
+        gen = self.generation
+        return to_output(raw, self.source_rate, gen.output_sample_rate, duration, gen.peak_dbfs)
 
     def _render(
         self, takes: list[_Take], rows: list[PlanRow], duration: float

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
-from birdgen_ray.generate.postprocess import fit_length, peak_normalize, resample
+from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.plan.schema import PlanRow
@@ -85,9 +85,7 @@ class NullGenerator:
 
         gen = self.generation
         metrics = measure(raw, SOURCE_RATE, gen.quality)
-        audio = resample(raw, SOURCE_RATE, gen.output_sample_rate)
-        audio = fit_length(audio, max(1, round(row.duration_s * gen.output_sample_rate)))
-        audio = peak_normalize(audio, gen.peak_dbfs)
+        audio = to_output(raw, SOURCE_RATE, gen.output_sample_rate, row.duration_s, gen.peak_dbfs)
         reasons = judge(metrics, None, self._thresholds)
         self.stage_times["generate"] += generated - started
         self.stage_times["postprocess"] += time.perf_counter() - generated

@@ -56,3 +56,10 @@ def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
     if len(audio) >= num_samples:
         return audio[:num_samples]
     return np.pad(audio, (0, num_samples - len(audio)))
+
+
+def to_output(raw: np.ndarray, source_rate: int, output_rate: int, duration_s: float, peak_dbfs: float) -> np.ndarray:
+    """Raw model audio -> a finished clip: resampled, exactly `duration_s` long, peak-normalised, float32."""
+    audio = resample(raw, source_rate, output_rate)
+    audio = fit_length(audio, max(1, round(duration_s * output_rate)))
+    return peak_normalize(audio, peak_dbfs).astype(np.float32, copy=False)
