@@ -19,12 +19,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow as pa
+from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 import pyarrow.parquet as pq
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray: no token auth, no stats
@@ -42,16 +42,6 @@ def bench_plan(num_clips: int, durations: list[float]) -> pa.Table:
             "duration_s": [durations[i % len(durations)] for i in range(num_clips)],
         }
     )
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_one(plan_path: str, work: Path, shard_size: int, actors: int, sample_rate: int) -> dict:
