@@ -122,7 +122,8 @@ class ShardWorker:
         )
 
     def _generate(self, rows: list[PlanRow], oom_splits: int = 0) -> tuple[list[GeneratedClip], int]:
-        """Generate; on CUDA out-of-memory halve the batch and try again (results are batch-invariant).
+        """Generate; on CUDA out-of-memory halve the batch and try again (a clip does not depend on its
+        batch-mates; only kernel rounding can differ with the batch size).
 
         Called under the generator lock, so the halved batch size is the one every later shard uses.
         """
