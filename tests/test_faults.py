@@ -210,12 +210,12 @@ def test_sigterm_before_ray_starts_also_releases_the_lock_and_restores_the_handl
     plan_path, _ = reference
     reading = threading.Event()
 
-    def slow_done_clip_ids(output):
+    def slow_committed_index(output):
         reading.set()
         time.sleep(30)  # cut short by the signal
-        return set()
+        return None
 
-    monkeypatch.setattr(runner, "done_clip_ids", slow_done_clip_ids)
+    monkeypatch.setattr(runner, "committed_index", slow_committed_index)
     threading.Thread(target=lambda: reading.wait(30) and os.kill(os.getpid(), signal.SIGTERM), daemon=True).start()
     before = signal.getsignal(signal.SIGTERM)  # the session Ray's own: a safety net for this test process
     with pytest.raises(Stopped, match="stopped by SIGTERM"):

@@ -30,6 +30,12 @@ META_DIR = "_birdgen"
 RUN_FILE = f"{META_DIR}/run.json"
 LOCK_FILE = f"{META_DIR}/lock.json"
 
+
+def shard_paths(shard_id: str) -> tuple[str, str]:
+    """(tar, index) paths of a shard, relative to the output root; the tar's is the index's `shard`."""
+    return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
+
+
 INDEX_SCHEMA = pa.schema(
     [
         *PLAN_SCHEMA,  # clip_id, label, prompt, negative_prompt, seed, duration_s

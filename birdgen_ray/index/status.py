@@ -1,7 +1,7 @@
 """Where an output stands, read from the output alone (no driver, no Ray)."""
 from __future__ import annotations
 
-from birdgen_ray.index.reader import read_shard_indexes
+from birdgen_ray.index.reader import committed_index
 from birdgen_ray.index.schema import FAILURES_DIR, LOCK_FILE, PLAN_FILE, SUMMARY_FILE
 from birdgen_ray.write.storage import Output
 
@@ -10,7 +10,7 @@ def output_status(output: Output) -> dict:
     if not output.exists(PLAN_FILE):
         raise FileNotFoundError(f"{output.uri} is not a birdgen-ray output (no {PLAN_FILE})")
     planned = set(output.read_table(PLAN_FILE).column("clip_id").to_pylist())
-    shards = read_shard_indexes(output)
+    shards = committed_index(output)  # mid-run: the last index.parquet plus the shards committed since
     committed = set() if shards is None else set(shards["clip_id"].to_pylist())
     done = planned & committed
     failed: set[str] = set()

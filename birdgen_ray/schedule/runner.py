@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from birdgen_ray.config import GenerationConfig, RunConfig
-from birdgen_ray.index.reader import consolidate, done_clip_ids
+from birdgen_ray.index.reader import committed_index, consolidate
 from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, RUN_FILE, SUMMARY_FILE
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
@@ -107,7 +107,8 @@ def _submit(run: RunConfig) -> dict:
         check_settings(output, run.generation, run.generator)
         output.write_table(PLAN_FILE, plan)
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
-        done = done_clip_ids(output)
+        committed = committed_index(output)
+        done = set() if committed is None else set(committed["clip_id"].to_pylist())
         pending = pending_rows(plan, done)
         shards = make_shards(pending, run.shard_size)
         log.info(
@@ -118,7 +119,7 @@ def _submit(run: RunConfig) -> dict:
         drive_result = drive(run, output, shards) if shards else DriveResult()
         phase_start = time.perf_counter()
         remove_uncommitted(output)  # what actors killed during this run left
-        index = consolidate(output)
+        index = consolidate(output, known=committed)  # reads only the shards this run committed
         prune_failures(output, index)
         drive_result.driver_seconds = {
             "prepare": prepare_seconds, **drive_result.driver_seconds, "finish": time.perf_counter() - phase_start

@@ -17,14 +17,9 @@ from birdgen_ray.config import GenerationConfig
 from birdgen_ray.generate.postprocess import encode_wav
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.index.reader import list_shards
-from birdgen_ray.index.schema import INDEX_SCHEMA, SHARDS_DIR
+from birdgen_ray.index.schema import INDEX_SCHEMA, SHARDS_DIR, shard_paths
 from birdgen_ray.plan.schema import PLAN_SCHEMA
 from birdgen_ray.write.storage import Output
-
-
-def shard_paths(shard_id: str) -> tuple[str, str]:
-    """(tar, index) paths of a shard, relative to the output root."""
-    return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:
