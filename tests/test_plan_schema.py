@@ -46,3 +46,12 @@ def test_derived_clip_ids_are_always_valid():
 def test_bad_settings_are_refused_by_name(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_labels_that_cannot_be_folder_names_or_list_values_are_named_by_row():
+    labels = ["ok", "a/b", "c,d", "..", "e\\f", "fine-label 2"]
+    with pytest.raises(PlanError) as err:
+        validate_plan(plan_table(len(labels)).set_column(0, "label", pa.array(labels)))
+    assert "column 'label': label contains '/'" in str(err.value)
+    assert "rows 1, 2, 3, 4" in str(err.value)
+    assert validate_plan(plan_table(2).set_column(0, "label", pa.array(["ok", "fine-label 2"]))).num_rows == 2

@@ -15,7 +15,6 @@ import csv
 import io
 import math
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import soundfile as sf
 from birdgen_ray.generate.postprocess import decode_wav, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.plan.layouts import LAYOUTS
+from birdgen_ray.plan.schema import UNSAFE_LABEL
 from birdgen_ray.write.storage import Output, write_file_atomic
 
 AUDIO_DIR = "train_audio"
@@ -37,7 +37,6 @@ AUDIO_FORMATS = {"ogg": ("OGG", "VORBIS"), "flac": ("FLAC", "PCM_16"), "wav": ("
 # Index columns the export reads (when present): to locate each clip and fill the metadata CSV.
 EXPORT_INDEX_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "duration_s", "shard", "offset", "size",
                         "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
-_UNSAFE_LABEL = re.compile(r"[/\\\x00]|^\.{1,2}$|^$")
 
 
 class ExportError(ValueError):
@@ -147,12 +146,12 @@ def _check_labels(rows: list[dict], uri: str) -> None:
     """Labels become folder names: refuse any that would escape DEST or cannot be a folder."""
     bad: dict[str, list[str]] = {}
     for row in rows:
-        if _UNSAFE_LABEL.search(row["label"]):
+        if not row["label"] or UNSAFE_LABEL.search(row["label"]):
             bad.setdefault(row["label"], []).append(row["clip_id"])
     if bad:
         lines = [f"{label!r} (clips {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" for label, ids in bad.items()]
         raise ExportError(
-            f"{uri}/index.parquet column 'label': not usable as a folder name (contains '/', '\\' or NUL, "
+            f"{uri}/index.parquet column 'label': not usable as a folder name (contains '/', '\\', ',' or NUL, "
             f"or is '.'/'..'): " + "; ".join(lines)
         )
 

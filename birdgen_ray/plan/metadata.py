@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
 from birdgen_ray.plan.tables import InputError, RawTable, read_table
 
 DEFAULT_TAXON_CLASS = "Aves"  # BirdCLEF 2021-2024 and label+count files without a class column
@@ -93,10 +94,11 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
     sci_col = table.column("scientific_name")
     classes: dict[str, ClassStats] = {}
     empty: list[int] = []
+    unsafe: list[int] = []
     for row, pos in zip(table.rows, table.positions):
         label = row[label_col]
-        if not label:
-            empty.append(pos)
+        if not label or UNSAFE_LABEL.search(label):
+            (unsafe if label else empty).append(pos)
             continue
         stats = classes.get(label)
         if stats is None:
@@ -111,8 +113,13 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
         if type_col is not None:
             for value in parse_list(row[type_col]):
                 stats.call_types[normalise_call_type(value)] += 1
+    problems = []
     if empty:
-        raise InputError(table.path, [f"{table.where('primary_label', empty)}: empty label"])
+        problems.append(f"{table.where('primary_label', empty)}: empty label")
+    if unsafe:
+        problems.append(f"{table.where('primary_label', unsafe)}: {UNSAFE_LABEL_PROBLEM}")
+    if problems:
+        raise InputError(table.path, problems)
     if not classes:
         raise InputError(table.path, ["no data rows"])
     return list(classes.values())
@@ -127,18 +134,20 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     label_name = table.columns[label_col]
     common_col, sci_col = table.column("common_name"), table.column("scientific_name")
     class_col = table.column(*_CLASS_ALIASES)
-    empty, bad_count, seen, dup = [], [], {}, []
+    empty, unsafe, bad_count, seen, dup = [], [], [], {}, []
     classes = []
     for row, pos in zip(table.rows, table.positions):
         label = row[label_col]
         count = _parse_count(row[count_col])
         if not label:
             empty.append(pos)
+        elif UNSAFE_LABEL.search(label):
+            unsafe.append(pos)
         if count is None:
             bad_count.append(pos)
         if label in seen:
             dup.append(pos)
-        if not label or count is None or label in seen:
+        if not label or pos in unsafe or count is None or label in seen:
             continue
         seen[label] = pos
         classes.append(ClassStats(
@@ -153,6 +162,8 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     problems = []
     if empty:
         problems.append(f"{table.where(label_name, empty)}: empty label")
+    if unsafe:
+        problems.append(f"{table.where(label_name, unsafe)}: {UNSAFE_LABEL_PROBLEM}")
     if bad_count:
         problems.append(f"{table.where(count_name, bad_count)}: count is not a whole number >= 0")
     if dup:

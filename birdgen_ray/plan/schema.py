@@ -1,7 +1,8 @@
 """The plan table (`plan.parquet`): one row per clip to generate.
 
 Required columns:
-  label            string   class label (e.g. BirdCLEF primary_label)
+  label            string   class label (e.g. BirdCLEF primary_label); it becomes a folder name on
+                            export and a comma-separated CLI value, so no '/', '\\', ',', NUL, '.', '..'
   prompt           string   text prompt, non-empty
   seed             int64    >= 0; with the prompt and settings it fully decides the audio
   duration_s       float64  > 0, seconds
@@ -29,6 +30,12 @@ DEFAULT_NEGATIVE_PROMPT = "Low quality, distorted, music, speech."
 REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# Labels become folder names (export) and are passed comma-separated (--label, --include).
+UNSAFE_LABEL = re.compile(r"[/\\,\x00]|^\.{1,2}$")
+UNSAFE_LABEL_PROBLEM = (
+    "label contains '/', '\\', ',' or NUL, or is '.' or '..' (labels become folder names on export "
+    "and comma-separated values of --label/--include)"
+)
 # Tar (USTAR) member names hold 100 bytes: "<clip_id>.json" must fit. No "." either: WebDataset
 # readers split a member name at its first dot into key and extension.
 _CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,94}$")
@@ -116,6 +123,9 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         bad = _rows(pc.fill_null(pc.or_kleene(pc.is_null(values), empty), True))
         if bad:
             problems.append(f"column '{col}': null or empty in {_fmt_rows(bad)}")
+    unsafe = [i for i, label in enumerate(table["label"].to_pylist()) if label and UNSAFE_LABEL.search(label)]
+    if unsafe:
+        problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {_fmt_rows(unsafe)}")
     seeds = table["seed"]
     bad = _rows(pc.fill_null(pc.less(seeds, 0), True))
     if bad:
