@@ -2,10 +2,13 @@
 
 Local disk uses O_EXCL; S3 uses a conditional PUT (If-None-Match: *), both through fsspec's "xb"
 mode. AWS S3, MinIO and moto refuse a conditional PUT of an existing key on the server (tested
-against moto in tests/test_s3.py); a store that ignores the condition still refuses a second run
-that starts while the first holds the lock (the lock is looked for first), but not two runs that
-start within the same instant. A run that died leaves its lock; the next run refuses and says how to take it over
-(`--break-lock`) after the user has checked the old run is really gone.
+against moto in tests/test_s3.py). A store that ignores the condition lets a second create
+overwrite the first; two guards cover it: the lock is looked for before creating (a run that starts
+while another holds it is refused), and on object storage each run waits a moment after creating,
+then reads the lock back and backs off unless it still names this run (of two runs that start at
+the same instant only the last writer goes on). A run that died leaves its lock; the next run
+refuses and says how to take it over (`--break-lock`) after the user has checked the old run is
+really gone.
 """
 from __future__ import annotations
 
@@ -23,10 +26,15 @@ class OutputLocked(RuntimeError):
     pass
 
 
+OBJECT_STORE_SETTLE_S = 1.0  # far longer than one run's look-then-create gap (milliseconds)
+
+
 class OutputLock:
-    def __init__(self, output: Output, break_lock: bool = False):
+    def __init__(self, output: Output, break_lock: bool = False, settle_s: float | None = None):
         self.output = output
         self.break_lock = break_lock
+        # local disk's O_EXCL is exact; an object store may not honour If-None-Match
+        self.settle_s = (0.0 if output.is_local else OBJECT_STORE_SETTLE_S) if settle_s is None else settle_s
         self.run_id = uuid.uuid4().hex[:12]
         self.owner = {
             "run_id": self.run_id,
@@ -40,6 +48,7 @@ class OutputLock:
         # Looking first also refuses on a store that ignores If-None-Match (the create would then
         # overwrite); the exclusive create is what settles two runs starting at the same moment.
         if not self.output.exists(LOCK_FILE) and self.output.create_exclusive(LOCK_FILE, data):
+            self._confirm()
             return
         holder = self._holder()
         if not self.break_lock:
@@ -53,6 +62,17 @@ class OutputLock:
         self.output.remove(LOCK_FILE)
         if not self.output.create_exclusive(LOCK_FILE, data):
             raise OutputLocked(f"{self.output.uri}: another run took the lock while it was being broken")
+        self._confirm()
+
+    def _confirm(self) -> None:
+        """Back off if another run's create overwrote ours (a store ignoring If-None-Match)."""
+        time.sleep(self.settle_s)
+        holder = self._holder()
+        if holder.get("run_id") != self.run_id:
+            raise OutputLocked(
+                f"{self.output.uri}: another run (run {holder.get('run_id', '?')}, host {holder.get('host', '?')}) "
+                "took the lock at the same moment; this run backs off and leaves the output to it"
+            )
 
     def release(self) -> None:
         if self._holder().get("run_id") == self.run_id:
