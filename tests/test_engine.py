@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
+from birdgen_ray.generate.encode import _cache_argument
 from birdgen_ray.generate.engine import STAGES, AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.plan.schema import PlanRow
@@ -95,6 +96,25 @@ def test_group_encoding_equals_encoding_each_text_alone():
         alone = alone_encoder.encode(text)
         for field in ("clap_text", "t5_embeds", "generated_embeds"):
             torch.testing.assert_close(getattr(enc, field), getattr(alone, field), rtol=1e-5, atol=1e-6)
+
+
+def test_gpt2_cache_keyword_follows_the_installed_transformers():
+    """transformers 5.24 renamed GPT2Model.forward's past_key_values to cache; the GPU image has 5.17.
+    A wrong name would be swallowed by **kwargs and the cache silently dropped."""
+
+    class Before(torch.nn.Module):
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None, **kwargs): ...
+
+    class After(torch.nn.Module):
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None, **kwargs): ...
+
+    class Neither(torch.nn.Module):
+        def forward(self, inputs_embeds=None, **kwargs): ...
+
+    assert _cache_argument(Before()) == "past_key_values"
+    assert _cache_argument(After()) == "cache"
+    with pytest.raises(RuntimeError, match="neither `cache` nor `past_key_values`"):
+        _cache_argument(Neither())
 
 
 def test_prompt_encoding_skips_work_diffusers_throws_away():

@@ -13,6 +13,7 @@ with zeros that the UNet's attention mask hides; the GPT2 states have a fixed le
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -101,12 +102,13 @@ class PromptEncoder:
         state back as the next input, `max_new_tokens` times. The GPT2 body runs with a KV cache and
         without the LM head: AudioLDM2 uses hidden states, never logits."""
         body = self.pipe.language_model.transformer
+        cache_arg = _cache_argument(body)
         output = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
         generated = [output.last_hidden_state[:, -1:, :]]
         for _ in range(self.max_new_tokens - 1):
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
-            cache = output.past_key_values
-            output = body(inputs_embeds=generated[-1], attention_mask=attention_mask, cache=cache, use_cache=True)
+            cache = {cache_arg: output.past_key_values}
+            output = body(inputs_embeds=generated[-1], attention_mask=attention_mask, use_cache=True, **cache)
             generated.append(output.last_hidden_state[:, -1:, :])
         return torch.cat(generated, dim=1)
 
@@ -133,3 +135,17 @@ class PromptEncoder:
             "negative_attention_mask": neg_mask,
             "negative_generated_prompt_embeds": neg_generated,
         }
+
+
+def _cache_argument(gpt2_body: torch.nn.Module) -> str:
+    """The KV-cache keyword of GPT2Model.forward: `cache` from transformers 5.24, `past_key_values`
+    before (5.17 on the GPU image). A wrong name is swallowed by **kwargs and every step after the
+    first then sees only its own token: wrong conditioning, no error. So look, and refuse to guess."""
+    parameters = inspect.signature(gpt2_body.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in parameters:
+            return name
+    raise RuntimeError(
+        f"{type(gpt2_body).__name__}.forward takes neither `cache` nor `past_key_values`; "
+        "this transformers version is not supported (see pyproject.toml)"
+    )
