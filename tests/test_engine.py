@@ -117,6 +117,15 @@ def test_gpt2_cache_keyword_follows_the_installed_transformers():
         _cache_argument(Neither())
 
 
+def test_uncached_encoding_follows_the_current_dtype_and_leaves_the_cache_alone():
+    engine = make_engine()
+    cached = engine.encoder.encode("frog")
+    engine.pipe.to(dtype=torch.float64)  # what a rerun in another precision does
+    (fresh,) = engine.encoder.encode_many(["frog"], cached=False)
+    assert fresh.generated_embeds.dtype == torch.float64 and cached.generated_embeds.dtype == torch.float32
+    assert engine.encoder.encode("frog") is cached  # the cached one was neither used nor replaced
+
+
 def test_prompt_encoding_skips_work_diffusers_throws_away():
     """No CLAP padding to the tokenizer maximum, no GPT2 vocabulary logits."""
     engine = make_engine()
@@ -292,6 +301,31 @@ def test_clip_that_is_always_nan_is_kept_flagged_never_as_nan_audio():
     (clip,) = engine.generate([row("nan", "frog", 9)])
     assert clip.verdict.startswith("fail:nonfinite") and clip.attempts == 4  # 2 attempts x (batch + rerun)
     assert np.isfinite(clip.audio).all() and clip.metrics["nonfinite"] == 1.0
+
+
+def test_nan_from_the_fp16_text_encoder_is_rerun_in_fp32_with_fresh_encodings():
+    """fp16 T5 can overflow: the fp32 rerun must encode the texts again, not reuse the fp16 encodings."""
+    rows = [row("a", "A song of a Eurasian wren", 1), row("b", "frog", 2)]
+    engine = make_engine(batch_size=2)
+    engine.pipe.to(dtype=torch.float16)  # as on a GPU (CPU fp16 kernels suffice for the tiny model)
+    overflowed = []
+
+    def t5_overflows_in_fp16(_module, _inputs, output):
+        if output.last_hidden_state.dtype != torch.float16:
+            return output
+        overflowed.append(True)
+        output.last_hidden_state[:] = float("inf")
+        return output
+
+    engine.pipe.text_encoder_2.register_forward_hook(t5_overflows_in_fp16)
+    clips = engine.generate(rows)
+
+    assert overflowed  # the fp16 path really produced non-finite conditioning
+    assert engine.pipe.dtype == torch.float16  # back to fp16 after the fp32 rerun
+    for clip in clips:
+        assert clip.attempts == 3 and clip.verdict == "pass"  # batch, rerun as is, rerun in fp32
+        assert np.isfinite(clip.audio).all() and clip.metrics["nonfinite"] == 0.0
+    assert not engine.encoder._cache or all(e.is_finite() for e in engine.encoder._cache.values())
 
 
 def test_output_length_rate_order_and_stage_times():

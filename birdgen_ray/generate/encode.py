@@ -31,6 +31,9 @@ class PromptEncoding:
     t5_mask: torch.Tensor  # (1, tokens), all ones: the text is encoded unpadded
     generated_embeds: torch.Tensor  # (1, max_new_tokens, gpt2_dim): GPT2 states, first conditioning
 
+    def is_finite(self) -> bool:
+        return all(bool(torch.isfinite(t).all()) for t in (self.clap_text, self.t5_embeds, self.generated_embeds))
+
 
 def pooled_output(output) -> torch.Tensor:
     # transformers 5 returns a model output with pooler_output, transformers 4 a tensor
@@ -53,27 +56,37 @@ class PromptEncoder:
     def encode(self, text: str) -> PromptEncoding:
         return self.encode_many([text])[0]
 
-    def encode_many(self, texts: Sequence[str]) -> list[PromptEncoding]:
-        """Encodings of `texts` (in order); uncached texts are encoded in groups of equal token lengths."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+    def encode_many(self, texts: Sequence[str], cached: bool = True) -> list[PromptEncoding]:
+        """Encodings of `texts` (in order); texts not in the cache are encoded in groups of equal token
+        lengths. `cached=False` encodes every text afresh in the pipeline's current dtype and leaves
+        the cache alone (the fp32 rerun of a batch that came out NaN in fp16)."""
+        known = self._cache if cached else {}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
         groups: dict[tuple[int, int], list[tuple[str, list[int], list[int]]]] = {}
         for text in missing:
             clap_ids = self.pipe.tokenizer(text, truncation=True, max_length=self.pipe.tokenizer.model_max_length).input_ids
             t5_ids = self.pipe.tokenizer_2(text, truncation=True, max_length=self.padded_length).input_ids
             groups.setdefault((len(clap_ids), len(t5_ids)), []).append((text, clap_ids, t5_ids))
+        fresh: dict[str, PromptEncoding] = {}
         for members in groups.values():
             for start in range(0, len(members), self.group_size):
-                self._encode_group(members[start : start + self.group_size])
+                fresh.update(self._encode_group(members[start : start + self.group_size]))
+        if not cached:
+            return [fresh[text] for text in texts]
+        for text, encoding in fresh.items():
+            if encoding.is_finite():  # a NaN/inf encoding (fp16 overflow) is never reused
+                self._cache[text] = encoding
         encodings = []
         for text in texts:
-            self._cache.move_to_end(text)
-            encodings.append(self._cache[text])
+            if text in self._cache:
+                self._cache.move_to_end(text)
+            encodings.append(self._cache.get(text) or fresh[text])
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return encodings
 
     @torch.no_grad()
-    def _encode_group(self, members: list[tuple[str, list[int], list[int]]]) -> None:
+    def _encode_group(self, members: list[tuple[str, list[int], list[int]]]) -> dict[str, PromptEncoding]:
         """Encode texts whose token lengths are all equal: no padding, so batching changes nothing."""
         pipe, device = self.pipe, self.pipe._execution_device
         clap_ids = torch.tensor([m[1] for m in members], device=device)
@@ -92,10 +105,10 @@ class PromptEncoder:
             )
         with self.stage("gpt2"):
             generated = self._generate_hidden_states(projected.hidden_states, projected.attention_mask)
-        for i, (text, _, _) in enumerate(members):
-            self._cache[text] = PromptEncoding(
-                clap_text[i : i + 1], t5_embeds[i : i + 1], t5_mask[i : i + 1], generated[i : i + 1]
-            )
+        return {
+            text: PromptEncoding(clap_text[i : i + 1], t5_embeds[i : i + 1], t5_mask[i : i + 1], generated[i : i + 1])
+            for i, (text, _, _) in enumerate(members)
+        }
 
     def _generate_hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """AudioLDM2's GPT2 loop (diffusers' `generate_language_model`): feed each step's last hidden
@@ -122,9 +135,9 @@ class PromptEncoder:
         generated = torch.cat([enc.generated_embeds for enc in encodings])
         return torch.cat(embeds), torch.cat(masks), generated
 
-    def batch(self, prompts: Sequence[str], negative_prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+    def batch(self, prompts: Sequence[str], negative_prompts: Sequence[str], cached: bool = True) -> dict[str, torch.Tensor]:
         """Keyword arguments for AudioLDM2Pipeline.__call__ (in place of prompt/negative_prompt)."""
-        encodings = self.encode_many([*prompts, *negative_prompts])
+        encodings = self.encode_many([*prompts, *negative_prompts], cached=cached)
         embeds, mask, generated = self._stack(encodings[: len(prompts)])
         neg_embeds, neg_mask, neg_generated = self._stack(encodings[len(prompts) :])
         return {

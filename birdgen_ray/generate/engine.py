@@ -230,7 +230,8 @@ class AudioLDM2Engine:
         if dtype is not None and dtype != native:
             pipe.to(dtype=dtype)
         try:
-            conditioning = self.encoder.batch(prompts, negatives)
+            # the fp32 rerun encodes afresh: a NaN may have come from the fp16 text encoders themselves
+            conditioning = self.encoder.batch(prompts, negatives, cached=pipe.dtype == native)
             # CPU generators: the starting noise of a seed is the same on every device
             generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
             with self._stage("unet"):
