@@ -49,9 +49,11 @@ REFERENCE_CONFIGS = (  # full-size component configs, first one found (see bench
     Path(".whl/reference/audioldm2"),
     Path(__file__).resolve().parents[1].parent / "shared/reference/audioldm2/audioldm2",  # ../shared beside the repo
 )
-PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 8 min on one H100/H200
-    "cpu": dict(model="tiny", duration=1.0, steps_scale=0.1, naive_clips=3, batch=8, clips=16, fast_clips=32),
-    "cuda": dict(model="full", duration=5.0, steps_scale=1.0, naive_clips=3, batch=64, clips=64, fast_clips=128),
+PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min on one H100/H200
+    "cpu": dict(model="tiny", duration=1.0, steps_scale=0.1, naive_clips=3, batch=8, clips=16, fast_clips=32,
+                compiled_case=False),
+    "cuda": dict(model="full", duration=5.0, steps_scale=1.0, naive_clips=3, batch=64, clips=64, fast_clips=128,
+                 compiled_case=True),
 }
 BIRDS = ["robin", "song thrush", "blackbird", "wren", "chiffchaff", "skylark", "tawny owl", "curlew",
          "nightingale", "great tit", "cuckoo", "kingfisher", "bittern", "swallow", "warbler", "woodpecker"]
@@ -179,23 +181,47 @@ def run_naive(model: str, device: torch.device, gen: GenerationConfig, rows: lis
         with clock.stage("wav"):
             encode_wav(audio, gen.output_sample_rate)
     wall = time.perf_counter() - started
-    result = summarise("naive", "ddim", gen.num_inference_steps, 1, len(rows), wall, dict(clock.times), unet)
+    result = summarise("naive", "ddim", gen.num_inference_steps, 1, len(rows), wall, dict(clock.times),
+                       unet.count, unet.flops_per_call())
     unet.remove()
     del pipe
     return result
 
 
-def run_engine(name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows: list[PlanRow]) -> dict:
+class SchedulerSteps:
+    """Counts UNet forwards from outside a compiled UNet: each forward is followed by one scheduler
+    step (DDIM, DPM-Solver++). Wrapping the compiled module's forward would make Dynamo recompile."""
+
+    def __init__(self, scheduler):
+        self.scheduler, self.count = scheduler, 0
+        original = scheduler.step
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return original(*args, **kwargs)
+
+        scheduler.step = counted
+
+    def remove(self) -> None:
+        del self.scheduler.step
+
+
+def run_engine(name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows: list[PlanRow],
+               flop_per_forward: int | None = None) -> dict:
+    """A compiled case counts forwards by scheduler steps and takes `flop_per_forward` from an eager
+    case at the same batch shape (the FLOPs of a forward do not change with compilation)."""
     engine = AudioLDM2Engine(gen, engine_cfg)
     device = engine.device
-    # Warm-up on one full batch at 2 steps (kernels, allocator, cuDNN plans); then a clean slate.
-    engine.generation = dataclasses.replace(gen, num_inference_steps=2)
-    engine.generate(make_rows(engine_cfg.batch_size, rows[0].duration_s, first_seed=10**6))
+    # Warm-up on one full batch at 2 steps (kernels, allocator, cuDNN plans, compilation); then a clean slate.
+    warmup_clock = StageClock(device)
+    with warmup_clock.stage("warmup"):
+        engine.generation = dataclasses.replace(gen, num_inference_steps=2)
+        engine.generate(make_rows(engine_cfg.batch_size, rows[0].duration_s, first_seed=10**6))
     engine.generation = gen
     engine.stage_times = dict.fromkeys(engine.stage_times, 0.0)
 
     clock = StageClock(device)
-    unet = UNetCalls(engine.pipe.unet)
+    counter = SchedulerSteps(engine.pipe.scheduler) if engine_cfg.compile_unet else UNetCalls(engine.pipe.unet)
     started = time.perf_counter()
     clips = engine.generate(rows)
     with clock.stage("wav"):
@@ -204,22 +230,25 @@ def run_engine(name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows:
     wall = time.perf_counter() - started
     stages = {ENGINE_STAGE_NAMES.get(k, k): v for k, v in engine.stage_times.items()}
     stages["wav"] = clock.times["wav"]
-    result = summarise(name, gen.scheduler, gen.num_inference_steps, engine_cfg.batch_size, len(rows), wall, stages, unet)
-    unet.remove()
+    if flop_per_forward is None:
+        flop_per_forward = counter.flops_per_call()
+    result = summarise(name, gen.scheduler, gen.num_inference_steps, engine_cfg.batch_size, len(rows), wall, stages,
+                       counter.count, flop_per_forward)
+    result.update(compiled=engine_cfg.compile_unet, warmup_s=warmup_clock.times["warmup"])
+    counter.remove()
     del engine
     return result
 
 
-def summarise(name, scheduler, steps, batch, clips, wall, stages, unet: UNetCalls) -> dict:
-    flops = unet.flops_per_call()
+def summarise(name, scheduler, steps, batch, clips, wall, stages, forwards: int, flop_per_forward: int) -> dict:
     unet_s = stages.get("unet", 0.0)
     return {
         "case": name, "scheduler": scheduler, "steps": steps, "batch": batch, "clips": clips,
         "wall_s": wall, "clips_per_s": clips / wall, "s_per_clip": wall / clips,
         "stages_s_per_clip": {s: stages.get(s, 0.0) / clips for s in STAGES},
         "other_s_per_clip": (wall - sum(stages.get(s, 0.0) for s in STAGES)) / clips,
-        "unet_forwards": unet.count, "unet_tflop_per_forward": flops / 1e12,
-        "unet_tflops_achieved": flops * unet.count / unet_s / 1e12 if unet_s else 0.0,
+        "unet_forwards": forwards, "unet_tflop_per_forward": flop_per_forward / 1e12,
+        "unet_tflops_achieved": flop_per_forward * forwards / unet_s / 1e12 if unet_s else 0.0,
     }
 
 
@@ -250,22 +279,22 @@ def prepare_model(choice: str, cache_dir: Path, reference: Path | None) -> str:
 def print_table(report: dict) -> None:
     cases = report["cases"]
     base = cases[0]["clips_per_s"]
-    head = f"{'case':<12}{'sched':>6}{'steps':>6}{'batch':>6}{'clips':>6}{'clips/s':>10}{'x naive':>9}{'s/clip':>9}"
+    head = f"{'case':<22}{'sched':>6}{'steps':>6}{'batch':>6}{'clips':>6}{'clips/s':>10}{'x naive':>9}{'s/clip':>9}"
     print(f"\n{report['machine']} | {report['settings']} | load avg {report['load_average_before_after']}")
     print(head)
     for c in cases:
-        print(f"{c['case']:<12}{c['scheduler']:>6}{c['steps']:>6}{c['batch']:>6}{c['clips']:>6}"
+        print(f"{c['case']:<22}{c['scheduler']:>6}{c['steps']:>6}{c['batch']:>6}{c['clips']:>6}"
               f"{c['clips_per_s']:>10.3f}{c['clips_per_s'] / base:>9.1f}{c['s_per_clip']:>9.4f}")
     print("\nseconds per clip by stage")
-    print(f"{'case':<12}" + "".join(f"{s:>12}" for s in STAGES) + f"{'other':>12}")
+    print(f"{'case':<22}" + "".join(f"{s:>12}" for s in STAGES) + f"{'other':>12}")
     for c in cases:
-        print(f"{c['case']:<12}" + "".join(f"{c['stages_s_per_clip'][s]:>12.4f}" for s in STAGES)
+        print(f"{c['case']:<22}" + "".join(f"{c['stages_s_per_clip'][s]:>12.4f}" for s in STAGES)
               + f"{c['other_s_per_clip']:>12.4f}")
     ceiling = report["matmul_ceiling_tflops"]
     print(f"\nUNet utilisation vs {report['matmul_ceiling']} ceiling of {ceiling:.2f} TFLOP/s "
           "(UNet-loop time includes the scheduler)")
     for c in cases:
-        print(f"{c['case']:<12}{c['unet_forwards']:>6} forwards x {c['unet_tflop_per_forward']:.4f} TFLOP"
+        print(f"{c['case']:<22}{c['unet_forwards']:>6} forwards x {c['unet_tflop_per_forward']:.4f} TFLOP"
               f" -> {c['unet_tflops_achieved']:.3f} TFLOP/s = {100 * c['unet_tflops_achieved'] / ceiling:.1f}% MFU")
 
 
@@ -279,7 +308,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=None, help="engine batch size")
     parser.add_argument("--clips", type=int, default=None, help="clips for the engine at DDIM")
     parser.add_argument("--fast-clips", type=int, default=None, help="clips for the engine at the fast preset")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's UNet")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's UNet in every engine case")
+    parser.add_argument("--compiled-case", action=argparse.BooleanOptionalAction, default=None,
+                        help="add engine_fast_compiled: the fast preset with a compiled UNet (default: on GPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--reference", type=Path, default=None, help="dir of full-size configs (model_index.json)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "birdgen-bench")
@@ -321,11 +352,20 @@ def main(argv: list[str] | None = None) -> dict:
         "cases": [],
     }
     print(f"matmul ceiling: {ceiling:.2f} TFLOP/s ({ceiling_what})", flush=True)
+    fast_rows = make_rows(opt["fast_clips"], opt["duration"], 2000)
     runs = [
         lambda: run_naive(model, device, ddim, make_rows(opt["naive_clips"], opt["duration"], 0)),
         lambda: run_engine("engine_ddim", ddim, engine_cfg, make_rows(opt["clips"], opt["duration"], 1000)),
-        lambda: run_engine("engine_fast", fast, engine_cfg, make_rows(opt["fast_clips"], opt["duration"], 2000)),
+        lambda: run_engine("engine_fast", fast, engine_cfg, fast_rows),
     ]
+    if opt["compiled_case"] and not args.compile:  # last: its compilation is the slowest step of the run
+        def run_compiled() -> dict:
+            eager = next(c for c in report["cases"] if c["case"] == "engine_fast")  # same batch shape
+            compiled_cfg = dataclasses.replace(engine_cfg, compile_unet=True)
+            return run_engine("engine_fast_compiled", fast, compiled_cfg, fast_rows,
+                              round(eager["unet_tflop_per_forward"] * 1e12))
+
+        runs.append(run_compiled)
     for run in runs:
         case = run()
         gc.collect()  # the timing wrappers form cycles with the pipeline; free its GPU memory now
@@ -335,7 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
         base = report["cases"][0]["clips_per_s"]
         report["speedup_vs_naive"] = {c["case"]: c["clips_per_s"] / base for c in report["cases"]}
         report["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-        print(f"{case['case']}: {case['clips_per_s']:.4f} clips/s ({case['wall_s']:.1f} s)", flush=True)
+        warmup = f", warm-up {case['warmup_s']:.1f} s" if "warmup_s" in case else ""
+        print(f"{case['case']}: {case['clips_per_s']:.4f} clips/s ({case['wall_s']:.1f} s{warmup})", flush=True)
         if args.json:  # after every case, so a run cut short still leaves its figures
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ONE prepared run on a rented H100/H200 (no network there): install the wheels carried in .whl/,
 # build the full-size AudioLDM2 with random weights from .whl/reference/audioldm2, run the engine
-# benchmark at full size and print the table. Needs bench/prepare_gpu.sh run beforehand, here.
-# Results: $OUT/gpu.json and $OUT/gpu.log (OUT defaults to bench/results). Extra args go to the bench.
+# and batch-invariance benchmarks at full size and print their tables. Needs bench/prepare_gpu.sh run beforehand, here.
+# Results: $OUT/gpu.json, gpu.log, gpu-invariance.json, gpu-invariance.log (OUT defaults to bench/results).
+# Extra args go to the engine bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT:-bench/results}
@@ -15,9 +16,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import sys, torch, transformers, diffusers; print('python', sys.version.split()[0], 'torch', torch.__version__, \
 'transformers', transformers.__version__, 'diffusers', diffusers.__version__, 'cuda', torch.cuda.is_available())"
 
-# Full size, 5 s clips: naive DDIM 150 x 3 clips (~30 s), engine DDIM 150 batch 64 (~15 s),
-# engine DPM 25 batch 64 x 128 clips (~5 s), plus ~2 min to build and load: well under 8 minutes.
+# Full size, 5 s clips. Engine bench: build the model (~1 min), naive DDIM 150 x 3 clips (~30 s),
+# engine DDIM 150 and DPM 25 at batch 64 (~20 s each with loading), then DPM 25 with a compiled UNet
+# (compilation ~75-100 s in its warm-up). Then batch invariance in fp16 and fp32 (~1 min). Each
+# writes its JSON after every case, so a cut-short run keeps what it measured. Whole script < 9 min.
 set -o pipefail
-timeout 470 python3 bench/engine_bench.py --device cuda --model full \
+quiet() { grep -v -e '^Loading' -e 'it/s]' -e 'FutureWarning' -e 'output = func'; }
+timeout 400 python3 bench/engine_bench.py --device cuda --model full \
   --reference .whl/reference/audioldm2 --cache-dir /tmp/birdgen-bench \
-  --json "$OUT_DIR/gpu.json" "$@" 2>&1 | grep -v -e '^Loading' -e 'it/s]' | tee "$OUT_DIR/gpu.log"
+  --json "$OUT_DIR/gpu.json" "$@" 2>&1 | quiet | tee "$OUT_DIR/gpu.log" || echo "engine bench: exit $?"
+timeout 120 python3 bench/invariance_bench.py --device cuda --model full \
+  --reference .whl/reference/audioldm2 --cache-dir /tmp/birdgen-bench \
+  --json "$OUT_DIR/gpu-invariance.json" 2>&1 | quiet | tee "$OUT_DIR/gpu-invariance.log" || echo "invariance bench: exit $?"

@@ -1,0 +1,83 @@
+"""The benchmark scripts run on CPU with the tiny model and count what they claim to count, so the one
+prepared GPU run (bench/gpu_bench.sh) does not fail on code that CI never ran."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import engine_bench  # noqa: E402
+import invariance_bench  # noqa: E402
+
+from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds  # noqa: E402
+from birdgen_ray.generate.engine import AudioLDM2Engine  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_cache_and_one_thread(tmp_path_factory):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BIRDGEN_CACHE", str(tmp_path_factory.mktemp("birdgen-cache")))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    patch.undo()
+
+
+def test_engine_bench_runs_every_case_and_counts_unet_forwards(tmp_path, capsys):
+    report = engine_bench.main([
+        "--device", "cpu", "--model", "tiny", "--duration", "0.5", "--steps-scale", "0.02",
+        "--naive-clips", "2", "--batch", "2", "--clips", "3", "--fast-clips", "4", "--json", str(tmp_path / "r.json"),
+    ])
+    cases = {c["case"]: c for c in report["cases"]}
+    assert list(cases) == ["naive", "engine_ddim", "engine_fast"]  # no compiled case on CPU by default
+    ddim, fast = report["options"]["ddim_steps"], report["options"]["fast_steps"]
+    assert (ddim, fast) == (3, 2)
+    # one UNet forward per step and per call: naive calls per clip, the engine per (padded) batch
+    assert cases["naive"]["unet_forwards"] == 2 * ddim
+    assert cases["engine_ddim"]["unet_forwards"] == math.ceil(3 / 2) * ddim
+    assert cases["engine_fast"]["unet_forwards"] == math.ceil(4 / 2) * fast
+    # a batch of 2 clips is about twice the UNet work of one (cross-attention grows with the texts' lengths)
+    ratio = cases["engine_fast"]["unet_tflop_per_forward"] / cases["naive"]["unet_tflop_per_forward"]
+    assert 1.8 < ratio < 2.2
+    for case in cases.values():
+        assert case["clips_per_s"] > 0 and case["stages_s_per_clip"]["unet"] > 0
+        assert set(case["stages_s_per_clip"]) == set(engine_bench.STAGES)
+    assert report["speedup_vs_naive"]["naive"] == 1.0
+    printed = capsys.readouterr().out
+    assert "x naive" in printed and "MFU" in printed
+    assert (tmp_path / "r.json").read_text().count('"case"') == 3
+
+
+def test_scheduler_steps_count_the_same_forwards_as_wrapping_the_unet():
+    """How a compiled case counts (outside the UNet) agrees with the eager count, for both solvers."""
+    for scheduler, steps in (("ddim", 3), ("dpm", 2)):
+        generation = GenerationConfig(model="tiny", scheduler=scheduler, num_inference_steps=steps,
+                                      quality=QualityThresholds(max_retries=0))
+        engine = AudioLDM2Engine(generation, EngineConfig(batch_size=2, device="cpu"))
+        eager, outside = engine_bench.UNetCalls(engine.pipe.unet), engine_bench.SchedulerSteps(engine.pipe.scheduler)
+        engine.generate(engine_bench.make_rows(3, 0.5, first_seed=0))
+        assert outside.count == eager.count == 2 * steps
+        eager.remove()
+        outside.remove()
+
+
+def test_invariance_bench_separates_the_engine_from_naive_batching(tmp_path, capsys):
+    report = invariance_bench.main(["--device", "cpu", "--model", "tiny", "--duration", "0.5", "--steps", "2",
+                                    "--batch", "4", "--json", str(tmp_path / "inv.json")])
+    results = {r["comparison"]: r for r in report["results"]}
+    assert set(results) == {
+        "conditioning: engine vs diffusers GPT2 output", "engine: alone vs alone again (floor)",
+        "engine: alone vs in a batch of 4", "naive diffusers: alone vs in a batch of 3",
+    }
+    assert results["conditioning: engine vs diffusers GPT2 output"]["relative_l2"] < 1e-5
+    assert all(r["dtype"] == "float32" for r in report["results"])  # CPU: fp32 only
+    assert results["engine: alone vs alone again (floor)"]["relative_l2"] == 0.0
+    assert results["engine: alone vs in a batch of 4"]["relative_l2"] < 1e-5
+    assert results["naive diffusers: alone vs in a batch of 3"]["relative_l2"] > 1e-2
+    assert "relative L2" in capsys.readouterr().out
