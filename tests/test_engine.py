@@ -345,3 +345,20 @@ def test_output_length_rate_order_and_stage_times():
         assert set(clip.metrics) >= {"clap_score", "peak_dbfs", "rms_dbfs", "silence_fraction", "clipping_fraction"}
     assert set(engine.stage_times) == set(STAGES)
     assert all(seconds > 0 for seconds in engine.stage_times.values())
+
+
+def test_compiled_unet_is_traced_once_per_clip_length_and_never_again():
+    """Fixed batch shapes: prompts of any length, a padded last batch and retries reuse one graph.
+    Dynamo's guards decide recompiles whatever the backend, so the cheap "eager" backend suffices."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    engine = make_engine(batch_size=2)
+    engine.pipe.unet.compile(backend="eager")  # what EngineConfig.compile_unet does, minus Inductor's codegen
+    counters.clear()
+    engine.generate([row("a", "frog", 1), row("b", LONG_PROMPT, 2), row("c", "owl", 3)])
+    assert counters["stats"]["unique_graphs"] == 1
+    with torch._dynamo.config.patch(error_on_recompile=True):  # any recompile now raises
+        engine.generate([row("d", "A song of a wren", 4), row("e", "cricket chorus", 5), row("f", "x", 6)])
+    engine.generate([row("g", "frog", 7, duration=1.5)])  # a new clip length is a new shape: one more graph
+    assert counters["stats"]["unique_graphs"] == 2

@@ -120,7 +120,7 @@ class PromptEncoder:
         generated = [output.last_hidden_state[:, -1:, :]]
         for _ in range(self.max_new_tokens - 1):
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
-            cache = {cache_arg: output.past_key_values}
+            cache = {cache_arg: getattr(output, cache_arg)}  # the output names it the same way
             output = body(inputs_embeds=generated[-1], attention_mask=attention_mask, use_cache=True, **cache)
             generated.append(output.last_hidden_state[:, -1:, :])
         return torch.cat(generated, dim=1)
