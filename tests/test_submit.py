@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from birdgen_ray import open_index, read_clip
 from birdgen_ray.cli import app
-from birdgen_ray.config import GenerationConfig, RunConfig
+from birdgen_ray.config import GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.schema import INDEX_SCHEMA
 from birdgen_ray.plan.schema import PlanError, validate_plan
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.schedule import runner
-from birdgen_ray.schedule.runner import SettingsMismatch, drive, submit
+from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, drive, submit
 from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
 from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.write.storage import Output
@@ -108,11 +108,28 @@ def test_second_writer_is_refused_and_a_dead_runs_lock_can_be_broken(ray_local, 
 def test_other_generation_settings_are_refused_on_an_existing_output(ray_local, tmp_path):
     path = write_plan(tmp_path / "plan.parquet", plan_table(4))
     submit(null_run(path, tmp_path / "out"))
-    with pytest.raises(SettingsMismatch, match="num_inference_steps"):
+    with pytest.raises(SettingsMismatch, match="--steps: output has 25, this run 50"):
         submit(null_run(path, tmp_path / "out", generation=GenerationConfig(num_inference_steps=50)))
+    stricter = GenerationConfig(quality=QualityThresholds(min_clap_score=0.3))
+    with pytest.raises(SettingsMismatch, match=r"\(--min-clap: output has None, this run 0.3\)"):  # not a dataclass dump
+        submit(null_run(path, tmp_path / "out", generation=stricter))
     # Same generation settings, but real model audio would mix with the null generator's test tones.
     with pytest.raises(SettingsMismatch, match="'null' generator, this run uses 'audioldm2'"):
         submit(null_run(path, tmp_path / "out", generator="audioldm2"))
+
+
+def test_a_run_that_committed_nothing_does_not_bind_the_output_to_its_settings(ray_local, tmp_path):
+    """A wrong --model fails before any clip is made; the corrected rerun must not be refused."""
+    path = write_plan(tmp_path / "plan.parquet", plan_table(4))
+    out = tmp_path / "out"
+    wrong = GenerationConfig(model=str(tmp_path / "no-such-model"))
+    with pytest.raises(ActorStartFailed, match="no-such-model"):
+        submit(null_run(path, out, generator="audioldm2", generation=wrong, num_actors=1))
+    assert not (out / "shards").exists() or not any((out / "shards").iterdir())
+    summary = submit(null_run(path, out))  # other generator, other model: fine, nothing was made
+    assert summary["status"] == "complete" and summary["generated_this_run"] == 4
+    with pytest.raises(SettingsMismatch, match="--model"):  # now the output is bound
+        submit(null_run(path, out, generator="null", generation=GenerationConfig(model="tiny")))
 
 
 def test_failing_shard_is_recorded_run_goes_on_and_status_reports_it(ray_local, tmp_path):
