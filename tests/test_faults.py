@@ -220,7 +220,7 @@ def test_sigterm_before_ray_starts_also_releases_the_lock_and_restores_the_handl
     before = signal.getsignal(signal.SIGTERM)  # the session Ray's own: a safety net for this test process
     with pytest.raises(Stopped, match="stopped by SIGTERM"):
         submit(null_run(plan_path, tmp_path / "out"))
-    assert (tmp_path / "out" / "plan.parquet").exists()  # it was inside the locked block
+    assert (tmp_path / "out" / "_birdgen" / "run.json").exists()  # it was inside the locked block
     assert not (tmp_path / "out" / "_birdgen" / "lock.json").exists()
     assert signal.getsignal(signal.SIGTERM) is before
 

@@ -207,3 +207,27 @@ def test_cli_gpus_per_actor_zero_runs_cpu_actors_and_a_negative_value_is_refused
     assert ran.exit_code == 0, ran.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["gpus_per_actor"] == 0 and summary["gpu_seconds"] == 0
+
+
+def test_a_committed_clip_id_with_edited_content_is_refused_by_row_and_column(ray_local, tmp_path):
+    plan = validate_plan(plan_table(4))  # with the derived clip_id column, as `plan` writes it
+    out = tmp_path / "out"
+    submit(null_run(write_plan(tmp_path / "plan.parquet", plan), out))
+
+    prompts = plan["prompt"].to_pylist()
+    prompts[1] = "an edited prompt under the old clip_id"
+    seeds = plan["seed"].to_pylist()
+    seeds[3] += 100
+    edited = plan.set_column(plan.schema.get_field_index("prompt"), "prompt", pa.array(prompts))
+    edited = edited.set_column(edited.schema.get_field_index("seed"), "seed", pa.array(seeds, pa.int64()))
+    with pytest.raises(PlanError) as err:
+        submit(null_run(write_plan(tmp_path / "edited.parquet", edited), out))
+    message = str(err.value)
+    assert "column 'prompt': differs from the clip already generated under the same clip_id in row 1" in message
+    assert "column 'seed': differs" in message and "row 3" in message
+    assert pq.read_table(out / "plan.parquet")["prompt"].to_pylist() == plan["prompt"].to_pylist()  # untouched
+
+    rederived = edited.drop_columns(["clip_id"])  # ids follow the content again: two new clips
+    summary = submit(null_run(write_plan(tmp_path / "rederived.parquet", rederived), out))
+    assert summary["generated_this_run"] == 2
+    assert "an edited prompt under the old clip_id" in open_index(str(out))["prompt"].to_pylist()

@@ -83,7 +83,7 @@ def _rows(mask: pa.Array | list[bool]) -> list[int]:
     return [i for i, bad in enumerate(mask.to_pylist() if hasattr(mask, "to_pylist") else mask) if bad]
 
 
-def _fmt_rows(rows: list[int], limit: int = 10) -> str:
+def format_rows(rows: list[int], limit: int = 10) -> str:
     shown = ", ".join(map(str, rows[:limit]))
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
@@ -122,14 +122,14 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
         bad = _rows(pc.fill_null(pc.or_kleene(pc.is_null(values), empty), True))
         if bad:
-            problems.append(f"column '{col}': null or empty in {_fmt_rows(bad)}")
+            problems.append(f"column '{col}': null or empty in {format_rows(bad)}")
     unsafe = [i for i, label in enumerate(table["label"].to_pylist()) if label and UNSAFE_LABEL.search(label)]
     if unsafe:
-        problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {_fmt_rows(unsafe)}")
+        problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {format_rows(unsafe)}")
     seeds = table["seed"]
     bad = _rows(pc.fill_null(pc.less(seeds, 0), True))
     if bad:
-        problems.append(f"column 'seed': null or negative in {_fmt_rows(bad)}")
+        problems.append(f"column 'seed': null or negative in {format_rows(bad)}")
     dur = pc.cast(table["duration_s"], pa.float64())
     bad_dur = [
         i
@@ -138,7 +138,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     ]
     if bad_dur:
         problems.append(
-            f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {_fmt_rows(bad_dur)}"
+            f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {format_rows(bad_dur)}"
         )
     if problems:
         raise PlanError(source, problems)
@@ -155,7 +155,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         bad = [i for i, c in enumerate(given) if c is None or not _CLIP_ID.match(c)]
         if bad:
             problems.append(
-                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) in {_fmt_rows(bad)}"
+                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) in {format_rows(bad)}"
             )
         clip_ids = [c if c is not None else "" for c in given]
     else:
@@ -171,7 +171,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         else:
             first_seen[cid] = i
     for cid, rows in list(dups.items())[:10]:
-        problems.append(f"column 'clip_id': duplicate id {cid!r} in {_fmt_rows(rows)}")
+        problems.append(f"column 'clip_id': duplicate id {cid!r} in {format_rows(rows)}")
     if len(dups) > 10:
         problems.append(f"column 'clip_id': {len(dups) - 10} more duplicated ids")
     if problems:

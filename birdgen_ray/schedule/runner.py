@@ -25,6 +25,7 @@ from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.lock import OutputLock
 from birdgen_ray.schedule.progress import RunProgress
+from birdgen_ray.schedule.resume import check_unchanged
 from birdgen_ray.schedule.shards import ShardSpec, make_shards, pending_rows
 from birdgen_ray.schedule.sizing import size_actor_pool, waiting_line
 from birdgen_ray.schedule.summary import build_summary
@@ -105,9 +106,10 @@ def _submit(run: RunConfig) -> dict:
     with OutputLock(output, run.break_lock) as lock:
         phase_start = time.perf_counter()
         check_settings(output, run.generation, run.generator)
-        output.write_table(PLAN_FILE, plan)
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
         committed = committed_index(output)
+        check_unchanged(plan, committed, run.plan_path, output.uri)
+        output.write_table(PLAN_FILE, plan)  # only a plan that will run replaces the last one
         done = set() if committed is None else set(committed["clip_id"].to_pylist())
         pending = pending_rows(plan, done)
         shards = make_shards(pending, run.shard_size)
