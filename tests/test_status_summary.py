@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, RunConfig
-from birdgen_ray.generate.null import FAIL_LABEL_ENV
+from birdgen_ray.generate.null import FAIL_LABEL_ENV, SILENT_LABEL_ENV
 from birdgen_ray.schedule.lock import OutputLock
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.runner import submit
@@ -130,3 +130,29 @@ def test_progress_shows_count_rate_failures_and_eta(terminal):
     assert re.search(r"\d+\.\d clips/s", final) and "failed 3" in final and "ETA" in final
     if not terminal:  # a log gets plain lines with the same figures
         assert re.search(r"generating 13/20 clips, \d+\.\d clips/s, failed 3, ETA \d+ s", screen)
+
+
+def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counted(ray_local, tmp_path):
+    """Done is not the same as usable: gate failures and clips outside the current plan are said."""
+    out = str(tmp_path / "out")
+    first = write_plan(tmp_path / "first.parquet", plan_table(6, labels=("quiet", "ok")))
+    runner = CliRunner()
+    base = ["--out", out, "--generator", "null", "--no-progress", "--max-retries", "0",
+            "--actor-env", f"{SILENT_LABEL_ENV}=quiet"]
+    made = runner.invoke(app, ["submit", first, *base])
+    assert made.exit_code == 0, made.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["done"], summary["gate_failed"]) == (6, 3)
+
+    st = json.loads(runner.invoke(app, ["status", out, "--json"]).output)
+    assert (st["done"], st["gate_failed"], st["not_in_plan"]) == (6, 3, 0)
+    assert "3 of the done clips failed the quality gate" in flat(runner.invoke(app, ["status", out]).output)
+
+    second = write_plan(tmp_path / "second.parquet", plan_table(2, start_seed=100))
+    assert runner.invoke(app, ["submit", second, *base]).exit_code == 0
+    text = flat(runner.invoke(app, ["status", out]).output)
+    assert "planned 2, done 2" in text and "also holds 6 clips from earlier plans" in text
+    assert "last run: complete, 2 clips generated" in text
+    assert runner.invoke(app, ["submit", second, *base]).exit_code == 0  # nothing left to do
+    assert "last run: complete, 0 clips generated" in flat(runner.invoke(app, ["status", out]).output)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["model_id"] == "null"  # from the index

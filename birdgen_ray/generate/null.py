@@ -6,6 +6,7 @@ Environment hooks exist for fault-injection tests:
   BIRDGEN_NULL_FAIL_LABEL=<label>  rows with that label raise RuntimeError
   BIRDGEN_NULL_SLEEP_S=<seconds>   sleep this long per row (so a test can kill an actor mid-shard)
   BIRDGEN_NULL_HANG_LABEL=<label>  rows with that label hang (BIRDGEN_NULL_HANG_S, default a day)
+  BIRDGEN_NULL_SILENT_LABEL=<label> rows with that label come out silent (they fail the quality gate)
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ SOURCE_RATE = 16_000  # what AudioLDM2 produces; the null audio is made at the s
 FAIL_LABEL_ENV = "BIRDGEN_NULL_FAIL_LABEL"
 SLEEP_ENV = "BIRDGEN_NULL_SLEEP_S"
 HANG_LABEL_ENV = "BIRDGEN_NULL_HANG_LABEL"
+SILENT_LABEL_ENV = "BIRDGEN_NULL_SILENT_LABEL"
 
 
 def synthesize(row: PlanRow, sample_rate: int = SOURCE_RATE) -> np.ndarray:
@@ -81,6 +83,8 @@ class NullGenerator:
             raise RuntimeError(f"injected failure for {row.clip_id}")
         started = time.perf_counter()
         raw = synthesize(row)
+        if row.label == os.environ.get(SILENT_LABEL_ENV):
+            raw[:] = 0.0
         generated = time.perf_counter()
 
         gen = self.generation

@@ -36,6 +36,16 @@ def status_cmd(
         f"pending {st['pending']} ({st['shards']} shards)",
         highlight=False,
     )
+    if st["gate_failed"]:
+        console.print(
+            f"  {st['gate_failed']} of the done clips failed the quality gate after every retry (verdict fail:...); "
+            "export leaves them out unless given --include-failed", highlight=False,
+        )
+    if st["not_in_plan"]:
+        console.print(
+            f"  the output also holds {st['not_in_plan']} clips from earlier plans (in index.parquet, export and report)",
+            highlight=False,
+        )
     for f in st["failures"]:
         console.print(f"  failed shard {f['shard_id']} ({f['clips']} clips): {f['error']}", highlight=False)
     if st["running"]:
@@ -43,7 +53,10 @@ def status_cmd(
         console.print(f"  locked by run {r.get('run_id')} on {r.get('host')} pid {r.get('pid')} since {r.get('started_at')}")
     if st["last_run"]:
         lr = st["last_run"]
-        console.print(f"  last run: {lr['status']}, {lr['clips_per_second']} clips/s, finished {lr['finished_at']}")
+        console.print(
+            f"  last run: {lr['status']}, {lr.get('generated_this_run', 0)} clips generated at "
+            f"{lr['clips_per_second']} clips/s, finished {lr['finished_at']}", highlight=False,
+        )
 
 
 def extract_cmd(

@@ -56,7 +56,8 @@ INDEX_SCHEMA = pa.schema(
         ("final_seed", pa.int64()),
         ("attempts", pa.int32()),
         ("verdict", pa.string()),
-        # quality measurements of the kept take
+        # the quality gate's measurements of the kept take: raw model output, before resampling and
+        # peak normalisation (the stored audio peaks at the run's peak_dbfs)
         ("clap_score", pa.float32()),
         ("peak_dbfs", pa.float32()),
         ("rms_dbfs", pa.float32()),

@@ -1,6 +1,8 @@
 """Where an output stands, read from the output alone (no driver, no Ray)."""
 from __future__ import annotations
 
+import pyarrow.compute as pc
+
 from birdgen_ray.index.reader import committed_index
 from birdgen_ray.index.schema import FAILURES_DIR, LOCK_FILE, PLAN_FILE, SUMMARY_FILE
 from birdgen_ray.write.storage import Output
@@ -13,6 +15,10 @@ def output_status(output: Output) -> dict:
     shards = committed_index(output)  # mid-run: the last index.parquet plus the shards committed since
     committed = set() if shards is None else set(shards["clip_id"].to_pylist())
     done = planned & committed
+    gate_failed = 0
+    if shards is not None and shards.num_rows:
+        kept_failing = shards.filter(pc.starts_with(shards["verdict"], "fail"))["clip_id"].to_pylist()
+        gate_failed = len(planned & set(kept_failing))
     failed: set[str] = set()
     failures = []
     for name in output.list(FAILURES_DIR, ".json"):
@@ -25,6 +31,7 @@ def output_status(output: Output) -> dict:
         "out": output.uri,
         "planned": len(planned),
         "done": len(done),
+        "gate_failed": gate_failed,  # done, but kept with a failing quality verdict after every retry
         "failed": len(failed),
         "pending": len(planned - done - failed),
         "not_in_plan": len(committed - planned),

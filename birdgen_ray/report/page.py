@@ -98,7 +98,7 @@ line in a spectrogram the model made nothing (its native bandwidth).</p>
 <tr><th>clip</th><td colspan="3"><code>{{ r.clip_id }}</code></td></tr>
 <tr><th>verdict</th><td class="{{ 'pass' if r.verdict == 'pass' else 'fail' }}">{{ r.verdict }}</td><th>seed</th><td>{{ r.final_seed }}{% if r.final_seed != r.seed %} (plan {{ r.seed }}){% endif %}</td></tr>
 <tr><th>CLAP</th><td>{{ num(r.clap_score, 3) }}</td><th>attempts</th><td>{{ r.attempts }}</td></tr>
-<tr><th>peak</th><td>{{ num(r.peak_dbfs, 1) }} dBFS</td><th>RMS</th><td>{{ num(r.rms_dbfs, 1) }} dBFS</td></tr>
+<tr><th title="model output before normalisation">raw peak</th><td>{{ num(r.peak_dbfs, 1) }} dBFS</td><th title="model output before normalisation">raw RMS</th><td>{{ num(r.rms_dbfs, 1) }} dBFS</td></tr>
 <tr><th>silence</th><td>{{ num(r.silence_fraction, 3) }}</td><th>clipping</th><td>{{ num(r.clipping_fraction, 4) }}</td></tr>
 </table>
 </figure>

@@ -54,6 +54,10 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
     if index is not None and index.num_rows:
         verdicts = dict(Counter(v.split(":")[0] for v in index["verdict"].to_pylist()))
     missing = plan.num_rows - in_index
+    gate_failed = 0
+    if index is not None and index.num_rows:
+        failing = index.filter(pc.starts_with(index["verdict"], "fail"))["clip_id"]
+        gate_failed = pc.sum(pc.is_in(planned_ids, value_set=failing)).as_py() or 0
     return {
         "run_id": run_id,
         "status": "complete" if missing == 0 else "incomplete",
@@ -70,6 +74,7 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "actors_replaced": drive.actors_replaced,
         "oom_splits": sum(r.oom_splits for r in drive.results),
         "verdicts": verdicts,
+        "gate_failed": gate_failed,  # planned clips kept with a failing quality verdict after every retry
         "actors": drive.actors,  # asked for
         "actors_started": len(drive.actor_info),  # replacements included; some may still have been waiting
         "gpus_per_actor": drive.gpus_per_actor,
@@ -81,8 +86,14 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},  # summed over actors
         "driver_seconds": {k: round(v, 3) for k, v in drive.driver_seconds.items()},  # wall, in order
         "bytes_written": sum(r.bytes_written for r in drive.results),
-        "model_id": drive.model_id,
+        "model_id": drive.model_id or _model_of(index),  # a run that generated nothing: the index's
         "settings": settings(run),  # generator, generation, engine, shard_size, ...: once, here
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _model_of(index: pa.Table | None) -> str | None:
+    if index is None or index.num_rows == 0 or "model_id" not in index.column_names:
+        return None
+    return index["model_id"][0].as_py()
