@@ -127,8 +127,13 @@ def test_include_and_exclude_by_label_and_taxon_class(tmp_path):
     only = plan(classes, target=50, include=(frogs[1],), include_classes=("Amphibia", "Aves"))
     assert set(only.table["label"].to_pylist()) == {frogs[1]}
 
-    with pytest.raises(ValueError, match="label 'nope'.*taxon class 'Fungi'"):
+    with pytest.raises(ValueError, match="label 'nope'.*taxon class 'Fungi'") as err:
         plan(classes, target=50, include=("nope",), exclude_classes=("Fungi",))
+    assert f"labels in the input: {', '.join(sorted(c.label for c in classes)[:3])}" in str(err.value)
+    assert "taxon classes in the input: Amphibia, Aves, Insecta" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        plan(classes, target=50, exclude=("nope",))
+    assert "labels in the input" in str(err.value) and "taxon classes" not in str(err.value)
 
 
 def test_taxonomy_class_without_recordings_is_an_error_unless_excluded(tmp_path):

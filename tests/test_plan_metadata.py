@@ -132,6 +132,16 @@ def test_labels_absent_from_taxonomy_name_the_train_lines(tmp_path):
     assert "'zz'" in message and "taxonomy.csv" in message
 
 
+def test_labels_listed_twice_in_the_taxonomy_name_both_lines(tmp_path):
+    header = LAYOUTS["2025"]
+    blank = dict.fromkeys(header, "")
+    train = write_csv(tmp_path / "train.csv", header, [[{**blank, "primary_label": "a"}[c] for c in header]])
+    taxonomy = write_csv(tmp_path / "taxonomy.csv", ["primary_label", "class_name"],
+                         [["a", "Aves"], ["b", "Aves"], ["a", "Aves"], ["b", "Insecta"]])
+    with pytest.raises(InputError, match=r"lines 4, 5: label listed twice \(line 4 repeats line 2, line 5 repeats line 3\)"):
+        read_classes(train, taxonomy)
+
+
 def test_non_utf8_text_names_column_and_lines(tmp_path):
     path = tmp_path / "meta.csv"
     good = "primary_label,common_name,type\nwren,Wren,[]\n".encode()
@@ -151,7 +161,7 @@ def test_empty_labels_and_bad_counts_name_lines(tmp_path):
     message = str(err.value)
     assert "column 'label' line 3: empty label" in message
     assert "column 'count' lines 4, 5, 7" in message
-    assert "column 'label' line 6: label listed twice" in message
+    assert "column 'label' line 6: label listed twice (first at line 2)" in message
 
 
 def test_labels_unusable_as_folder_or_list_value_name_lines(tmp_path):

@@ -71,8 +71,13 @@ def excluded_labels(classes: list[ClassStats], options: PlanOptions) -> set[str]
         f"taxon class {x!r}" for x in (*options.include_classes, *options.exclude_classes) if x.lower() not in taxa
     ]
     if unknown:
-        known = sorted({c.taxon_class for c in classes})
-        raise ValueError(f"not in the input: {', '.join(unknown)} (taxon classes in the input: {known})")
+        hints = []
+        if any(u.startswith("label") for u in unknown):
+            shown = sorted(labels)
+            hints.append(f"labels in the input: {', '.join(shown[:12])}{f' ... ({len(shown)} in all)' if len(shown) > 12 else ''}")
+        if any(u.startswith("taxon class") for u in unknown):
+            hints.append(f"taxon classes in the input: {', '.join(sorted({c.taxon_class for c in classes}))}")
+        raise ValueError(f"not in the input: {', '.join(unknown)} ({'; '.join(hints)})")
     include_classes = {x.lower() for x in options.include_classes}
     exclude_classes = {x.lower() for x in options.exclude_classes}
     out = set()

@@ -146,7 +146,7 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
         if count is None:
             bad_count.append(pos)
         if label in seen:
-            dup.append(pos)
+            dup.append((pos, seen[label]))
         if not label or pos in unsafe or count is None or label in seen:
             continue
         seen[label] = pos
@@ -167,7 +167,7 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     if bad_count:
         problems.append(f"{table.where(count_name, bad_count)}: count is not a whole number >= 0")
     if dup:
-        problems.append(f"{table.where(label_name, dup)}: label listed twice (first at its earlier {table.unit})")
+        problems.append(f"{table.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(table.unit, dup)})")
     if not classes and not problems:
         problems.append("no data rows")
     if problems:
@@ -205,7 +205,7 @@ def _apply_taxonomy(
         if not label:
             empty.append(pos)
         elif label in entries:
-            dup.append(pos)
+            dup.append((pos, entries[label][1]))
         else:
             entries[label] = (row, pos)
     problems = []
@@ -213,7 +213,7 @@ def _apply_taxonomy(
     if empty:
         problems.append(f"{taxonomy.where(label_name, empty)}: empty label")
     if dup:
-        problems.append(f"{taxonomy.where(label_name, dup)}: label listed twice")
+        problems.append(f"{taxonomy.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(taxonomy.unit, dup)})")
     if problems:
         raise InputError(taxonomy.path, problems)
 
@@ -243,3 +243,11 @@ def _apply_taxonomy(
 def _positions_of(table: RawTable, column: str, label: str) -> list[int]:
     col = table.columns.index(column)
     return [pos for row, pos in zip(table.rows, table.positions) if row[col] == label]
+
+
+def _first_at(unit: str, duplicates: list[tuple[int, int]], limit: int = 5) -> str:
+    """'first at line 2' or 'line 6 repeats line 2, line 9 repeats line 3' for (position, first position) pairs."""
+    if len({first for _, first in duplicates}) == 1:
+        return f"first at {unit} {duplicates[0][1]}"
+    shown = ", ".join(f"{unit} {pos} repeats {unit} {first}" for pos, first in duplicates[:limit])
+    return shown + (" ..." if len(duplicates) > limit else "")
