@@ -9,6 +9,7 @@ first. By default only clips that passed the quality gate are used, as `birdgen-
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -82,6 +83,13 @@ class ClipDataset(torch.utils.data.Dataset):
         self.classes = list(classes) if classes is not None else sorted({r["label"] for r in rows})
         self.class_index = {label: i for i, label in enumerate(self.classes)}
         self.rows = [r for r in rows if r["label"] in self.class_index]
+        left_out = sorted({r["label"] for r in rows} - set(self.class_index))
+        if left_out:  # usually a typo or another taxonomy's codes: say so rather than shrink quietly
+            warnings.warn(
+                f"{len(rows) - len(self.rows)} clips of {len(left_out)} labels not in `classes` are left out: "
+                f"{', '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''}",
+                stacklevel=2,
+            )
         self.sample_rate = sample_rate
         self.num_samples = num_samples
         self._output: Output | None = None  # opened lazily, once per process
