@@ -26,3 +26,17 @@ def ray_local():
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_cache_and_one_thread(tmp_path_factory):
+    """A private tiny-model cache; one torch thread (OpenMP spinning is pathological on a busy 2-core box)."""
+    import torch
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BIRDGEN_CACHE", str(tmp_path_factory.mktemp("birdgen-cache")))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    patch.undo()

@@ -18,15 +18,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_cache_and_one_thread(tmp_path_factory):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("BIRDGEN_CACHE", str(tmp_path_factory.mktemp("birdgen-cache")))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 
 
 def test_engine_bench_runs_every_case_and_counts_unet_forwards(tmp_path, capsys):

@@ -19,16 +19,7 @@ LONG_PROMPT = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_cache_and_one_thread(tmp_path_factory):
-    """A private tiny-model cache; one torch thread (OpenMP spinning is pathological on a busy 2-core box)."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("BIRDGEN_CACHE", str(tmp_path_factory.mktemp("birdgen-cache")))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 
 
 def make_engine(batch_size=1, candidates=1, quality=None, scheduler="dpm", output_rate=32_000):
