@@ -57,6 +57,8 @@ class GenerationConfig:
             raise ValueError("output_sample_rate must be >= 8000 Hz")
         if self.peak_dbfs > 0:
             raise ValueError("peak_dbfs must be <= 0")
+        if not self.guidance_scale >= 0:  # also refuses nan
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -113,3 +115,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
             raise ValueError(f"gpus_per_actor must be >= 0 (or None: auto), got {self.gpus_per_actor}")
+        if self.num_actors is not None and self.num_actors < 1:
+            raise ValueError(f"num_actors must be >= 1 (or None: auto), got {self.num_actors}")
+        for name in ("shard_size", "max_inflight_per_actor", "max_shard_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.shard_timeout_s is not None and not self.shard_timeout_s > 0:
+            raise ValueError(f"shard_timeout_s must be > 0 (or None: no timeout), got {self.shard_timeout_s}")
