@@ -1,12 +1,20 @@
-"""Option parsing shared by the commands: storage options as JSON, local-only paths, NAME=VALUE pairs, lists."""
+"""Shared by the commands: option parsing (storage options as JSON, local-only paths, NAME=VALUE pairs,
+lists, fixed choices) and how an error reaches the user (one `error:` line, never a traceback)."""
 from __future__ import annotations
 
+import functools
 import json
+import math
+import os
 import re
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also matches what pathlib makes of "s3://..."
 
@@ -54,3 +62,67 @@ def storage_options_option():
         help='fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.',
         callback=parse_storage_options,
     )
+
+
+def choices(name: str, values: Iterable[str]) -> type[Enum]:
+    """A str Enum of `values` for a typer option: --help lists them and any other value fails at parsing."""
+    return Enum(name, [(value, value) for value in values], type=str)
+
+
+def finite(value: Optional[float]) -> Optional[float]:
+    """Option callback: refuse nan/inf, which pass typer's min=/max= range checks."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `error: message` on stderr as one unwrapped line; `raise fail(...)` ends the command with `code`."""
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def writing_to(dest: str | os.PathLike, within: str | os.PathLike | None = None) -> Iterator[None]:
+    """Inside, an OSError about the folder `within` (default: `dest`), a file in it, or a folder above it
+    ends the command with `error: cannot write DEST: reason` (exit 2) instead of a traceback.
+
+    Errors about other paths (the input being read) go on unchanged; so does anything on object storage.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if not _about(exc, Path(within if within is not None else dest)):
+            raise
+        raise fail(f"cannot write {dest}: {_why_unwritable(exc, Path(dest))}") from None
+
+
+def reports_unwritable(param: str) -> Callable:
+    """Decorator for a command whose option `param` is the local folder it writes into: see `writing_to`."""
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            with writing_to(kwargs[param]):
+                return command(**kwargs)
+        return wrapper
+    return decorate
+
+
+def _about(exc: OSError, folder: Path) -> bool:
+    """Whether the error names `folder`, something inside it, or a folder above it (a failed mkdir -p)."""
+    if _URI.match(str(folder)) or exc.filename is None:
+        return False
+    failed, folder = Path(os.path.abspath(exc.filename)), Path(os.path.abspath(folder))
+    return failed == folder or folder in failed.parents or failed in folder.parents
+
+
+def _why_unwritable(exc: OSError, dest: Path) -> str:
+    failed = Path(os.path.abspath(exc.filename))
+    if isinstance(exc, (NotADirectoryError, FileExistsError)):
+        blocker = next((p for p in (failed, *failed.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
+    reason = exc.strerror or type(exc).__name__
+    if failed in Path(os.path.abspath(dest)).parents:
+        return f"cannot create folder {failed}: {reason}"
+    return reason

@@ -6,9 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from birdgen_ray.cli_options import local_path, split_values
+from birdgen_ray.cli_options import fail, local_path, split_values, writing_to
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
@@ -40,9 +39,11 @@ def plan_cmd(
     exclude: Annotated[Optional[list[str]], typer.Option(
         metavar="LABEL", help="Leave out this label (repeat, or comma-separate, for more).", show_default=False)] = None,
     include_class: Annotated[Optional[list[str]], typer.Option(
-        metavar="CLASS", help="Plan only this taxon class, e.g. Aves (repeat for more).", show_default=False)] = None,
+        metavar="CLASS", help="Plan only this taxon class, e.g. Aves (repeat, or comma-separate, for more).",
+        show_default=False)] = None,
     exclude_class: Annotated[Optional[list[str]], typer.Option(
-        metavar="CLASS", help="Leave out this taxon class, e.g. Insecta (repeat for more).", show_default=False)] = None,
+        metavar="CLASS", help="Leave out this taxon class, e.g. Insecta (repeat, or comma-separate, for more).",
+        show_default=False)] = None,
     templates: Annotated[Optional[Path], typer.Option(
         help="Prompt template file (.toml or .yaml); default: the shipped "
              "birdgen_ray/data/prompt_templates.toml.")] = None,
@@ -66,7 +67,9 @@ def plan_cmd(
       birdgen-ray plan counts.csv --target 50 --include ashdro1 --include bkwsti --templates my.toml -o plan.parquet
     """  # noqa: E501
     console = Console()
-    err = Console(stderr=True)
+    for path in (input_path, taxonomy):
+        if path is not None and path.is_dir():  # else read_classes says "file not found"
+            raise fail(str(InputError(path, ["is a directory, not a CSV or Parquet file"])))
     try:
         options = PlanOptions(
             BudgetConfig(target=target, max_ratio=max_ratio, total_budget=total_budget),
@@ -78,13 +81,22 @@ def plan_cmd(
         classes = read_classes(input_path, taxonomy)
         result = build_plan(classes, options, prompt_templates)
     except (InputError, TemplateError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc)) from None
 
-    files = write_report(classes, result.allocations, report_dir or out.parent, out.stem, target)
     print_summary(classes, result.allocations, console)
     if result.table.num_rows == 0:
-        err.print("[red]error:[/red] nothing to generate: every selected class already meets the budget")
-        raise typer.Exit(code=1)
-    write_plan(result, out)
-    console.print(f"wrote {out} ({result.table.num_rows} clips); report: {files.plot_png.parent}/{out.stem}.balance_*")
+        # Write nothing: a new report beside an older plan file would contradict it.
+        kept = f"; the existing {out} was left untouched" if out.exists() else ""
+        raise fail(f"nothing to generate: every selected class already meets the budget; "
+                   f"wrote no plan and no report{kept}", code=1)
+    report_dir = report_dir or out.parent
+    report_files = report_dir / f"{out.stem}.balance_*"
+    with writing_to(out, within=out.parent):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with writing_to(report_files, within=report_dir):  # before the plan: a bad --report-dir leaves no plan behind
+        report_dir.mkdir(parents=True, exist_ok=True)
+    with writing_to(out, within=out.parent):
+        write_plan(result, out)
+    with writing_to(report_files, within=report_dir):
+        write_report(classes, result.allocations, report_dir, out.stem, target)
+    console.print(f"wrote {out} ({result.table.num_rows} clips); report: {report_files}")

@@ -7,8 +7,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from birdgen_ray.cli_options import local_path, split_values, storage_options_option
-from birdgen_ray.report.build import ReportConfig, build_report
+from birdgen_ray.cli_options import fail, local_path, split_values, storage_options_option, writing_to
+from birdgen_ray.index.reader import as_output
+from birdgen_ray.report.build import ReportConfig, build_report, default_dest
 
 console = Console()
 
@@ -33,8 +34,8 @@ def report_cmd(
     """
     config = ReportConfig(per_class=per_class, seed=seed, labels=split_values(label))
     try:
-        page = build_report(out, dest, config, storage_options)
+        with writing_to(dest if dest is not None else default_dest(as_output(out, storage_options))):
+            page = build_report(out, dest, config, storage_options)
     except (FileNotFoundError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     console.print(f"wrote {page}", highlight=False)

@@ -8,44 +8,53 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from birdgen_ray.cli_options import parse_env_pairs, storage_options_option
+from birdgen_ray.cli_options import choices, fail, finite, parse_env_pairs, storage_options_option, writing_to
 from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lock import OutputLocked
 
 err = Console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
+Scheduler = choices("Scheduler", SCHEDULERS)
+Generator = choices("Generator", ("audioldm2", "null"))  # what schedule/actor.py builds
 
 
 def submit_cmd(
     plan: str = typer.Argument(..., help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s [, clip_id, negative_prompt]."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder or object-storage URI (s3://bucket/prefix)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Hub id, local snapshot folder, or 'tiny' (built-in random model, offline)."),
-    scheduler: str = typer.Option("dpm", help=f"Sampler: {', '.join(SCHEDULERS)}."),
-    steps: int = typer.Option(25, help="Denoising steps per clip."),
-    guidance: float = typer.Option(3.5, help="Classifier-free guidance scale."),
-    candidates: int = typer.Option(1, help="Takes per clip; the one closest to its own prompt (CLAP) is kept."),
-    sample_rate: int = typer.Option(32_000, help="Output rate in Hz (BirdCLEF: 32000; the model's native: 16000)."),
-    peak_dbfs: float = typer.Option(-1.0, help="Peak-normalise every clip to this level."),
-    min_clap: Optional[float] = typer.Option(None, help="Quality gate: reject clips whose CLAP score is below this."),
-    max_retries: int = typer.Option(2, help="Regenerations (derived seeds) for a clip the quality gate rejects."),
-    batch_size: int = typer.Option(8, help="Clips per model call on one actor (GPU: 32-128)."),
+    scheduler: Scheduler = typer.Option("dpm", help="Sampler."),
+    steps: int = typer.Option(25, min=1, help="Denoising steps per clip."),
+    guidance: float = typer.Option(3.5, min=0, callback=finite, help="Classifier-free guidance scale (<= 1: off)."),
+    candidates: int = typer.Option(1, min=1, help="Takes per clip; the one closest to its own prompt (CLAP) is kept."),
+    sample_rate: int = typer.Option(
+        32_000, min=8_000, help="Output rate in Hz (BirdCLEF: 32000; the model's native: 16000)."
+    ),
+    peak_dbfs: float = typer.Option(-1.0, max=0, callback=finite, help="Peak-normalise every clip to this level."),
+    min_clap: Optional[float] = typer.Option(
+        None, min=-1, max=1, callback=finite, show_default=False,
+        help="Quality gate: reject clips whose CLAP score (-1 to 1) is below this \\[default: off].",
+    ),
+    max_retries: int = typer.Option(2, min=0, help="Regenerations (derived seeds) for a clip the quality gate rejects."),
+    batch_size: int = typer.Option(8, min=1, help="Clips per model call on one actor (GPU: 32-128)."),
     compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
-    shard_size: int = typer.Option(256, help="Clips per output shard (one tar + one index file)."),
-    num_actors: Optional[int] = typer.Option(None, help="Generator actors \\[default: one per GPU, else one per 2 CPUs]."),
+    shard_size: int = typer.Option(256, min=1, help="Clips per output shard (one tar + one index file)."),
+    num_actors: Optional[int] = typer.Option(None, min=1, help="Generator actors \\[default: one per GPU, else one per 2 CPUs]."),
     gpus_per_actor: Optional[float] = typer.Option(
-        None,
+        None, min=0, callback=finite,
         help="GPUs per actor \\[default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
         "asks for GPU actors (--num-actors of them; an autoscaler adds GPU nodes while they wait); 0: CPU actors.",
     ),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
-    generator: str = typer.Option("audioldm2", help="'audioldm2', or 'null' (no model; deterministic test audio)."),
+    generator: Generator = typer.Option("audioldm2", help="audioldm2, or null (no model; deterministic test audio)."),
     storage_options: Optional[str] = storage_options_option(),
     actor_env: List[str] = typer.Option([], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."),
     shard_timeout: Optional[float] = typer.Option(
-        None, min=1, help="Seconds a shard may run (from dispatch to its actor) before the actor is killed and it is retried."
+        None, min=1, callback=finite, show_default=False,
+        help="Seconds a shard may run (from dispatch to its actor) before the actor is killed and it is retried "
+        "\\[default: off].",
     ),
-    max_shard_attempts: int = typer.Option(3, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
+    max_shard_attempts: int = typer.Option(3, min=1, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
     break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
     progress: bool = typer.Option(True, help="Show a live progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
@@ -71,7 +80,7 @@ def submit_cmd(
             storage_options=storage_options,
             generation=GenerationConfig(
                 model=model,
-                scheduler=scheduler,
+                scheduler=scheduler.value,
                 num_inference_steps=steps,
                 guidance_scale=guidance,
                 candidates_per_clip=candidates,
@@ -80,7 +89,7 @@ def submit_cmd(
                 quality=QualityThresholds(min_clap_score=min_clap, max_retries=max_retries),
             ),
             engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet),
-            generator=generator,
+            generator=generator.value,
             address=address,
             num_actors=num_actors,
             gpus_per_actor=gpus_per_actor,
@@ -91,16 +100,19 @@ def submit_cmd(
             break_lock=break_lock,
             progress=progress,
         )
-        summary = submit(run)
+        with writing_to(out):
+            summary = submit(run)
     except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     except Stopped as exc:  # `ray job stop`, a pod being terminated
         err.print(
             f"{exc}: committed shards are kept and the lock is released; run the same command to resume.",
             highlight=False,
         )
         raise typer.Exit(128 + signal.SIGTERM) from None
+    except KeyboardInterrupt:  # Ctrl-C: the runner has released the lock on its way out
+        err.print(f"interrupted: {_committed(out, storage_options)}; run the same command to resume.", highlight=False)
+        raise typer.Exit(128 + signal.SIGINT) from None
     err.print(
         f"{summary['status']}: {summary['done']}/{summary['planned']} clips in {out} "
         f"({summary['generated_this_run']} new, {summary['failed_clips']} failed, "
@@ -114,3 +126,15 @@ def submit_cmd(
         if len(failed) > SHOW_FAILED:
             err.print(f"  ... and {len(failed) - SHOW_FAILED} more failed shards: birdgen-ray status {out}", highlight=False)
         raise typer.Exit(1)
+
+
+def _committed(out: str, storage_options: dict) -> str:
+    """'N/M clips are committed and kept', read from the output (best effort: it may not exist yet)."""
+    from birdgen_ray.index.reader import as_output
+    from birdgen_ray.index.status import output_status
+
+    try:
+        st = output_status(as_output(out, storage_options))
+    except Exception:  # nothing written yet, or storage unreachable: the message must still come out
+        return "committed clips are kept"
+    return f"{st['done']}/{st['planned']} clips are committed and kept"
