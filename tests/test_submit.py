@@ -202,7 +202,7 @@ def test_cli_gpus_per_actor_zero_runs_cpu_actors_and_a_negative_value_is_refused
     path = write_plan(tmp_path / "plan.parquet", plan_table(4))
     base = ["submit", path, "--out", str(tmp_path / "out"), "--generator", "null", "--num-actors", "1", "--no-progress"]
     refused = CliRunner().invoke(app, base + ["--gpus-per-actor", "-1"])
-    assert refused.exit_code == 2 and "gpus_per_actor must be >= 0" in refused.output
+    assert refused.exit_code == 2 and "--gpus-per-actor" in refused.output
     ran = CliRunner().invoke(app, base + ["--gpus-per-actor", "0"])
     assert ran.exit_code == 0, ran.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
