@@ -153,6 +153,11 @@ def test_cli_export(birdclef_run, tmp_path):
         assert picked.exit_code == 0, picked.output
         assert sorted(p.name for p in (dest / "train_audio").iterdir()) == labels[:2]
 
+    rated = runner.invoke(app, ["export", str(out), str(tmp_path / "rated"), "--rating", "4"])
+    assert rated.exit_code == 0, rated.output
+    assert set(pd.read_csv(tmp_path / "rated" / "train_metadata.csv")["rating"]) == {4.0}
+    assert runner.invoke(app, ["export", str(out), str(tmp_path / "r6"), "--rating", "6"]).exit_code == 2
+
     bad = runner.invoke(app, ["export", str(out), "--format", "kaggle", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--format" in bad.output and "kaggle" in bad.output
     missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "birdclef", str(tmp_path / "y")])

@@ -141,6 +141,10 @@ def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counte
             "--actor-env", f"{SILENT_LABEL_ENV}=quiet"]
     made = runner.invoke(app, ["submit", first, *base])
     assert made.exit_code == 0, made.output
+    assert "3 clips failed the quality gate after every retry" in flat(made.output)
+    quiet_only = runner.invoke(app, ["export", out, str(tmp_path / "syn"), "--label", "quiet"])
+    assert quiet_only.exit_code == 1  # nothing to train on is an error for a script, not a success
+    assert "nothing was exported: every selected clip failed the quality gate" in flat(quiet_only.output)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["done"], summary["gate_failed"]) == (6, 3)
 

@@ -29,6 +29,10 @@ def export_cmd(
     include_failed: bool = typer.Option(False, help="Also export clips that failed the quality gate."),
     label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat, or comma-separate, for more)."),
     license: str = typer.Option("", help="Text for the 'license' column (the license of the model's outputs)."),
+    rating: float = typer.Option(
+        0.0, min=0.0, max=5.0,
+        help="Value of the 'rating' column (Xeno-canto 0-5, 0 = not rated); pipelines that keep rating >= N drop 0.",
+    ),
     workers: int = typer.Option(0, min=0, show_default=False, help="Encoding threads \\[default: one per CPU core]."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
@@ -47,6 +51,7 @@ def export_cmd(
             include_failed=include_failed,
             labels=split_values(label),
             license=license,
+            rating=rating,
             workers=workers,
         )
         with writing_to(dest):
@@ -58,3 +63,6 @@ def export_cmd(
         f"exported {result.exported} clips to {result.audio_dir}{skipped}; metadata: {result.metadata_csv}",
         highlight=False,
     )
+    if result.exported == 0:  # a training job fed from this would silently get no synthetic data
+        raise fail("nothing was exported" + (": every selected clip failed the quality gate (see --include-failed)"
+                                             if result.skipped_failed else ""), code=1)

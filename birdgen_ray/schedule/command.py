@@ -119,6 +119,12 @@ def submit_cmd(
         f"{summary['clips_per_second']} clips/s); summary: {out.rstrip('/')}/summary.json",
         highlight=False,
     )
+    if summary.get("gate_failed"):
+        err.print(
+            f"  {summary['gate_failed']} clips failed the quality gate after every retry: kept with a fail:... verdict, "
+            "left out by export and the loaders unless asked for (--include-failed)",
+            highlight=False,
+        )
     if summary["status"] != "complete":
         failed = list(summary["failed_shards"].items())
         for shard, error in failed[:SHOW_FAILED]:
