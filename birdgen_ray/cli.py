@@ -24,8 +24,7 @@ from birdgen_ray.schedule.command import submit_cmd  # noqa: E402
 app.command("submit")(submit_cmd)
 from birdgen_ray.index.command import extract_cmd, status_cmd  # noqa: E402
 app.command("status")(status_cmd)
-from birdgen_ray.cli_options import reports_unwritable  # noqa: E402
-app.command("extract")(reports_unwritable("dest")(extract_cmd))
+app.command("extract")(extract_cmd)
 from birdgen_ray.report.command import report_cmd  # noqa: E402
 app.command("report")(report_cmd)
 from birdgen_ray.export.command import export_cmd  # noqa: E402

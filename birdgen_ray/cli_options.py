@@ -2,7 +2,6 @@
 lists, fixed choices) and how an error reaches the user (one `error:` line, never a traceback)."""
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -10,7 +9,7 @@ import re
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -95,17 +94,6 @@ def writing_to(dest: str | os.PathLike, within: str | os.PathLike | None = None)
         if not _about(exc, Path(within if within is not None else dest)):
             raise
         raise fail(f"cannot write {dest}: {_why_unwritable(exc, Path(dest))}") from None
-
-
-def reports_unwritable(param: str) -> Callable:
-    """Decorator for a command whose option `param` is the local folder it writes into: see `writing_to`."""
-    def decorate(command: Callable) -> Callable:
-        @functools.wraps(command)
-        def wrapper(**kwargs):
-            with writing_to(kwargs[param]):
-                return command(**kwargs)
-        return wrapper
-    return decorate
 
 
 def _about(exc: OSError, folder: Path) -> bool:

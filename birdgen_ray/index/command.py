@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import typer
 from rich.console import Console
 
-from birdgen_ray.cli_options import local_path, storage_options_option
+from birdgen_ray.cli_options import local_path, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 
@@ -80,9 +80,10 @@ def extract_cmd(
     if missing:
         Console(stderr=True).print(f"[red]error:[/red] not in the index of {output.uri}: {', '.join(missing)}", highlight=False)
         raise typer.Exit(2)
-    dest.mkdir(parents=True, exist_ok=True)
-    for clip_id in clip_ids:
-        row = rows[clip_id]
-        target = dest / f"{clip_id}.wav"
-        target.write_bytes(read_clip_bytes(output, row))
-        console.print(f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False)
+    with writing_to(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        for clip_id in clip_ids:
+            row = rows[clip_id]
+            target = dest / f"{clip_id}.wav"
+            target.write_bytes(read_clip_bytes(output, row))
+            console.print(f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False)
