@@ -70,3 +70,18 @@ def test_help_keeps_its_bracketed_defaults():
     assert "[default: OUT/report" in runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).output
     submit_help = runner.invoke(app, ["submit", "--help"], env={"COLUMNS": "200"}).output
     assert "[default: one per GPU" in submit_help and "[default: auto" in submit_help
+
+
+def test_reading_an_output_never_aborts_the_interpreter_at_exit(made_out):
+    """pq.read_table on a Python file object let an Arrow thread release it during interpreter
+    shutdown: 'terminate called without an active exception', exit 134, in about 1 run in 10.
+    Many short reader processes, each of which must exit 0."""
+    import subprocess
+    import sys
+
+    code = f"from birdgen_ray import open_index; open_index({made_out!r})"  # the read, then exit at once
+    codes = []
+    for _ in range(8):  # 8 rounds of 4 concurrent processes
+        procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
+        codes += [(p.wait(60), p.stderr.read().decode()[-200:]) for p in procs]
+    assert [c for c in codes if c[0] != 0] == []

@@ -8,11 +8,10 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import soundfile as sf
 
 from birdgen_ray.index.schema import INDEX_FILE, SHARDS_DIR, shard_paths
-from birdgen_ray.write.storage import Output
+from birdgen_ray.write.storage import Output, read_parquet
 
 
 def as_output(out: str | Output, storage_options: dict[str, Any] | None = None) -> Output:
@@ -44,7 +43,7 @@ def read_shard_indexes(output: Output, shard_ids: list[str] | None = None) -> pa
     """Shard indexes as one table (fetched concurrently on object storage); all committed by default."""
     ids = committed_shard_ids(output) if shard_ids is None else shard_ids
     blobs = output.read_many([shard_paths(sid)[1] for sid in ids])
-    tables = [pq.read_table(io.BytesIO(data)) for data in blobs.values()]
+    tables = [read_parquet(data) for data in blobs.values()]
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")

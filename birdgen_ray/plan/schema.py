@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from birdgen_ray.write.storage import read_parquet
 
 DEFAULT_NEGATIVE_PROMPT = "Low quality, distorted, music, speech."
 REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
@@ -199,7 +200,7 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
     fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
     try:
         with fs.open(fs_path, "rb") as fh:
-            table = pq.read_table(fh)
+            table = read_parquet(fh.read())  # not pq.read_table(fh): see read_parquet
     except FileNotFoundError:
         raise PlanError(path, ["file not found"]) from None
     except pa.ArrowInvalid as exc:

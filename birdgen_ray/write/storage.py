@@ -14,10 +14,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 TMP_MARKER = ".tmp-"
+
+
+def read_parquet(data: bytes) -> pa.Table:
+    """A whole Parquet file from its bytes, read from an Arrow-owned copy.
+
+    Not `pq.read_table(io.BytesIO(data))`, nor a buffer over the Python bytes: Arrow's reader
+    threads drop their last reference to a Python-backed source some time after the table is
+    returned, and that release takes the GIL. If the interpreter is already finalising (a short
+    command exiting), Python ends such a thread with pthread_exit and the C++ runtime aborts:
+    "terminate called without an active exception", exit status 134. Memory Arrow allocated
+    itself is released without Python.
+    """
+    buffer = pa.allocate_buffer(len(data))
+    np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+    return pq.read_table(pa.BufferReader(buffer))
 
 
 @dataclass
@@ -68,7 +84,7 @@ class Output:
         return json.loads(self.read_bytes(rel))
 
     def read_table(self, rel: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+        return read_parquet(self.read_bytes(rel))
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder, temporary files excluded, sorted."""
