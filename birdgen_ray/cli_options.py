@@ -75,9 +75,14 @@ def finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def line_console(stderr: bool = False) -> Console:
+    """A rich Console whose lines are never wrapped: paths stay whole when output goes to a file or pipe."""
+    return Console(stderr=stderr, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` on stderr as one unwrapped line; `raise fail(...)` ends the command with `code`."""
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    line_console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -5,12 +5,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
-from birdgen_ray.cli_options import choices, fail, local_path, split_values, storage_options_option, writing_to
+from birdgen_ray.cli_options import line_console, choices, fail, local_path, split_values, storage_options_option, writing_to
 from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES, ExportConfig, ExportError, export_birdclef
 
-console = Console()
+console = line_console()
 FORMATS = ("birdclef",)
 Format = choices("Format", FORMATS)
 AudioFormat = choices("AudioFormat", AUDIO_FORMATS)

@@ -8,13 +8,12 @@ from typing import List, Optional
 import pyarrow as pa
 import pyarrow.compute as pc
 import typer
-from rich.console import Console
 
-from birdgen_ray.cli_options import local_path, storage_options_option, writing_to
+from birdgen_ray.cli_options import fail, line_console, local_path, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 
-console = Console()
+console = line_console()
 
 
 def status_cmd(
@@ -26,8 +25,7 @@ def status_cmd(
     try:
         st = output_status(as_output(out, storage_options))
     except FileNotFoundError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     if as_json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return
@@ -73,13 +71,11 @@ def extract_cmd(
     try:
         index = open_index(output)
     except FileNotFoundError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     rows = {row["clip_id"]: row for row in index.filter(pc.is_in(index["clip_id"], pa.array(clip_ids))).to_pylist()}
     missing = [clip_id for clip_id in clip_ids if clip_id not in rows]
     if missing:
-        Console(stderr=True).print(f"[red]error:[/red] not in the index of {output.uri}: {', '.join(missing)}", highlight=False)
-        raise typer.Exit(2)
+        raise fail(f"not in the index of {output.uri}: {', '.join(missing)}")
     with writing_to(dest):
         dest.mkdir(parents=True, exist_ok=True)
         for clip_id in clip_ids:

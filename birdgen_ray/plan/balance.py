@@ -118,8 +118,8 @@ def print_summary(classes: list[ClassStats], allocations: dict[str, Allocation],
     """A few lines: one table row per taxon class, then spread and rules."""
     rows = class_rows(classes, allocations)
     table = Table(title="birdgen-ray plan", title_justify="left")
-    for name, justify in (("taxon class", "left"), ("classes", "right"), ("planned", "right"),
-                          ("real", "right"), ("synthetic", "right"), ("after", "right")):
+    for name, justify in (("taxon class", "left"), ("classes", "right"), ("classes topped up", "right"),
+                          ("real clips", "right"), ("synthetic", "right"), ("after", "right")):
         table.add_column(name, justify=justify)
     taxa = taxon_rows(rows)
     for t in taxa:

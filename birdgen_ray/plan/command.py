@@ -5,9 +5,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from birdgen_ray.cli_options import fail, local_path, split_values, writing_to
+from birdgen_ray.cli_options import fail, line_console, local_path, split_values, writing_to
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
@@ -66,7 +65,7 @@ def plan_cmd(
 
       birdgen-ray plan counts.csv --target 50 --include ashdro1 --include bkwsti --templates my.toml -o plan.parquet
     """  # noqa: E501
-    console = Console()
+    console = line_console()
     for path in (input_path, taxonomy):
         if path is not None and path.is_dir():  # else read_classes says "file not found"
             raise fail(str(InputError(path, ["is a directory, not a CSV or Parquet file"])))

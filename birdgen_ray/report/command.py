@@ -5,13 +5,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
-from birdgen_ray.cli_options import fail, local_path, split_values, storage_options_option, writing_to
+from birdgen_ray.cli_options import line_console, fail, local_path, split_values, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.report.build import ReportConfig, build_report, default_dest
 
-console = Console()
+console = line_console()
 
 
 def report_cmd(

@@ -6,14 +6,13 @@ import signal
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
-from birdgen_ray.cli_options import choices, fail, finite, parse_env_pairs, storage_options_option, writing_to
+from birdgen_ray.cli_options import choices, fail, line_console, finite, parse_env_pairs, storage_options_option, writing_to
 from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lock import OutputLocked
 
-err = Console(stderr=True)
+err = line_console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
 Scheduler = choices("Scheduler", SCHEDULERS)
 Generator = choices("Generator", ("audioldm2", "null"))  # what schedule/actor.py builds
