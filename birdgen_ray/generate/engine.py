@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -50,6 +50,39 @@ def make_scheduler(name: str, config):
     if name == "pndm":
         return PNDMScheduler.from_config(config, skip_prk_steps=True)
     raise ValueError(f"unknown scheduler {name!r}; expected ddim, dpm, unipc or pndm")
+
+
+def _named_tensors(pipe) -> Iterator[tuple[str, torch.nn.Module, str, torch.Tensor, bool]]:
+    """(qualified name, owning module, attribute, tensor, is_parameter) for every weight and buffer."""
+    for component, module in pipe.components.items():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for prefix, owner in module.named_modules():
+            for is_parameter, tensors in ((True, owner._parameters), (False, owner._buffers)):
+                for attribute, tensor in tensors.items():
+                    if tensor is not None:
+                        yield f"{component}.{prefix}.{attribute}", owner, attribute, tensor, is_parameter
+
+
+@contextmanager
+def _weights_in(pipe, dtype: torch.dtype) -> Iterator[None]:
+    """Run the block with the pipeline cast to `dtype`, then give every tensor back the dtype it had.
+
+    Not `pipe.to(dtype=native)` afterwards: from_pretrained(dtype=fp16) keeps some weights in fp32
+    (transformers' _keep_in_fp32_modules: Flan-T5's `wo`, which overflows in fp16), and a blanket
+    cast back would leave them fp16 for the rest of the actor's life.
+    """
+    loaded = {name: tensor.dtype for name, _, _, tensor, _ in _named_tensors(pipe)}
+    try:
+        pipe.to(dtype=dtype)
+        yield
+    finally:  # also after an out-of-memory error halfway through the cast
+        for name, owner, attribute, tensor, is_parameter in list(_named_tensors(pipe)):
+            if tensor.dtype != loaded[name]:
+                if is_parameter:
+                    tensor.data = tensor.data.to(loaded[name])
+                else:
+                    owner._buffers[attribute] = tensor.to(loaded[name])
 
 
 @dataclass
@@ -227,9 +260,7 @@ class AudioLDM2Engine:
         """One batch through the UNet loop, VAE and vocoder: float32 audio (batch, samples)."""
         pipe, gen = self.pipe, self.generation
         native = pipe.dtype
-        if dtype is not None and dtype != native:
-            pipe.to(dtype=dtype)
-        try:
+        with _weights_in(pipe, dtype) if dtype is not None and dtype != native else nullcontext():
             # the fp32 rerun encodes afresh: a NaN may have come from the fp16 text encoders themselves
             conditioning = self.encoder.batch(prompts, negatives, cached=pipe.dtype == native)
             # CPU generators: the starting noise of a seed is the same on every device
@@ -248,8 +279,5 @@ class AudioLDM2Engine:
                 mel = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
             with self._stage("vocoder"):
                 waveform = pipe.mel_spectrogram_to_waveform(mel)  # float32 on the CPU
-        finally:
-            if pipe.dtype != native:
-                pipe.to(dtype=native)
         # the pipeline's own cut: the latent grid is rounded up to whole VAE blocks
         return waveform[:, : int(duration * self.source_rate)].numpy()

@@ -45,8 +45,9 @@ def resolve_model(model: str) -> tuple[str, str]:
     return model, model  # a hub id such as cvssp/audioldm2 (read from the local hub cache when offline)
 
 
-def load_pipeline(model: str, device: str | None = None):
-    """Return (AudioLDM2Pipeline on `device`, model_id). fp16 on CUDA, fp32 elsewhere."""
+def load_pipeline(model: str, device: str | None = None, dtype: torch.dtype | None = None):
+    """Return (AudioLDM2Pipeline on `device`, model_id). fp16 on CUDA, fp32 elsewhere, unless `dtype`
+    says otherwise (tests load fp16 on the CPU to get the weights a GPU actor gets)."""
     from diffusers import AudioLDM2Pipeline
     from transformers import GPT2LMHeadModel
 
@@ -58,7 +59,8 @@ def load_pipeline(model: str, device: str | None = None):
     transformers_logging.disable_progress_bar()
     source, model_id = resolve_model(model)
     device = resolve_device(device)
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    if dtype is None:
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
         language_model = GPT2LMHeadModel.from_pretrained(
             source, subfolder="language_model", dtype=dtype, use_safetensors=True, trust_remote_code=False
