@@ -105,8 +105,10 @@ class PromptEncoder:
             )
         with self.stage("gpt2"):
             generated = self._generate_hidden_states(projected.hidden_states, projected.attention_mask)
+        # Copies, not views: a cached view would keep its whole group's tensors alive (on the GPU)
+        # until every member of the group has been evicted.
         return {
-            text: PromptEncoding(clap_text[i : i + 1], t5_embeds[i : i + 1], t5_mask[i : i + 1], generated[i : i + 1])
+            text: PromptEncoding(*(t[i : i + 1].clone() for t in (clap_text, t5_embeds, t5_mask, generated)))
             for i, (text, _, _) in enumerate(members)
         }
 
