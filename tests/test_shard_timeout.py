@@ -38,3 +38,40 @@ def test_hung_shard_times_out_is_retried_then_recorded_and_the_rest_completes(ra
     failure = json.loads(failure_file.read_text())
     assert failure["labels"] == ["hang"] and failure["attempts"] == 2
     assert "timed out after 3 s" in failure["error"]
+
+
+def timeout_run(tmp_path, plan, **kw) -> RunConfig:
+    defaults = dict(generator="null", num_actors=1, gpus_per_actor=0, shard_size=4, progress=False)
+    defaults.update(kw)
+    return RunConfig(plan_path=write_plan(tmp_path / "plan.parquet", plan), out=str(tmp_path / "out"), **defaults)
+
+
+def test_a_shard_queued_behind_another_on_its_actor_is_not_timed_out(ray_local, tmp_path):
+    # One actor takes two shards at once (max_inflight_per_actor=2) but generates one at a time: the
+    # second waits ~2 s for the first, then takes ~2 s itself. Each shard takes well under the 3 s
+    # timeout, so no actor may be killed, though the second finishes ~4 s after it was handed over.
+    summary = submit(
+        timeout_run(
+            tmp_path, plan_table(12, durations=(1.0,)), shard_timeout_s=3.0, max_shard_attempts=1,
+            actor_env={"BIRDGEN_NULL_SLEEP_S": "0.5"},
+        )
+    )
+    assert summary["status"] == "complete" and summary["failed_clips"] == 0
+    assert summary["actors_replaced"] == 0 and summary["shard_retries"] == 0
+
+
+def test_a_shard_killed_with_a_timed_out_actor_is_retried_without_spending_an_attempt(ray_local, tmp_path):
+    # "aaa" rows sort first: the hanging shard takes the actor's generator, the "good" shard waits
+    # behind it on the same actor and dies with it. Only the hanging one is to blame.
+    plan = plan_table(8, labels=("aaa", "good"), durations=(1.0,))
+    summary = submit(
+        timeout_run(
+            tmp_path, plan, shard_timeout_s=2.0, max_shard_attempts=1,
+            actor_env={"BIRDGEN_NULL_HANG_LABEL": "aaa", "BIRDGEN_NULL_HANG_S": "60"},
+        )
+    )
+    assert summary["failed_clips"] == 4
+    assert sorted(set(open_index(tmp_path / "out")["label"].to_pylist())) == ["good"]
+    (failure_file,) = (tmp_path / "out" / "failures").iterdir()
+    failure = json.loads(failure_file.read_text())
+    assert failure["labels"] == ["aaa"] and "timed out after 2 s" in failure["error"]

@@ -251,9 +251,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
 
     queue: deque[ShardSpec] = deque(shards)
     attempts: Counter[str] = Counter()
-    inflight: dict = {}  # ObjectRef -> (shard, actor slot)
-    dispatched: dict = {}  # ObjectRef -> when it was handed to its actor
-    timed_out: set[str] = set()  # shard ids whose actor was killed for taking too long
+    inflight: dict = {}  # ObjectRef -> (shard, actor slot, the actor handle it went to)
+    watchdog = StuckActorWatchdog(run.shard_timeout_s, count) if run.shard_timeout_s else None
     load = [0] * count
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
     last_report = time.monotonic()
@@ -263,35 +262,41 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
         while queue or inflight:
             for slot in range(count):
                 while ready[slot] and queue and load[slot] < run.max_inflight_per_actor:
+                    if watchdog:
+                        watchdog.handing_over(slot, inflight, actors)
                     shard = queue.popleft()
                     ref = actors[slot].run_shard.remote(shard)
-                    inflight[ref] = (shard, slot)
-                    dispatched[ref] = time.monotonic()
+                    inflight[ref] = (shard, slot, actors[slot])
                     load[slot] += 1
             if not inflight and not starting:
                 raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
             ready_refs, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
-            if run.shard_timeout_s:
-                _kill_stuck_actors(run.shard_timeout_s, inflight, dispatched, actors, timed_out)
+            if watchdog:
+                watchdog.kill_stuck(inflight, actors)
             for ref in ready_refs:
                 if ref in starting:
                     started(ref)
                     continue
-                shard, slot = inflight.pop(ref)
-                dispatched.pop(ref, None)
+                shard, slot, actor = inflight.pop(ref)
                 load[slot] -= 1
+                if watchdog and actor is actors[slot]:
+                    watchdog.finished(slot)
                 try:
                     done: ShardResult = ray.get(ref)
                 except RayError as exc:  # the task raised, its actor died, or its result was lost
-                    attempts[shard.shard_id] += 1
                     error = _short_error(exc)
-                    if shard.shard_id in timed_out:
-                        timed_out.discard(shard.shard_id)
+                    blamed = watchdog.blamed.get(actor._actor_id.hex()) if watchdog else None
+                    if blamed == shard.shard_id:
                         error = f"timed out after {run.shard_timeout_s:g} s (its actor was killed): {error}"
                     if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
                         log.warning("actor %d died (%s); starting a replacement", slot, error)
                         start_actor(slot)
                         result.actors_replaced += 1
+                    if blamed is not None and blamed != shard.shard_id and isinstance(exc, RayActorError):
+                        result.retries += 1  # it only shared an actor with a stuck shard: not its attempt
+                        queue.append(shard)
+                        continue
+                    attempts[shard.shard_id] += 1
                     if attempts[shard.shard_id] < run.max_shard_attempts:
                         result.retries += 1
                         queue.append(shard)
@@ -317,17 +322,44 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     return result
 
 
-def _kill_stuck_actors(timeout_s: float, inflight: dict, dispatched: dict, actors: list, timed_out: set[str]) -> None:
-    """A shard running longer than the timeout (a hung CUDA call, a stuck read) kills its actor: its
-    shards then fail like those of a dead actor and are retried elsewhere, within the attempt limit."""
-    import ray
+class StuckActorWatchdog:
+    """--shard-timeout: an actor with work that finishes no shard for `timeout_s` is stuck (a hung CUDA
+    call, a stuck read or write) and is killed; the kill is charged to its oldest shard, and the shards
+    that only shared the actor are retried without spending an attempt.
 
-    now = time.monotonic()
-    for ref, (shard, slot) in inflight.items():
-        if shard.shard_id not in timed_out and now - dispatched.get(ref, now) > timeout_s:
-            log.warning("shard %s still running after %g s; killing actor %d", shard.shard_id, timeout_s, slot)
-            timed_out.add(shard.shard_id)
-            ray.kill(actors[slot], no_restart=True)
+    The clock restarts whenever the actor finishes a shard and when an idle actor gets work. Not
+    from each shard's dispatch: an actor holds several shards but generates one at a time, so a
+    shard queued behind another would be timed out for waiting."""
+
+    def __init__(self, timeout_s: float, count: int):
+        self.timeout_s = timeout_s
+        self.since = [0.0] * count  # per slot: when its actor last finished a shard or got work while idle
+        self.blamed: dict[str, str] = {}  # killed actor (id hex) -> the shard its kill is charged to
+
+    def handing_over(self, slot: int, inflight: dict, actors: list) -> None:
+        if not self._work_of(slot, inflight, actors):
+            self.since[slot] = time.monotonic()
+
+    def finished(self, slot: int) -> None:
+        self.since[slot] = time.monotonic()
+
+    def kill_stuck(self, inflight: dict, actors: list) -> None:
+        import ray
+
+        now = time.monotonic()
+        for slot, actor in enumerate(actors):
+            work = self._work_of(slot, inflight, actors)
+            if not work or actor._actor_id.hex() in self.blamed or now - self.since[slot] <= self.timeout_s:
+                continue
+            oldest = work[0]  # dispatched first: the one holding the generator (or stuck writing)
+            log.warning("actor %d finished no shard in %g s (shard %s); killing it", slot, self.timeout_s, oldest.shard_id)
+            self.blamed[actor._actor_id.hex()] = oldest.shard_id
+            ray.kill(actor, no_restart=True)
+
+    @staticmethod
+    def _work_of(slot: int, inflight: dict, actors: list) -> list[ShardSpec]:
+        """The shards in flight on the slot's current actor (not those of an actor it replaced), oldest first."""
+        return [shard for shard, s, actor in inflight.values() if s == slot and actor is actors[slot]]
 
 
 def _died_here(exc, actor) -> bool:
