@@ -14,6 +14,7 @@ a take still non-finite fails the gate ("nonfinite") and its clip is redone with
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -173,7 +174,9 @@ class AudioLDM2Engine:
                 scores = self.scorer.score(
                     [rows[t.clip].prompt for t in batch], list(np.where(finite[:, None], audio, 0.0)), self.source_rate
                 )
-                scores = [score if ok else float("-inf") for score, ok in zip(scores, finite)]  # never kept over a finite take
+                # no usable score (non-finite audio, or a NaN from an fp16 CLAP overflow) ranks below every
+                # real one: a NaN would otherwise win or lose every comparison whatever the other scores
+                scores = [score if ok and math.isfinite(score) else float("-inf") for score, ok in zip(scores, finite)]
                 for take, take_audio, take_spent, score in zip(batch, audio, spent, scores):
                     state = states[take.clip]
                     state.attempts += int(take_spent)
