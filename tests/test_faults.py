@@ -27,7 +27,7 @@ from birdgen_ray.index.reader import open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 from birdgen_ray.plan.schema import validate_plan
 from birdgen_ray.schedule.actor import ShardWorker
-from birdgen_ray.schedule.lock import OutputLocked
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.schedule import runner
 from birdgen_ray.schedule.runner import ActorStartFailed, Stopped, submit
 from birdgen_ray.schedule.shards import make_shards
@@ -314,3 +314,28 @@ def test_a_generator_that_cannot_start_fails_fast_and_leaves_no_actor_or_lock(re
         submit(null_run(plan_path, tmp_path / "out", generator="no-such-model"))
     assert not (tmp_path / "out" / "_birdgen" / "lock.json").exists()
     wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")
+
+
+def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_alone(reference, tmp_path, monkeypatch):
+    """--break-lock on a run that was not dead after all (a partitioned node, a hung pod): the old
+    driver must not go on to clean up, consolidate or summarise under the new holder's feet."""
+    plan_path, _ = reference
+    out = tmp_path / "out"
+    monkeypatch.setattr(runner, "LOCK_CHECK_S", 0.2, raising=False)
+    in_flight_tar = out / "shards" / "shard-of-the-new-holder.tar"  # its index not written yet
+
+    def take_over() -> None:
+        wait_until(lambda: committed_shards(out) >= 1, 60, "a committed shard")
+        OutputLock(Output(str(out)), break_lock=True).acquire()
+        in_flight_tar.write_bytes(b"the new run's audio")
+
+    thief = threading.Thread(target=take_over, daemon=True)
+    thief.start()
+    with pytest.raises(OutputLocked, match="taken over"):
+        submit(null_run(plan_path, out, actor_env={SLEEP_ENV: "0.1"}))
+    thief.join()
+
+    assert in_flight_tar.exists()  # not removed as a crash leftover
+    assert not (out / "index.parquet").exists() and not (out / "summary.json").exists()
+    assert (out / "_birdgen" / "lock.json").exists()  # still the new holder's
+    assert committed_shards(out) < PLAN_CLIPS // 4  # it stopped instead of running the plan to the end

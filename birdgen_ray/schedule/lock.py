@@ -8,7 +8,8 @@ while another holds it is refused), and on object storage each run waits a momen
 then reads the lock back and backs off unless it still names this run (of two runs that start at
 the same instant only the last writer goes on). A run that died leaves its lock; the next run
 refuses and says how to take it over (`--break-lock`) after the user has checked the old run is
-really gone.
+really gone. A run re-reads the lock while it runs and before it cleans up or consolidates, and
+stops if the lock no longer names it.
 """
 from __future__ import annotations
 
@@ -72,6 +73,17 @@ class OutputLock:
             raise OutputLocked(
                 f"{self.output.uri}: another run (run {holder.get('run_id', '?')}, host {holder.get('host', '?')}) "
                 "took the lock at the same moment; this run backs off and leaves the output to it"
+            )
+
+    def check(self) -> None:
+        """Raise OutputLocked unless the lock still names this run: a run whose lock was broken
+        (--break-lock on a run that only looked dead) must stop writing and leave the output alone."""
+        holder = self._holder()
+        if holder.get("run_id") != self.run_id:
+            taker = f"run {holder['run_id']} (host {holder.get('host', '?')})" if holder.get("run_id") else "removing it"
+            raise OutputLocked(
+                f"{self.output.uri}: the lock of this run ({self.run_id}) was taken over by {taker}; "
+                "this run stops and leaves the output to the run that holds the lock now"
             )
 
     def release(self) -> None:

@@ -23,7 +23,7 @@ from birdgen_ray.index.reader import committed_index, committed_shard_ids, conso
 from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, RUN_FILE, SUMMARY_FILE
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
-from birdgen_ray.schedule.lock import OutputLock
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.resume import check_unchanged
 from birdgen_ray.schedule.shards import ShardSpec, make_shards, pending_rows
@@ -35,6 +35,7 @@ from birdgen_ray.write.storage import Output
 log = logging.getLogger(__name__)
 
 PLACEMENT_REPORT_S = 30.0  # how often the driver says which actors it is still waiting for
+LOCK_CHECK_S = 30.0  # how often the driver re-reads the lock (one small read) to notice a takeover
 
 
 class SettingsMismatch(RuntimeError):
@@ -118,8 +119,9 @@ def _submit(run: RunConfig) -> dict:
             plan.num_rows, plan.num_rows - pending.num_rows, len(shards), cleaned,
         )
         prepare_seconds = time.perf_counter() - phase_start
-        drive_result = drive(run, output, shards) if shards else DriveResult()
+        drive_result = drive(run, output, shards, lock.check) if shards else DriveResult()
         phase_start = time.perf_counter()
+        lock.check()  # never clean up or consolidate under the feet of a run that took the lock over
         remove_uncommitted(output)  # what actors killed during this run left
         index = consolidate(output, known=committed)  # reads only the shards this run committed
         prune_failures(output, index)
@@ -196,8 +198,11 @@ def init_ray(run: RunConfig) -> None:
         signal.signal(signal.SIGTERM, sigterm)  # ray.init puts its own sys.exit there: keep the caller's
 
 
-def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResult:
-    """Run shards on a pool of actors; an actor gets shards once it has started (placed, generator built)."""
+def drive(run: RunConfig, output: Output, shards: list[ShardSpec], check_lock=None) -> DriveResult:
+    """Run shards on a pool of actors; an actor gets shards once it has started (placed, generator built).
+
+    `check_lock` (every LOCK_CHECK_S) raises OutputLocked once another run took the output's lock over.
+    """
     import ray
     from ray.exceptions import RayActorError, RayError
 
@@ -255,7 +260,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
     watchdog = StuckActorWatchdog(run.shard_timeout_s, count) if run.shard_timeout_s else None
     load = [0] * count
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
-    last_report = time.monotonic()
+    last_report = last_lock_check = time.monotonic()
     try:
         for slot in range(count):
             start_actor(slot)
@@ -309,6 +314,9 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec]) -> DriveResul
                 output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
                 result.results.append(done)
                 progress.advance(done.clips)
+            if check_lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
+                last_lock_check = time.monotonic()
+                _check_lock(check_lock)
             if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
                 last_report = time.monotonic()
                 progress.console.print(waiting_line(len(starting), sum(ready), sizing), highlight=False)
@@ -360,6 +368,16 @@ class StuckActorWatchdog:
     def _work_of(slot: int, inflight: dict, actors: list) -> list[ShardSpec]:
         """The shards in flight on the slot's current actor (not those of an actor it replaced), oldest first."""
         return [shard for shard, s, actor in inflight.values() if s == slot and actor is actors[slot]]
+
+
+def _check_lock(check_lock) -> None:
+    """A takeover stops the run; a storage hiccup reading the lock must not end hours of work."""
+    try:
+        check_lock()
+    except OutputLocked:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any read error: look again next time
+        log.warning("could not read the output's lock (%s); going on", _short_error(exc))
 
 
 def _died_here(exc, actor) -> bool:
