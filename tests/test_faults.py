@@ -321,7 +321,7 @@ def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_
     driver must not go on to clean up, consolidate or summarise under the new holder's feet."""
     plan_path, _ = reference
     out = tmp_path / "out"
-    monkeypatch.setattr(runner, "LOCK_CHECK_S", 0.2, raising=False)
+    monkeypatch.setattr(runner, "LOCK_CHECK_S", 0.2)
     in_flight_tar = out / "shards" / "shard-of-the-new-holder.tar"  # its index not written yet
 
     def take_over() -> None:
