@@ -57,3 +57,22 @@ def test_fp32_rerun_gives_every_weight_back_its_loaded_dtype(monkeypatch):
     assert calls[0] == 3 and clips[0].attempts == 3 and np.isfinite(clips[0].audio).all()
     changed = {name: (dtype, loaded[name]) for name, dtype in weight_dtypes(engine.pipe).items() if dtype != loaded[name]}
     assert changed == {}
+
+
+def test_out_of_memory_during_the_fp32_rerun_leaves_the_weights_as_loaded(monkeypatch):
+    """The actor catches the error, halves the batch and calls generate again: on the loaded weights."""
+    engine = fp16_engine(monkeypatch)
+    loaded = weight_dtypes(engine.pipe)
+    nan_vocoder_on_calls(engine.pipe, {0, 1})
+
+    def fp32_does_not_fit(_module, args, kwargs):
+        if (args[0] if args else kwargs["sample"]).dtype == torch.float32:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    engine.pipe.unet.register_forward_pre_hook(fp32_does_not_fit, with_kwargs=True)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        engine.generate([PlanRow("a", "wren", "A song of a wren", "noise", 1, 1.0)])
+
+    assert weight_dtypes(engine.pipe) == loaded
+    (clip,) = engine.generate([PlanRow("a", "wren", "A song of a wren", "noise", 1, 1.0)])  # NaN hook spent
+    assert clip.attempts == 1 and np.isfinite(clip.audio).all()
