@@ -316,12 +316,17 @@ def test_a_generator_that_cannot_start_fails_fast_and_leaves_no_actor_or_lock(re
     wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")
 
 
-def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_alone(reference, tmp_path, monkeypatch):
+@pytest.mark.parametrize("noticed_by", ["driver", "actor"])
+def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_alone(
+    reference, tmp_path, monkeypatch, noticed_by
+):
     """--break-lock on a run that was not dead after all (a partitioned node, a hung pod): the old
-    driver must not go on to clean up, consolidate or summarise under the new holder's feet."""
+    driver must not go on to clean up, consolidate or summarise under the new holder's feet. It
+    notices by re-reading the lock (every LOCK_CHECK_S) or when an actor refuses to commit."""
     plan_path, _ = reference
     out = tmp_path / "out"
-    monkeypatch.setattr(runner, "LOCK_CHECK_S", 0.2)
+    if noticed_by == "driver":
+        monkeypatch.setattr(runner, "LOCK_CHECK_S", 0.2)
     in_flight_tar = out / "shards" / "shard-of-the-new-holder.tar"  # its index not written yet
 
     def take_over() -> None:
@@ -339,3 +344,26 @@ def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_
     assert not (out / "index.parquet").exists() and not (out / "summary.json").exists()
     assert (out / "_birdgen" / "lock.json").exists()  # still the new holder's
     assert committed_shards(out) < PLAN_CLIPS // 4  # it stopped instead of running the plan to the end
+    assert not (out / "failures").exists()  # the refused commits are not failures to record
+
+
+def test_a_late_writer_of_a_run_whose_lock_was_taken_over_commits_nothing(reference, tmp_path):
+    """An actor outliving its driver (the driver SIGKILLed, its node partitioned) may still finish a
+    shard. Once a resume holds the lock, that commit would put clips in the output a second time,
+    under another shard id than the resume's, so the actor checks the lock before it commits."""
+    plan_path, _ = reference
+    plan = validate_plan(pq.read_table(plan_path))
+    out = tmp_path / "out"
+    dead_run = OutputLock(Output(str(out)))
+    dead_run.acquire()  # and never released: its driver died
+    writer = ShardWorker(null_run(plan_path, out), lock_run_id=dead_run.run_id)  # one of its actors
+
+    before = make_shards(plan.slice(0, 4), 4)[0]
+    writer.run_shard(before)  # while the lock is its run's: committed
+    assert all((out / rel).exists() for rel in shard_paths(before.shard_id))
+
+    OutputLock(Output(str(out)), break_lock=True).acquire()  # the resume takes over
+    late = make_shards(plan.slice(4, 4), 4)[0]
+    with pytest.raises(OutputLocked, match="taken over"):
+        writer.run_shard(late)
+    assert not (out / shard_paths(late.shard_id)[1]).exists()  # not committed

@@ -5,6 +5,10 @@ The actor runs two shard calls at once (a threaded Ray actor): while one shard i
 uploaded, the next one already generates, so the GPU does not wait for storage. Only generation is
 serialised (one model, one batch size); a shard's result still returns only after its commit.
 
+An actor of a run that holds the output's lock (`lock_run_id`) checks the lock is still its run's
+right before each commit: an actor that outlived its driver commits nothing once a resume took
+the lock over (its clips would land a second time, under the resume's other shard ids).
+
 Test hook: BIRDGEN_WRITE_DELAY_S=<seconds> sleeps that long before each commit (a slow store).
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from birdgen_ray.config import RunConfig
 from birdgen_ray.generate.types import ClipGenerator, GeneratedClip
 from birdgen_ray.plan.schema import PlanRow, plan_rows
+from birdgen_ray.schedule.lock import check_holder
 from birdgen_ray.schedule.shards import ShardSpec
 from birdgen_ray.write.shard_writer import commit_shard
 from birdgen_ray.write.storage import Output
@@ -74,8 +79,9 @@ def _assigned_gpu_ids() -> list[str]:
 class ShardWorker:
     """Plain class so it runs in-process too (thread-safe); `actor_class()` below gives its Ray actor form."""
 
-    def __init__(self, run: RunConfig, cpu_threads: int | None = None):
+    def __init__(self, run: RunConfig, cpu_threads: int | None = None, lock_run_id: str | None = None):
         self.run = run
+        self.lock_run_id = lock_run_id  # None: no lock to check (in-process use, tests)
         self.output = Output(run.out, run.storage_options)
         self.generator = build_generator(run)
         # Only a generator that brought torch in needs its thread count; importing torch just for
@@ -104,7 +110,8 @@ class ShardWorker:
         if self._write_delay_s:
             time.sleep(self._write_delay_s)
         nbytes = commit_shard(
-            self.output, shard.shard_id, shard.plan_slice, clips, self.run.generation, self.generator.model_id
+            self.output, shard.shard_id, shard.plan_slice, clips, self.run.generation, self.generator.model_id,
+            before_commit=self._check_lock if self.lock_run_id else None,
         )
         stages["write"] = time.perf_counter() - write_start
         return ShardResult(
@@ -120,6 +127,9 @@ class ShardWorker:
             committed_at=time.time(),
             actor_pid=os.getpid(),
         )
+
+    def _check_lock(self) -> None:
+        check_holder(self.output, self.lock_run_id)
 
     def _generate(self, rows: list[PlanRow], oom_splits: int = 0) -> tuple[list[GeneratedClip], int]:
         """Generate; on CUDA out-of-memory halve the batch and try again (a clip does not depend on its

@@ -78,23 +78,14 @@ class OutputLock:
     def check(self) -> None:
         """Raise OutputLocked unless the lock still names this run: a run whose lock was broken
         (--break-lock on a run that only looked dead) must stop writing and leave the output alone."""
-        holder = self._holder()
-        if holder.get("run_id") != self.run_id:
-            taker = f"run {holder['run_id']} (host {holder.get('host', '?')})" if holder.get("run_id") else "removing it"
-            raise OutputLocked(
-                f"{self.output.uri}: the lock of this run ({self.run_id}) was taken over by {taker}; "
-                "this run stops and leaves the output to the run that holds the lock now"
-            )
+        check_holder(self.output, self.run_id)
 
     def release(self) -> None:
         if self._holder().get("run_id") == self.run_id:
             self.output.remove(LOCK_FILE)
 
     def _holder(self) -> dict:
-        try:
-            return json.loads(self.output.read_bytes(LOCK_FILE))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        return lock_holder(self.output)
 
     def __enter__(self) -> "OutputLock":
         self.acquire()
@@ -102,6 +93,25 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def lock_holder(output: Output) -> dict:
+    """Who holds the output's lock ({} when nobody does); a read error other than 'not found' is raised."""
+    try:
+        return json.loads(output.read_bytes(LOCK_FILE))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def check_holder(output: Output, run_id: str) -> None:
+    """Raise OutputLocked unless the lock names `run_id` (the driver, and its actors before each commit)."""
+    holder = lock_holder(output)
+    if holder.get("run_id") != run_id:
+        taker = f"run {holder['run_id']} (host {holder.get('host', '?')})" if holder.get("run_id") else "removing it"
+        raise OutputLocked(
+            f"{output.uri}: the lock of run {run_id} was taken over by {taker}; "
+            "this run stops and leaves the output to the run that holds the lock now"
+        )
 
 
 def _liveness_hint(holder: dict) -> str:

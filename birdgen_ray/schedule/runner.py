@@ -115,7 +115,7 @@ def _submit(run: RunConfig) -> dict:
             plan.num_rows, plan.num_rows - pending.num_rows, len(shards), cleaned,
         )
         prepare_seconds = time.perf_counter() - phase_start
-        drive_result = drive(run, output, shards, lock.check) if shards else DriveResult()
+        drive_result = drive(run, output, shards, lock) if shards else DriveResult()
         phase_start = time.perf_counter()
         lock.check()  # never clean up or consolidate under the feet of a run that took the lock over
         remove_uncommitted(output)  # what actors killed during this run left
@@ -144,10 +144,11 @@ def init_ray(run: RunConfig) -> None:
         signal.signal(signal.SIGTERM, sigterm)  # ray.init puts its own sys.exit there: keep the caller's
 
 
-def drive(run: RunConfig, output: Output, shards: list[ShardSpec], check_lock=None) -> DriveResult:
+def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputLock | None = None) -> DriveResult:
     """Run shards on a pool of actors; an actor gets shards once it has started (placed, generator built).
 
-    `check_lock` (every LOCK_CHECK_S) raises OutputLocked once another run took the output's lock over.
+    With the output's `lock`, the driver re-reads it every LOCK_CHECK_S and its actors before each
+    commit: once another run has taken it over, this one stops (OutputLocked) and commits no more.
     """
     import ray
     from ray.exceptions import RayActorError, RayError
@@ -173,7 +174,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], check_lock=No
     def start_actor(slot: int) -> None:
         if actors[slot] is not None:  # a dead or failed actor must not keep its GPU reservation
             ray.kill(actors[slot], no_restart=True)
-        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads)
+        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads, lock.run_id if lock else None)
         ready[slot] = False
         starting[actors[slot].info.remote()] = slot
 
@@ -235,6 +236,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], check_lock=No
                 try:
                     done: ShardResult = ray.get(ref)
                 except RayError as exc:  # the task raised, its actor died, or its result was lost
+                    if lock and isinstance(getattr(exc, "cause", None), OutputLocked):
+                        lock.check()  # an actor found the lock taken over: stop before recording anything
                     error = _short_error(exc)
                     blamed = watchdog.blamed.get(actor._actor_id.hex()) if watchdog else None
                     if blamed == shard.shard_id:
@@ -260,9 +263,9 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], check_lock=No
                 output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
                 result.results.append(done)
                 progress.advance(done.clips)
-            if check_lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
+            if lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
                 last_lock_check = time.monotonic()
-                _check_lock(check_lock)
+                _check_lock(lock)
             if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
                 last_report = time.monotonic()
                 progress.console.print(waiting_line(len(starting), sum(ready), sizing), highlight=False)
@@ -316,10 +319,10 @@ class StuckActorWatchdog:
         return [shard for shard, s, actor in inflight.values() if s == slot and actor is actors[slot]]
 
 
-def _check_lock(check_lock) -> None:
+def _check_lock(lock: OutputLock) -> None:
     """A takeover stops the run; a storage hiccup reading the lock must not end hours of work."""
     try:
-        check_lock()
+        lock.check()
     except OutputLocked:
         raise
     except Exception as exc:  # noqa: BLE001 - any read error: look again next time

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyarrow as pa
 
@@ -118,11 +118,19 @@ def commit_shard(
     clips: Sequence[GeneratedClip],
     generation: GenerationConfig,
     model_id: str,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
-    """Publish audio first, then the shard's index; the shard counts as committed once both exist. Returns bytes written."""
+    """Publish audio first, then the shard's index; the shard counts as committed once both exist. Returns bytes written.
+
+    `before_commit` runs between the two and may raise to leave the shard uncommitted (a lone tar,
+    garbage under the commit rule): the actor's check that its run still holds the output's lock.
+    """
     tar_rel, index_rel = shard_paths(shard_id)
     data, locations = pack_shard(plan_slice, clips)
+    index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id)
     output.write_bytes(tar_rel, data)
-    output.write_table(index_rel, index_table(plan_slice, clips, locations, tar_rel, generation, model_id))
+    if before_commit is not None:
+        before_commit()  # as late as can be: right before the one write that commits
+    output.write_table(index_rel, index)
     return len(data)
 
