@@ -345,6 +345,7 @@ def test_compiled_unet_is_traced_once_per_clip_length_and_never_again():
     from torch._dynamo.utils import counters
 
     engine = make_engine(batch_size=2)
+    torch._dynamo.reset()  # no graphs cached by earlier tests (a reused module address could match their guards)
     engine.pipe.unet.compile(backend="eager")  # what EngineConfig.compile_unet does, minus Inductor's codegen
     counters.clear()
     engine.generate([row("a", "frog", 1), row("b", LONG_PROMPT, 2), row("c", "owl", 3)])
@@ -353,3 +354,28 @@ def test_compiled_unet_is_traced_once_per_clip_length_and_never_again():
         engine.generate([row("d", "A song of a wren", 4), row("e", "cricket chorus", 5), row("f", "x", 6)])
     engine.generate([row("g", "frog", 7, duration=1.5)])  # a new clip length is a new shape: one more graph
     assert counters["stats"]["unique_graphs"] == 2
+
+
+def test_nan_rerun_runs_only_the_bad_clips_and_never_recompiles_the_unet():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    rows = [row("a", "frog", 1), row("b", "owl", 2)]
+    engine = make_engine(batch_size=2)
+    clean = engine.generate(rows)  # eager reference, same seeds, same batch
+    torch._dynamo.reset()  # no graphs cached by earlier tests (a reused module address could match their guards)
+    engine.pipe.unet.compile(backend="eager")
+    counters.clear()
+    engine.generate(rows)  # traced once for this batch shape
+    unet_batches = []
+    engine.pipe.unet.register_forward_pre_hook(lambda _m, args: unet_batches.append(args[0].shape[0]))
+    _nan_on_calls(engine.pipe.vocoder, {0}, rows=[1])  # clip "b" comes out NaN once
+
+    with torch._dynamo.config.patch(error_on_recompile=True):  # a rerun must not recompile
+        clips = engine.generate(rows)
+
+    assert counters["stats"]["unique_graphs"] == 1
+    assert set(unet_batches[: STEPS]) == {4} and set(unet_batches[STEPS:]) == {2}  # 2 clips x guidance, then "b" alone
+    assert [c.attempts for c in clips] == [1, 2]
+    np.testing.assert_array_equal(clips[0].audio, clean[0].audio)
+    assert relative_difference(clean[1].audio, clips[1].audio) < 5e-5  # alone instead of in a pair: rounding only

@@ -238,16 +238,18 @@ class AudioLDM2Engine:
         """Raw audio (batch, samples) with only finite samples; reruns clips that came out NaN/inf."""
         audio = self._synthesize(prompts, negatives, seeds, duration)
         spent = np.ones(len(seeds), dtype=np.int64)
-        # Once more as is (a transient fault), then in fp32 when running fp16 (overflow).
+        # Once more as is (a transient fault), then in fp32 when running fp16 (overflow). Only the
+        # bad clips are rerun (an fp32 rerun of a whole batch needs twice the activation memory),
+        # and eagerly: a compiled UNet must not recompile for a rerun's batch size or dtype.
         reruns = [self.pipe.dtype] + ([torch.float32] if self.pipe.dtype != torch.float32 else [])
         for dtype in reruns:
-            bad = ~np.isfinite(audio).all(axis=1)
-            if not bad.any():
+            bad = np.flatnonzero(~np.isfinite(audio).all(axis=1))
+            if not bad.size:
                 return audio, spent
-            logger.warning("non-finite audio for seeds %s; rerunning the batch in %s",
-                           [s for s, b in zip(seeds, bad) if b], dtype)
-            rerun = self._synthesize(prompts, negatives, seeds, duration, dtype=dtype)
-            audio[bad] = rerun[bad]
+            logger.warning("non-finite audio for seeds %s; rerunning them in %s", [seeds[i] for i in bad], dtype)
+            with _eager():
+                audio[bad] = self._synthesize([prompts[i] for i in bad], [negatives[i] for i in bad],
+                                              [seeds[i] for i in bad], duration, dtype=dtype)
             spent[bad] += 1
         bad = ~np.isfinite(audio).all(axis=1)
         if bad.any():
@@ -284,3 +286,9 @@ class AudioLDM2Engine:
                 waveform = pipe.mel_spectrogram_to_waveform(mel)  # float32 on the CPU
         # the pipeline's own cut: the latent grid is rounded up to whole VAE blocks
         return waveform[:, : int(duration * self.source_rate)].numpy()
+
+
+def _eager():
+    """Run a compiled UNet without compiling (torch >= 2.6); plain eager modules are unaffected."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else nullcontext()

@@ -48,7 +48,12 @@ class ClapScorer:
         with self.stage("scoring"):
             for start in range(0, len(audios), self.batch_size):
                 chunk = slice(start, start + self.batch_size)
-                audio_features = self._audio_features(audios[chunk], sample_rate)
+                taken = list(audios[chunk])
+                # Always a full batch (the last padded by repeating its last audio, then dropped):
+                # kernels round by batch shape, and a close call between two takes must not flip
+                # with the batch size.
+                padded = taken + [taken[-1]] * (self.batch_size - len(taken))
+                audio_features = self._audio_features(padded, sample_rate)[: len(taken)]
                 encodings = self.encoder.encode_many(prompts[chunk])
                 text_features = torch.nn.functional.normalize(torch.cat([e.clap_text for e in encodings]).float(), dim=-1)
                 scores.extend((audio_features * text_features).sum(dim=-1).tolist())
