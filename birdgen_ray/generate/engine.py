@@ -8,7 +8,7 @@ For each group of rows with the same duration (one tensor shape):
   3. the quality gate measures the kept take's raw audio; a rejected clip is redone with a derived
      seed, up to `quality.max_retries` times, and is kept with a "fail:..." verdict after that;
   4. the kept audio is resampled to the output rate, fitted to the exact length and peak-normalised.
-Non-finite model output is never returned: the batch is rerun (in fp32 when fp16 keeps failing);
+Non-finite model output is never returned: its clips are rerun (in fp32 when fp16 keeps failing);
 a take still non-finite fails the gate ("nonfinite") and its clip is redone with a derived seed.
 """
 from __future__ import annotations
