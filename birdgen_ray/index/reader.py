@@ -77,11 +77,25 @@ def committed_index(output: Output, known: pa.Table | None = None) -> pa.Table |
 
 def _one_row_per_clip(table: pa.Table) -> pa.Table:
     """A clip committed twice (a driver killed while an actor was still writing) keeps the row of
-    the first shard by name, so the result depends neither on timing nor on what was read when."""
-    table = table.sort_by([("clip_id", "ascending"), ("shard", "ascending")])
-    ids = table["clip_id"].to_pylist()
-    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
-    return table.take(pa.array(keep, pa.int64()))
+    the first shard by name, so the result depends neither on timing nor on what was read when.
+
+    Column-wise, one copy at most: an index.parquet alone is already sorted and unique (returned as
+    is), and only the two key columns are sorted, not the whole table.
+    """
+    ids = table["clip_id"]
+    if _strictly_increasing(ids):
+        return table
+    order = pc.sort_indices(table.select(["clip_id", "shard"]), sort_keys=[("clip_id", "ascending"), ("shard", "ascending")])
+    sorted_ids = ids.take(order)
+    first = pc.not_equal(sorted_ids.slice(1), sorted_ids.slice(0, len(sorted_ids) - 1))  # differs from the one before
+    keep = pa.concat_arrays([pa.array([True]), *first.chunks]) if len(sorted_ids) else pa.array([], pa.bool_())
+    return table.take(order.filter(keep))
+
+
+def _strictly_increasing(values: pa.ChunkedArray) -> bool:
+    if len(values) < 2:
+        return True
+    return bool(pc.all(pc.greater(values.slice(1), values.slice(0, len(values) - 1))).as_py())
 
 
 def consolidate(output: Output, known: pa.Table | None = None) -> pa.Table | None:

@@ -1,6 +1,7 @@
 """Where an output stands, read from the output alone (no driver, no Ray)."""
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import committed_index
@@ -9,37 +10,46 @@ from birdgen_ray.write.storage import Output
 
 
 def output_status(output: Output) -> dict:
+    """Column-wise throughout: an output of 10^6 clips is never turned into sets of 10^6 strings."""
     if not output.exists(PLAN_FILE):
         raise FileNotFoundError(f"{output.uri} is not a birdgen-ray output (no {PLAN_FILE})")
-    planned = set(output.read_table(PLAN_FILE).column("clip_id").to_pylist())
+    planned = output.read_table(PLAN_FILE).column("clip_id").combine_chunks()
     shards = committed_index(output)  # mid-run: the last index.parquet plus the shards committed since
-    committed = set() if shards is None else set(shards["clip_id"].to_pylist())
-    done = planned & committed
+    committed = pa.array([], pa.string()) if shards is None else shards["clip_id"].combine_chunks()
+    planned_done = pc.is_in(planned, value_set=committed)
+    done = _count(planned_done)
     gate_failed = 0
     if shards is not None and shards.num_rows:
-        kept_failing = shards.filter(pc.starts_with(shards["verdict"], "fail"))["clip_id"].to_pylist()
-        gate_failed = len(planned & set(kept_failing))
-    failed: set[str] = set()
+        kept_failing = shards.filter(pc.starts_with(shards["verdict"], "fail"))["clip_id"].combine_chunks()
+        gate_failed = _count(pc.and_(planned_done, pc.is_in(planned, value_set=kept_failing)))
+    failed = pa.array([], pa.string())
     failures = []
     for name in output.list(FAILURES_DIR, ".json"):
         record = output.read_json(f"{FAILURES_DIR}/{name}")
-        still_failed = (set(record["clip_ids"]) & planned) - done  # a later run may have made them
-        if still_failed:
+        ids = pa.array(record["clip_ids"], pa.string())
+        # still failed: planned and not done (a later run may have made them)
+        still_failed = ids.filter(pc.and_(pc.is_in(ids, value_set=planned), pc.invert(pc.is_in(ids, value_set=committed))))
+        if len(still_failed):
             failures.append({"shard_id": record["shard_id"], "clips": len(still_failed), "error": record["error"]})
-            failed |= still_failed
+            failed = pa.concat_arrays([failed, still_failed])
+    failed_count = len(pc.unique(failed))
     return {
         "out": output.uri,
         "planned": len(planned),
-        "done": len(done),
+        "done": done,
         "gate_failed": gate_failed,  # done, but kept with a failing quality verdict after every retry
-        "failed": len(failed),
-        "pending": len(planned - done - failed),
-        "not_in_plan": len(committed - planned),
-        "shards": 0 if shards is None else len(set(shards["shard"].to_pylist())),
+        "failed": failed_count,
+        "pending": len(planned) - done - failed_count,
+        "not_in_plan": len(committed) - _count(pc.is_in(committed, value_set=planned)),
+        "shards": 0 if shards is None else len(pc.unique(shards["shard"])),
         "failures": failures,
         "running": _read_json_or_none(output, LOCK_FILE),
         "last_run": _read_json_or_none(output, SUMMARY_FILE),
     }
+
+
+def _count(mask: pa.Array) -> int:
+    return pc.sum(mask).as_py() or 0
 
 
 def _read_json_or_none(output: Output, rel: str) -> dict | None:

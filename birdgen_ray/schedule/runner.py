@@ -18,6 +18,9 @@ from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate
 from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, SUMMARY_FILE
@@ -107,8 +110,7 @@ def _submit(run: RunConfig) -> dict:
         committed = committed_index(output)
         check_unchanged(plan, committed, run.plan_path, output.uri)
         output.write_table(PLAN_FILE, plan)  # only a plan that will run replaces the last one
-        done = set() if committed is None else set(committed["clip_id"].to_pylist())
-        pending = pending_rows(plan, done)
+        pending = pending_rows(plan, None if committed is None else committed["clip_id"])
         shards = make_shards(pending, run.shard_size)
         log.info(
             "%d planned, %d already committed, %d shards to run, %d leftover files removed",
@@ -124,7 +126,7 @@ def _submit(run: RunConfig) -> dict:
         drive_result.driver_seconds = {
             "prepare": prepare_seconds, **drive_result.driver_seconds, "finish": time.perf_counter() - phase_start
         }
-        summary = build_summary(run, lock.run_id, plan, index, drive_result, started, already_done=len(done))
+        summary = build_summary(run, lock.run_id, plan, index, drive_result, started, already_done=0 if committed is None else committed.num_rows)
         output.write_json(SUMMARY_FILE, summary)
     return summary
 
@@ -206,6 +208,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
     inflight: dict = {}  # ObjectRef -> (shard, actor slot, the actor handle it went to)
     watchdog = StuckActorWatchdog(run.shard_timeout_s, count) if run.shard_timeout_s else None
     load = [0] * count
+    # one listing instead of a delete request per committed shard (thousands, on object storage)
+    failure_records = {name[: -len(".json")] for name in output.list(FAILURES_DIR, ".json")}
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
     last_report = last_lock_check = time.monotonic()
     try:
@@ -260,7 +264,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
                         result.failed_clips += shard.num_clips
                         progress.failed(shard.num_clips)
                     continue
-                output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
+                if shard.shard_id in failure_records:  # an earlier run's record of this very shard
+                    output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
                 result.results.append(done)
                 progress.advance(done.clips)
             if lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
@@ -361,7 +366,11 @@ def _record_failure(output: Output, shard: ShardSpec, error: str, attempts: int)
 
 def prune_failures(output: Output, index) -> None:
     """Drop failure records whose clips are all committed now (a later run, another shard cut)."""
-    done = set() if index is None else set(index["clip_id"].to_pylist())
-    for name in output.list(FAILURES_DIR, ".json"):
-        if done.issuperset(output.read_json(f"{FAILURES_DIR}/{name}")["clip_ids"]):
+    names = output.list(FAILURES_DIR, ".json")
+    if not names or index is None:
+        return
+    done = index["clip_id"]
+    for name in names:
+        clip_ids = pa.array(output.read_json(f"{FAILURES_DIR}/{name}")["clip_ids"], pa.string())
+        if pc.all(pc.is_in(clip_ids, value_set=done)).as_py() is not False:
             output.remove(f"{FAILURES_DIR}/{name}")

@@ -52,7 +52,8 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
         stages.update(r.stage_seconds)
     verdicts = {}
     if index is not None and index.num_rows:
-        verdicts = dict(Counter(v.split(":")[0] for v in index["verdict"].to_pylist()))
+        heads = pc.replace_substring_regex(index["verdict"], pattern=":.*", replacement="")  # "fail:silence" -> "fail"
+        verdicts = {row["values"]: row["counts"] for row in pc.value_counts(heads).to_pylist()}
     missing = plan.num_rows - in_index
     gate_failed = 0
     if index is not None and index.num_rows:
