@@ -226,9 +226,9 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
                     load[slot] += 1
             if not inflight and not starting:
                 raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
-            ready_refs, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
-            if watchdog:
-                watchdog.kill_stuck(inflight, actors)
+            ready_refs, waiting = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
+            if ready_refs and waiting:  # everything else already done too: handled before the watchdog looks
+                ready_refs += ray.wait(waiting, num_returns=len(waiting), timeout=0)[0]
             for ref in ready_refs:
                 if ref in starting:
                     started(ref)
@@ -268,6 +268,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
                     output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
                 result.results.append(done)
                 progress.advance(done.clips)
+            if watchdog:  # after the finished shards are counted: one that just finished is not stuck
+                watchdog.kill_stuck(inflight, actors)
             if lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
                 last_lock_check = time.monotonic()
                 _check_lock(lock)
