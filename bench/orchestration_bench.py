@@ -2,7 +2,8 @@
 
 Measures clips/s through the real runner: plan validation, the output lock, Ray actors fed by
 `ray.wait` with backpressure, per-clip synthesis and post-processing of the null generator, WAV
-encoding, tar + Parquet index commit with fsync on local disk, consolidation and the summary. The
+encoding, tar + Parquet index commit with fsync on local disk, consolidation and the summary, then a
+rerun with nothing left to do (what a resume costs before any shard runs). The
 figure says how many clips per second one node can orchestrate and write when generation costs
 nothing, i.e. whether orchestration could ever hold back the GPUs.
 
@@ -63,6 +64,7 @@ def run_one(plan_path: str, work: Path, shard_size: int, actors: int, sample_rat
     cpu_before = time.process_time()
     summary = submit(run)
     driver_cpu = time.process_time() - cpu_before
+    rerun = submit(run)  # nothing left to do: reads the one index.parquet, not every shard index
     shutil.rmtree(out, ignore_errors=True)
     clips = summary["generated_this_run"]
     return {
@@ -75,6 +77,7 @@ def run_one(plan_path: str, work: Path, shard_size: int, actors: int, sample_rat
         # while shards run: without Ray/actor start-up and the final consolidation
         "steady_clips_per_second": round(clips / summary["driver_seconds"]["run_shards"], 1),
         "driver_seconds": summary["driver_seconds"],
+        "rerun_seconds": rerun["wall_seconds"],  # a resume with nothing to do: prepare + finish
         "actor_ms_per_clip": round(1e3 * summary["actor_seconds"] / clips, 3),
         "driver_cpu_ms_per_clip": round(1e3 * driver_cpu / clips, 3),
         "stage_ms_per_clip": {k: round(1e3 * v / clips, 3) for k, v in summary["stage_seconds"].items()},
@@ -118,14 +121,14 @@ def main() -> None:
 
     machine = {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(), "ray": ray.__version__}
     print(f"\nmachine: {machine['cpu']}, {cores} cores; {args.clips} clips of {args.durations} s at {args.sample_rate} Hz")
-    print("| shard size | actors | clips/s end to end | clips/s while shards run | actor ms/clip | driver CPU ms/clip | load avg before/after |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print("| shard size | actors | clips/s end to end | clips/s while shards run | actor ms/clip | driver CPU ms/clip | rerun s | load avg before/after |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         load = "/".join(f"{x:.1f}" for x in r["load_average_1min"])
         print(
             f"| {r['shard_size']} | {r['actors']} | {r['clips_per_second']:.0f} | {r['steady_clips_per_second']:.0f} "
             f"| {r['actor_ms_per_clip']:.2f} "
-            f"| {r['driver_cpu_ms_per_clip']:.3f} | {load} |"
+            f"| {r['driver_cpu_ms_per_clip']:.3f} | {r['rerun_seconds']:.2f} | {load} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
