@@ -5,7 +5,8 @@ A plain Ray Core loop (as in datatrove's executor): a bounded number of shards i
 failing written to failures/ while the run goes on. An actor gets shards only once it has started,
 so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. Every
 committed shard survives any crash; a rerun skips them by reading their indexes. SIGTERM (`ray job
-stop`) stops a run like an error does: actors killed, lock released, committed shards kept.
+stop`) stops a run like an error does: actors killed, lock released, committed shards kept. A run
+whose lock another run took over (--break-lock) stops, and its actors commit nothing more.
 """
 from __future__ import annotations
 
