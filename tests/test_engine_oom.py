@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, RunConfig
@@ -11,7 +12,11 @@ from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
 
 
-def test_unet_out_of_memory_halves_the_real_engines_batch(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),  # a workspace allocation, not torch's allocator
+])
+def test_unet_out_of_memory_halves_the_real_engines_batch(tmp_path, monkeypatch, error):
     monkeypatch.setenv("BIRDGEN_CACHE", str(tmp_path / "cache"))
     plan_path = write_plan(tmp_path / "plan.parquet", plan_table(6, durations=(1.0,)))
     shard = make_shards(validate_plan(pq.read_table(plan_path)), 6)[0]
@@ -28,7 +33,7 @@ def test_unet_out_of_memory_halves_the_real_engines_batch(tmp_path, monkeypatch)
         latents = args[0] if args else kwargs["sample"]
         unet_batches.append(latents.shape[0])
         if latents.shape[0] > 8:  # guidance doubles the batch: more than 4 clips "do not fit"
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise error
 
     worker.generator.pipe.unet.register_forward_pre_hook(pretend_oom_above_8_latents, with_kwargs=True)
     result = worker.run_shard(shard)
@@ -37,3 +42,10 @@ def test_unet_out_of_memory_halves_the_real_engines_batch(tmp_path, monkeypatch)
     assert worker.generator.batch_size == 4 and worker.generator.scorer.batch_size == 4
     assert unet_batches[0] == 16 and set(unet_batches[1:]) == {8}
     assert (tmp_path / "out" / "shards" / f"{shard.shard_id}.parquet").exists()
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory():
+    from birdgen_ray.schedule.actor import _is_oom
+
+    assert not _is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not _is_oom(ValueError("CUDNN_STATUS_ALLOC_FAILED"))  # only a RuntimeError from the backend counts

@@ -61,12 +61,19 @@ def build_generator(run: RunConfig) -> ClipGenerator:
     raise ValueError(f"unknown generator {run.generator!r} (choose audioldm2 or null)")
 
 
+# Allocation failures that do not arrive as torch.cuda.OutOfMemoryError: cuDNN and cuBLAS workspaces
+# raise plain RuntimeErrors with these in the message.
+_OOM_MESSAGES = ("CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA error: out of memory")
+
+
 def _is_oom(exc: BaseException) -> bool:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency
         return False
-    return isinstance(exc, torch.cuda.OutOfMemoryError)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MESSAGES)
 
 
 def _assigned_gpu_ids() -> list[str]:
