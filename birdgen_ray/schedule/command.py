@@ -50,8 +50,8 @@ def submit_cmd(
     actor_env: List[str] = typer.Option([], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."),
     shard_timeout: Optional[float] = typer.Option(
         None, min=1, callback=finite, show_default=False,
-        help="Seconds a shard may run (from dispatch to its actor) before the actor is killed and it is retried "
-        "\\[default: off].",
+        help="Seconds an actor may work without finishing a shard; it is then killed and its oldest shard "
+        "retried \\[default: off].",
     ),
     max_shard_attempts: int = typer.Option(3, min=1, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
     break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
