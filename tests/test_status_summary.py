@@ -132,6 +132,17 @@ def test_progress_shows_count_rate_failures_and_eta(terminal):
         assert re.search(r"generating 13/20 clips, \d+\.\d clips/s, failed 3, ETA \d+ s", screen)
 
 
+def test_a_run_done_in_one_update_still_shows_its_rate():
+    """One shard holding every clip: rich has no windowed speed then, and none once finished."""
+    buffer = io.StringIO()
+    progress = RunProgress(12, console=Console(file=buffer, force_terminal=True, width=160, color_system=None))
+    time.sleep(0.05)
+    progress.advance(12)
+    progress.close()
+    final = [line for line in buffer.getvalue().splitlines() if "12/12" in line][-1]
+    assert re.search(r"\d+\.\d clips/s", final), final
+
+
 def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counted(ray_local, tmp_path):
     """Done is not the same as usable: gate failures and clips outside the current plan are said."""
     out = str(tmp_path / "out")
