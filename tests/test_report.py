@@ -332,3 +332,23 @@ def test_browser_check_catches_a_missing_image_and_a_broken_audio_file(chromium,
     problems, _ = page_problems(chromium, serve(page.parent) + "index.html")
     assert any(p.startswith("image not rendered") and parsed.images[-1] in p for p in problems)
     assert any(p.startswith("audio not playable") and parsed.audio[0] in p for p in problems)
+
+
+def test_spectrogram_puts_a_tone_at_its_frequency_and_marks_the_bandwidth(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from birdgen_ray.report.spectrograms import LINE_INDEX, render_spectrogram
+
+    rate, seconds = 32_000, 1.0
+    t = np.arange(int(rate * seconds)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 4_000 * t)).astype(np.float32)  # a quarter of the way up to 16 kHz
+    path = render_spectrogram(tone, rate, tmp_path / "s.png", bandwidth_hz=8_000)
+    pixels = np.asarray(Image.open(path))  # palette indices, row 0 at the top
+    assert pixels.shape == (220, 480)
+    line_row = round(0.5 * 219)  # 8 kHz: half-way up
+    assert (pixels[line_row] == LINE_INDEX).mean() == pytest.approx(0.5, abs=0.05)  # dashed
+    shade = np.where(pixels == LINE_INDEX, 0, pixels).astype(int)
+    loudest_row = int(np.argmax(shade.mean(axis=1)))
+    assert abs(loudest_row - round(0.75 * 219)) <= 2  # 4 kHz: three quarters of the way down
+    assert shade[:line_row - 2].max() < shade[loudest_row].mean() / 2  # nothing bright above 8 kHz

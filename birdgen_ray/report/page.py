@@ -81,8 +81,9 @@ so this shows synthetic clips only (not a before/after comparison).</p>{% endif 
  (dashed lines in the histograms).</p>{% endif %}
 
 <h2 id="clips">Clips</h2>
-<p class="sub">Up to {{ per_class }} clips per class, the same sample each time for the same seed. Above the dashed
-line in a spectrogram the model made nothing (its native bandwidth).</p>
+<p class="sub">Up to {{ per_class }} clips per class, the same sample each time for the same seed. Spectrograms show
+the whole clip from left to right and frequency from 0 Hz at the bottom to half the sample rate at the top
+(16 kHz for 32 kHz clips), over 80 dB; above the dashed line the model made nothing (its native bandwidth).</p>
 <div class="classes">{% for c in data.classes %}<a href="#{{ c.anchor }}">{{ c.label }}</a>{% endfor %}</div>
 {% for c in data.classes %}
 <section id="{{ c.anchor }}">
