@@ -55,3 +55,23 @@ def test_labels_that_cannot_be_folder_names_or_list_values_are_named_by_row():
     assert "column 'label': label contains '/'" in str(err.value)
     assert "rows 1, 2, 3, 4" in str(err.value)
     assert validate_plan(plan_table(2).set_column(0, "label", pa.array(["ok", "fine-label 2"]))).num_rows == 2
+
+
+def test_given_clip_ids_are_checked_with_every_other_rule_in_one_report():
+    table = plan_table(4).append_column("clip_id", pa.array(["a", "a", "b.c", "d"]))
+    table = table.set_column(0, "label", pa.array(["ok", "x/y", "ok", "ok"]))
+    table = table.set_column(table.schema.get_field_index("duration_s"), "duration_s", pa.array([1.0, float("nan"), 1.0, 99.0]))
+    with pytest.raises(PlanError) as err:
+        validate_plan(table)
+    message = str(err.value)
+    assert "column 'label': label contains '/'" in message and "row 1" in message
+    assert "column 'duration_s'" in message and "rows 1, 3" in message
+    assert "column 'clip_id': null or not file-name safe" in message and "row 2" in message
+    assert "column 'clip_id': duplicate id 'a' in rows 0, 1" in message
+
+
+def test_the_same_row_twice_is_a_duplicate_derived_id():
+    table = plan_table(3)
+    twice = pa.concat_tables([table, table.slice(1, 1)])
+    with pytest.raises(PlanError, match=r"duplicate id '[^']+' in rows 1, 3"):
+        validate_plan(twice)

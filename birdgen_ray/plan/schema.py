@@ -17,11 +17,11 @@ the column and the (0-based) rows.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -80,14 +80,30 @@ def make_clip_id(label: str, prompt: str, negative_prompt: str, seed: int, durat
     return f"{stem}-{digest}"
 
 
-def _rows(mask: pa.Array | list[bool]) -> list[int]:
-    return [i for i, bad in enumerate(mask.to_pylist() if hasattr(mask, "to_pylist") else mask) if bad]
+def _rows(mask: pa.Array | pa.ChunkedArray) -> list[int]:
+    """Positions where a boolean (null-free) mask is true."""
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False)).tolist()
 
 
 def format_rows(rows: list[int], limit: int = 10) -> str:
     shown = ", ".join(map(str, rows[:limit]))
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _duplicate_ids(clip_ids: pa.Array | pa.ChunkedArray, limit: int = 10) -> list[str]:
+    """One problem per id that occurs more than once (its rows), for the first `limit` such ids."""
+    counts = pc.value_counts(clip_ids)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+    if len(repeated) == 0:
+        return []
+    rows_of: dict[str, list[int]] = {}
+    for row in _rows(pc.is_in(clip_ids, value_set=repeated)):
+        rows_of.setdefault(clip_ids[row].as_py(), []).append(row)
+    problems = [f"column 'clip_id': duplicate id {cid!r} in {format_rows(rows)}" for cid, rows in list(rows_of.items())[:limit]]
+    if len(rows_of) > limit:
+        problems.append(f"column 'clip_id': {len(rows_of) - limit} more duplicated ids")
+    return problems
 
 
 def _type_ok(kind: str, typ: pa.DataType) -> bool:
@@ -124,7 +140,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         bad = _rows(pc.fill_null(pc.or_kleene(pc.is_null(values), empty), True))
         if bad:
             problems.append(f"column '{col}': null or empty in {format_rows(bad)}")
-    unsafe = [i for i, label in enumerate(table["label"].to_pylist()) if label and UNSAFE_LABEL.search(label)]
+    unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], UNSAFE_LABEL.pattern), False))
     if unsafe:
         problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {format_rows(unsafe)}")
     seeds = table["seed"]
@@ -132,15 +148,20 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     if bad:
         problems.append(f"column 'seed': null or negative in {format_rows(bad)}")
     dur = pc.cast(table["duration_s"], pa.float64())
-    bad_dur = [
-        i
-        for i, d in enumerate(dur.to_pylist())
-        if d is None or math.isnan(d) or math.isinf(d) or d <= 0 or d > MAX_DURATION_S
-    ]
+    out_of_range = pc.or_kleene(pc.less_equal(dur, 0.0), pc.greater(dur, MAX_DURATION_S))
+    bad_dur = _rows(pc.fill_null(pc.or_kleene(pc.invert(pc.is_finite(dur)), out_of_range), True))
     if bad_dur:
         problems.append(
             f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {format_rows(bad_dur)}"
         )
+    if "clip_id" in names:  # ids given by the plan: checked with everything else, in one report
+        given = pc.cast(table["clip_id"], pa.string())
+        bad = _rows(pc.invert(pc.fill_null(pc.match_substring_regex(given, _CLIP_ID.pattern), False)))
+        if bad:
+            problems.append(
+                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) in {format_rows(bad)}"
+            )
+        problems += _duplicate_ids(given)
     if problems:
         raise PlanError(source, problems)
 
@@ -149,41 +170,24 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         if "negative_prompt" in names
         else pa.array([DEFAULT_NEGATIVE_PROMPT] * table.num_rows, pa.string())
     )
-    labels, prompts = table["label"].to_pylist(), table["prompt"].to_pylist()
-    seed_list, neg_list = seeds.to_pylist(), negative.to_pylist()
     if "clip_id" in names:
-        given = table["clip_id"].to_pylist()
-        bad = [i for i, c in enumerate(given) if c is None or not _CLIP_ID.match(c)]
-        if bad:
-            problems.append(
-                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) in {format_rows(bad)}"
-            )
-        clip_ids = [c if c is not None else "" for c in given]
-    else:
-        clip_ids = [
-            make_clip_id(lb, p, n, s, d)
-            for lb, p, n, s, d in zip(labels, prompts, neg_list, seed_list, dur.to_pylist())
-        ]
-    first_seen: dict[str, int] = {}
-    dups: dict[str, list[int]] = {}
-    for i, cid in enumerate(clip_ids):
-        if cid in first_seen:
-            dups.setdefault(cid, [first_seen[cid]]).append(i)
-        else:
-            first_seen[cid] = i
-    for cid, rows in list(dups.items())[:10]:
-        problems.append(f"column 'clip_id': duplicate id {cid!r} in {format_rows(rows)}")
-    if len(dups) > 10:
-        problems.append(f"column 'clip_id': {len(dups) - 10} more duplicated ids")
+        clip_ids = given
+    else:  # derived from each row's content: Python per row (a hash), the one step that must be
+        clip_ids = pa.array(
+            [make_clip_id(*row) for row in zip(table["label"].to_pylist(), table["prompt"].to_pylist(),
+                                               negative.to_pylist(), seeds.to_pylist(), dur.to_pylist())],
+            pa.string(),
+        )
+        problems += _duplicate_ids(clip_ids)  # the same row twice
     if problems:
         raise PlanError(source, problems)
 
     core = pa.table(
         {
-            "clip_id": pa.array(clip_ids, pa.string()),
+            "clip_id": clip_ids,
             "label": pc.cast(table["label"], pa.string()),
             "prompt": pc.cast(table["prompt"], pa.string()),
-            "negative_prompt": pa.array(neg_list, pa.string()),
+            "negative_prompt": pc.cast(negative, pa.string()),
             "seed": pc.cast(seeds, pa.int64()),
             "duration_s": dur,
         },
