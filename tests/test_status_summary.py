@@ -155,7 +155,8 @@ def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counte
     assert "3 clips failed the quality gate after every retry" in flat(made.output)
     quiet_only = runner.invoke(app, ["export", out, str(tmp_path / "syn"), "--label", "quiet"])
     assert quiet_only.exit_code == 1  # nothing to train on is an error for a script, not a success
-    assert "nothing was exported: every selected clip failed the quality gate" in flat(quiet_only.output)
+    assert "all 3 selected clips failed the quality gate" in flat(quiet_only.output)
+    assert not (tmp_path / "syn").exists()  # not even a header-only CSV
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["done"], summary["gate_failed"]) == (6, 3)
 
@@ -167,6 +168,7 @@ def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counte
     assert runner.invoke(app, ["submit", second, *base]).exit_code == 0
     text = flat(runner.invoke(app, ["status", out]).output)
     assert "planned 2, done 2" in text and "also holds 6 clips from earlier plans" in text
+    assert "3 of them failed the quality gate" in text
     assert "last run: complete, 2 clips generated" in text
     assert runner.invoke(app, ["submit", second, *base]).exit_code == 0  # nothing left to do
     assert "last run: complete, 0 clips generated" in flat(runner.invoke(app, ["status", out]).output)

@@ -39,6 +39,10 @@ EXPORT_INDEX_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "dur
                         "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
 
 
+class NothingToExport(ValueError):
+    """The selection holds no clip to export (every one failed the gate)."""
+
+
 class ExportError(ValueError):
     """The output cannot be exported as asked; the message names the column and rows."""
 
@@ -91,6 +95,9 @@ def export_birdclef(
     rows = sorted(index.to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
     _check_labels(rows, output.uri)
     kept = rows if config.include_failed else [r for r in rows if r["verdict"] == "pass"]
+    if not kept:  # a training job fed from a header-only CSV would quietly get no synthetic data
+        reason = f": all {len(rows)} selected clips failed the quality gate (see --include-failed)" if rows else ""
+        raise NothingToExport(f"nothing to export from {output.uri}{reason}; nothing was written")
     dest = Path(dest)
     audio_dir = dest / AUDIO_DIR
     for label in sorted({r["label"] for r in kept}):

@@ -7,7 +7,9 @@ from typing import List, Optional
 import typer
 
 from birdgen_ray.cli_options import line_console, choices, fail, local_path, split_values, storage_options_option, writing_to
-from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES, ExportConfig, ExportError, export_birdclef
+from birdgen_ray.export.birdclef import (
+    AUDIO_FORMATS, METADATA_FILES, ExportConfig, ExportError, NothingToExport, export_birdclef,
+)
 
 console = line_console()
 FORMATS = ("birdclef",)
@@ -35,7 +37,7 @@ def export_cmd(
     workers: int = typer.Option(0, min=0, show_default=False, help="Encoding threads \\[default: one per CPU core]."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
-    """Write clips as DEST/train_audio/<label>/<clip_id>.ogg (32 kHz) plus DEST/train_metadata.csv.
+    """Write clips as DEST/train_audio/<label>/<clip_id>.ogg (32 kHz) plus DEST/train_metadata.csv (train.csv with --layout 2025).
 
     The CSV has BirdCLEF's columns (filename relative to train_audio) and marks every row
     source=synthetic, so it concatenates with the real train_metadata.csv.
@@ -55,6 +57,8 @@ def export_cmd(
         )
         with writing_to(dest):
             result = export_birdclef(out, dest, config, storage_options)
+    except NothingToExport as exc:
+        raise fail(str(exc), code=1) from None
     except (ExportError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     skipped = f", skipped {result.skipped_failed} that failed the quality gate" if result.skipped_failed else ""
@@ -62,6 +66,3 @@ def export_cmd(
         f"exported {result.exported} clips to {result.audio_dir}{skipped}; metadata: {result.metadata_csv}",
         highlight=False,
     )
-    if result.exported == 0:  # a training job fed from this would silently get no synthetic data
-        raise fail("nothing was exported" + (": every selected clip failed the quality gate (see --include-failed)"
-                                             if result.skipped_failed else ""), code=1)

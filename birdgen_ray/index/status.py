@@ -18,10 +18,11 @@ def output_status(output: Output) -> dict:
     committed = pa.array([], pa.string()) if shards is None else shards["clip_id"].combine_chunks()
     planned_done = pc.is_in(planned, value_set=committed)
     done = _count(planned_done)
-    gate_failed = 0
+    gate_failed = gate_failed_in_output = 0
     if shards is not None and shards.num_rows:
         kept_failing = shards.filter(pc.starts_with(shards["verdict"], "fail"))["clip_id"].combine_chunks()
         gate_failed = _count(pc.and_(planned_done, pc.is_in(planned, value_set=kept_failing)))
+        gate_failed_in_output = len(kept_failing)
     failed = pa.array([], pa.string())
     failures = []
     for name in output.list(FAILURES_DIR, ".json"):
@@ -38,6 +39,7 @@ def output_status(output: Output) -> dict:
         "planned": len(planned),
         "done": done,
         "gate_failed": gate_failed,  # done, but kept with a failing quality verdict after every retry
+        "gate_failed_in_output": gate_failed_in_output,  # the same over every clip, earlier plans' too
         "failed": failed_count,
         "pending": len(planned) - done - failed_count,
         "not_in_plan": len(committed) - _count(pc.is_in(committed, value_set=planned)),

@@ -16,6 +16,8 @@ SYNTHETIC = "#1f77b4"
 FAILED = "#d62728"
 
 
+RAW_LEVELS = ("peak_dbfs", "rms_dbfs")  # measured on the model output, before peak normalisation
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, format="png", metadata={"Software": None})
     return path
@@ -58,7 +60,7 @@ def metric_histograms(values: dict[str, list[float]], thresholds: dict[str, floa
         if name in thresholds:
             ax.axvline(thresholds[name], color=FAILED, linestyle="--", linewidth=1, label="gate")
             ax.legend(fontsize=7)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"{name} (raw)" if name in RAW_LEVELS else name, fontsize=9)
         ax.tick_params(labelsize=7)
     if not names:
         ax = fig.add_subplot()

@@ -36,9 +36,10 @@ class RunProgress:
 
     def _refresh(self) -> None:
         task = self.progress.tasks[0]
-        # rich's windowed speed needs two updates and is gone once the task finishes: fall back to the
-        # average so far (a run of one shard otherwise ends showing "- clips/s")
-        speed = task.speed or task.finished_speed or (task.completed / task.elapsed if task.elapsed else None)
+        # rich's windowed speed needs two updates: until then, the average so far
+        average = task.completed / task.elapsed if task.elapsed else None
+        # finished: the whole run's average, as the summary line reports it, not the last window's
+        speed = average if task.finished else (task.speed or average)
         rate = f"{speed:.1f}" if speed else "-"
         self.progress.update(self.task, rate=rate, failed=self.failures)
         if self.enabled and not self.console.is_terminal and time.monotonic() - self._last_log >= self.log_every_s:
