@@ -20,7 +20,7 @@ from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.schema import LOCK_FILE
 from birdgen_ray.index.status import output_status
 from birdgen_ray.index.reader import as_output
-from birdgen_ray.schedule.runner import submit
+from tests.made_outputs import null_output
 from tests.plans import plan_table, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,11 +35,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def made_out(ray_local, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli-errors")
-    plan = write_plan(tmp / "plan.parquet", plan_table(4))
-    out = str(tmp / "out")
-    submit(RunConfig(plan_path=plan, out=out, generator="null", num_actors=1, gpus_per_actor=0, progress=False))
-    return out
+    return str(null_output(tmp_path_factory.mktemp("cli-errors"), plan_table(4)))
 
 
 def _help_line(command: str, flag: str) -> str:

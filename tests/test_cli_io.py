@@ -7,20 +7,15 @@ from typer.testing import CliRunner
 
 from birdgen_ray import open_index
 from birdgen_ray.cli import app
-from birdgen_ray.config import RunConfig
-from birdgen_ray.schedule.runner import submit
-from tests.plans import plan_table, write_plan
+from tests.made_outputs import null_output
+from tests.plans import plan_table
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def made_out(ray_local, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli")
-    plan = write_plan(tmp / "plan.parquet", plan_table(5))
-    out = str(tmp / "out")
-    submit(RunConfig(plan_path=plan, out=out, generator="null", num_actors=1, gpus_per_actor=0, progress=False))
-    return out
+    return str(null_output(tmp_path_factory.mktemp("cli"), plan_table(5)))
 
 
 def test_extract_writes_the_clips_wav_files_and_names_unknown_ids(made_out, tmp_path):
