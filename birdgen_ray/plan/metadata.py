@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
 from birdgen_ray.plan.tables import InputError, RawTable, read_table
@@ -113,11 +114,7 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
         if type_col is not None:
             for value in parse_list(row[type_col]):
                 stats.call_types[normalise_call_type(value)] += 1
-    problems = []
-    if empty:
-        problems.append(f"{table.where('primary_label', empty)}: empty label")
-    if unsafe:
-        problems.append(f"{table.where('primary_label', unsafe)}: {UNSAFE_LABEL_PROBLEM}")
+    problems = _label_problems(table, "primary_label", empty, unsafe)
     if problems:
         raise InputError(table.path, problems)
     if not classes:
@@ -139,15 +136,16 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     for row, pos in zip(table.rows, table.positions):
         label = row[label_col]
         count = _parse_count(row[count_col])
+        usable = bool(label) and not UNSAFE_LABEL.search(label)
         if not label:
             empty.append(pos)
-        elif UNSAFE_LABEL.search(label):
+        elif not usable:
             unsafe.append(pos)
         if count is None:
             bad_count.append(pos)
         if label in seen:
             dup.append((pos, seen[label]))
-        if not label or pos in unsafe or count is None or label in seen:
+        if not usable or count is None or label in seen:
             continue
         seen[label] = pos
         classes.append(ClassStats(
@@ -159,11 +157,7 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
             source=table.path,
             where=table.where(count_name, [pos]),
         ))
-    problems = []
-    if empty:
-        problems.append(f"{table.where(label_name, empty)}: empty label")
-    if unsafe:
-        problems.append(f"{table.where(label_name, unsafe)}: {UNSAFE_LABEL_PROBLEM}")
+    problems = _label_problems(table, label_name, empty, unsafe)
     if bad_count:
         problems.append(f"{table.where(count_name, bad_count)}: count is not a whole number >= 0")
     if dup:
@@ -208,10 +202,8 @@ def _apply_taxonomy(
             dup.append((pos, entries[label][1]))
         else:
             entries[label] = (row, pos)
-    problems = []
     label_name = taxonomy.columns[label_col]
-    if empty:
-        problems.append(f"{taxonomy.where(label_name, empty)}: empty label")
+    problems = _label_problems(taxonomy, label_name, empty)
     if dup:
         problems.append(f"{taxonomy.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(taxonomy.unit, dup)})")
     if problems:
@@ -251,3 +243,13 @@ def _first_at(unit: str, duplicates: list[tuple[int, int]], limit: int = 5) -> s
         return f"first at {unit} {duplicates[0][1]}"
     shown = ", ".join(f"{unit} {pos} repeats {unit} {first}" for pos, first in duplicates[:limit])
     return shown + (" ..." if len(duplicates) > limit else "")
+
+
+def _label_problems(table: RawTable, column: str, empty: list[int], unsafe: Sequence[int] = ()) -> list[str]:
+    """The problem lines for empty labels and labels unusable as folder names or list values."""
+    problems = []
+    if empty:
+        problems.append(f"{table.where(column, empty)}: empty label")
+    if unsafe:
+        problems.append(f"{table.where(column, unsafe)}: {UNSAFE_LABEL_PROBLEM}")
+    return problems
