@@ -106,6 +106,11 @@ def consolidate(output: Output, known: pa.Table | None = None) -> pa.Table | Non
     return table
 
 
+def gate_failing_ids(index: pa.Table) -> pa.Array:
+    """Clip ids kept with a failing quality verdict ("fail:<reasons>") after every retry."""
+    return index.filter(pc.starts_with(index["verdict"], "fail"))["clip_id"].combine_chunks()
+
+
 def open_index(out: str | Output, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The consolidated index of an output (falls back to the shard indexes mid-run)."""
     output = as_output(out, storage_options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from birdgen_ray.index.reader import committed_index
+from birdgen_ray.index.reader import committed_index, gate_failing_ids
 from birdgen_ray.index.schema import FAILURES_DIR, LOCK_FILE, PLAN_FILE, SUMMARY_FILE
 from birdgen_ray.write.storage import Output
 
@@ -20,7 +20,7 @@ def output_status(output: Output) -> dict:
     done = _count(planned_done)
     gate_failed = gate_failed_in_output = 0
     if shards is not None and shards.num_rows:
-        kept_failing = shards.filter(pc.starts_with(shards["verdict"], "fail"))["clip_id"].combine_chunks()
+        kept_failing = gate_failing_ids(shards)
         gate_failed = _count(pc.and_(planned_done, pc.is_in(planned, value_set=kept_failing)))
         gate_failed_in_output = len(kept_failing)
     failed = pa.array([], pa.string())

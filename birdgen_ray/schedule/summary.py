@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.index.reader import gate_failing_ids
+
 PACKAGES = ("birdgen-ray", "ray", "torch", "diffusers", "transformers", "pyarrow", "soxr", "soundfile")
 
 
@@ -57,7 +59,7 @@ def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, driv
     missing = plan.num_rows - in_index
     gate_failed = 0
     if index is not None and index.num_rows:
-        failing = index.filter(pc.starts_with(index["verdict"], "fail"))["clip_id"]
+        failing = gate_failing_ids(index)
         gate_failed = pc.sum(pc.is_in(planned_ids, value_set=failing)).as_py() or 0
     return {
         "run_id": run_id,
