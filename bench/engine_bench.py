@@ -39,9 +39,10 @@ from machine import cpu_model  # bench/machine.py (the script's folder is on sys
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.model import load_pipeline
-from birdgen_ray.generate.postprocess import encode_wav, to_output
+from birdgen_ray.io.audio import encode_wav
+from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import measure
-from birdgen_ray.plan.schema import DEFAULT_NEGATIVE_PROMPT, PlanRow
+from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
 STAGES = ("text", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess", "wav")
 ENGINE_STAGE_NAMES = {"text_encoding": "text"}  # engine.stage_times key -> our column

@@ -35,7 +35,7 @@ from engine_bench import PRESETS, machine_name, make_rows, prepare_model  # benc
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine
-from birdgen_ray.plan.schema import DEFAULT_NEGATIVE_PROMPT, PlanRow
+from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
 LONG = ("A call of a barn owl in a forest at night, distant, with wind and leaves rustling, field recording, "
         "high quality, no background noise, a second owl answering far away, crickets, a stream nearby")

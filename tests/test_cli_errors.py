@@ -17,7 +17,7 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import SCHEDULERS, RunConfig
 from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES
 from birdgen_ray.generate.null import SLEEP_ENV
-from birdgen_ray.index.schema import LOCK_FILE
+from birdgen_ray.io.layout import LOCK_FILE
 from birdgen_ray.index.status import output_status
 from birdgen_ray.index.reader import as_output
 from tests.made_outputs import null_output

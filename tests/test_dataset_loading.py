@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from birdgen_ray import open_index, read_clip
 from birdgen_ray.config import GenerationConfig, QualityThresholds
 from birdgen_ray.export import export_birdclef
-from birdgen_ray.generate.postprocess import fit_length
+from birdgen_ray.io.audio import fit_length
 from birdgen_ray.index.dataset import ClipDataset, iter_training_pairs
 from tests.made_outputs import birdclef_plan, null_output
 

@@ -9,7 +9,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.encode import _cache_argument
 from birdgen_ray.generate.engine import STAGES, AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
-from birdgen_ray.plan.schema import PlanRow
+from birdgen_ray.rows import PlanRow
 
 STEPS = 2
 NEGATIVE = "Low quality, distorted, music, speech."

@@ -9,7 +9,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate import engine as engine_module
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.model import load_pipeline
-from birdgen_ray.plan.schema import PlanRow
+from birdgen_ray.rows import PlanRow
 
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 

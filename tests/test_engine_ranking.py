@@ -9,7 +9,7 @@ import torch
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.seeds import take_seed
-from birdgen_ray.plan.schema import PlanRow
+from birdgen_ray.rows import PlanRow
 
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 

@@ -31,8 +31,8 @@ from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.schedule import runner
 from birdgen_ray.schedule.runner import ActorStartFailed, Stopped, submit
 from birdgen_ray.schedule.shards import make_shards
-from birdgen_ray.write.shard_writer import shard_paths
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.layout import shard_paths
+from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 
 PLAN_CLIPS = 48

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from birdgen_ray.index.schema import LOCK_FILE
+from birdgen_ray.io.layout import LOCK_FILE
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 
 class IgnoresIfNoneMatch(Output):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from birdgen_ray.generate.postprocess import decode_wav, encode_wav, peak_normalize, resample
+from birdgen_ray.io.audio import decode_wav, encode_wav, resample
+
+from birdgen_ray.generate.postprocess import peak_normalize
 
 
 def sine(freq_hz: float, rate: int, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:

@@ -20,7 +20,7 @@ from birdgen_ray.index.status import output_status
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.runner import submit
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 
 BUCKET = "birds"

@@ -18,7 +18,7 @@ from birdgen_ray.generate.null import FAIL_LABEL_ENV, SILENT_LABEL_ENV
 from birdgen_ray.schedule.lock import OutputLock
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.runner import submit
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 
 # 12 clips of one length: sorted by clip_id the 4 "bad-..." clips fill the first shard of 4.

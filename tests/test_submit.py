@@ -23,7 +23,7 @@ from birdgen_ray.schedule import runner
 from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, drive, submit
 from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
 from birdgen_ray.schedule.shards import make_shards
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 
 

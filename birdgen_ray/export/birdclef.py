@@ -20,20 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
 
-from birdgen_ray.generate.postprocess import decode_wav, resample
+from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.schema import UNSAFE_LABEL
-from birdgen_ray.write.storage import Output, write_file_atomic
+from birdgen_ray.io.storage import Output, write_file_atomic
 
 AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
 METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2025": "train.csv"}
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
-# soundfile format and subtype per file extension; Vorbis is what BirdCLEF ships.
-AUDIO_FORMATS = {"ogg": ("OGG", "VORBIS"), "flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
+AUDIO_FORMATS = tuple(ENCODINGS)  # ogg (Vorbis, what BirdCLEF ships), flac, wav
 # Index columns the export reads (when present): to locate each clip and fill the metadata CSV.
 EXPORT_INDEX_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "duration_s", "shard", "offset", "size",
                         "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
@@ -107,7 +105,7 @@ def export_birdclef(
         filename = f"{row['label']}/{row['clip_id']}.{config.audio_format}"
         audio, rate = decode_wav(read_clip_bytes(output, row))
         audio = resample(audio, rate, config.sample_rate)
-        write_file_atomic(audio_dir / filename, _encode(audio, config.sample_rate, config.audio_format))
+        write_file_atomic(audio_dir / filename, encode_audio(audio, config.sample_rate, config.audio_format))
         return metadata_row(row, filename, config)
 
     # libsndfile's encoders and the reads release the GIL, so threads encode in parallel.
@@ -161,13 +159,6 @@ def _check_labels(rows: list[dict], uri: str) -> None:
             f"{uri}/index.parquet column 'label': not usable as a folder name (contains '/', '\\', ',' or NUL, "
             f"or is '.'/'..'): " + "; ".join(lines)
         )
-
-
-def _encode(audio, sample_rate: int, audio_format: str) -> bytes:
-    fmt, subtype = AUDIO_FORMATS[audio_format]
-    buffer = io.BytesIO()
-    sf.write(buffer, audio, sample_rate, format=fmt, subtype=subtype)
-    return buffer.getvalue()
 
 
 def _csv_bytes(records: list[dict], columns: list[str]) -> bytes:

@@ -32,7 +32,7 @@ from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.ranking import ClapScorer
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.generate.types import GeneratedClip
-from birdgen_ray.plan.schema import PlanRow
+from birdgen_ray.rows import PlanRow
 
 logger = logging.getLogger(__name__)
 

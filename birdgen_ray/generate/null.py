@@ -22,7 +22,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.types import GeneratedClip
-from birdgen_ray.plan.schema import PlanRow
+from birdgen_ray.rows import PlanRow
 
 SOURCE_RATE = 16_000  # what AudioLDM2 produces; the null audio is made at the same rate
 FAIL_LABEL_ENV = "BIRDGEN_NULL_FAIL_LABEL"

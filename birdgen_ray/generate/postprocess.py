@@ -1,24 +1,14 @@
-"""Signal processing after the model: resampling, loudness, WAV bytes.
+"""Finishing a clip after the model: loudness and the exact length at the output rate.
 
-Small wrappers over soxr and soundfile so every generator (real or null) treats audio the same way.
+The codec and the resampler live on the ground floor (`birdgen_ray.io.audio`); this is the
+generation-side policy every generator (real or null) applies the same way.
 """
+
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import soundfile as sf
-import soxr
 
-
-def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Band-limited resampling (soxr high quality); float32 mono out, a copy-free no-op when equal."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if from_rate <= 0 or to_rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
-    if from_rate == to_rate:
-        return audio
-    return np.asarray(soxr.resample(audio, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+from birdgen_ray.io.audio import fit_length, resample
 
 
 def peak_normalize(audio: np.ndarray, peak_dbfs: float) -> np.ndarray:
@@ -35,27 +25,6 @@ def peak_normalize(audio: np.ndarray, peak_dbfs: float) -> np.ndarray:
         return audio
     target = 10.0 ** (peak_dbfs / 20.0)
     return (audio * np.float32(target / peak)).astype(np.float32)
-
-
-def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
-    """16-bit PCM WAV bytes; samples are clipped to [-1, 1] first so nothing wraps around."""
-    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    buffer = io.BytesIO()
-    sf.write(buffer, clipped, int(sample_rate), format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
-def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """WAV bytes back to (float32 samples, sample rate)."""
-    audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    return audio, int(rate)
-
-
-def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Trim or zero-pad the end to exactly `num_samples` (resampling can be off by a sample)."""
-    if len(audio) >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, (0, num_samples - len(audio)))
 
 
 def to_output(raw: np.ndarray, source_rate: int, output_rate: int, duration_s: float, peak_dbfs: float) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from birdgen_ray.generate.encode import PromptEncoder, StageTimer, pooled_output
-from birdgen_ray.generate.postprocess import resample
+from birdgen_ray.io.audio import resample
 
 
 class ClapScorer:

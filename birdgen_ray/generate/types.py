@@ -6,7 +6,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from birdgen_ray.plan.schema import PlanRow
+from birdgen_ray.rows import PlanRow
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from birdgen_ray.generate.postprocess import decode_wav, fit_length, resample
+from birdgen_ray.io.audio import decode_wav, fit_length, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 # Index columns a training row keeps: enough to filter by label/verdict and read the clip.
 TRAINING_INDEX_COLUMNS = ("clip_id", "label", "verdict", "shard", "offset", "size", "sample_rate")

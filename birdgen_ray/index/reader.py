@@ -1,42 +1,19 @@
 """Read an output: committed shards, the consolidated index, single clips."""
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import soundfile as sf
 
-from birdgen_ray.index.schema import INDEX_FILE, SHARDS_DIR, shard_paths
-from birdgen_ray.write.storage import Output, read_parquet
+from birdgen_ray.io.audio import decode_wav
+from birdgen_ray.io.layout import INDEX_FILE, committed_shard_ids, shard_paths
+from birdgen_ray.io.storage import Output, read_parquet
 
 
 def as_output(out: str | Output, storage_options: dict[str, Any] | None = None) -> Output:
     return out if isinstance(out, Output) else Output(out, storage_options or {})
-
-
-@dataclass(frozen=True)
-class ShardListing:
-    """One listing of shards/, split by the commit rule: a shard counts once its tar AND index exist."""
-
-    committed: list[str]  # shard ids with both files
-    orphan_tars: list[str]  # audio whose index never came (writer died mid-commit): garbage
-    dangling_indexes: list[str]  # an index whose tar was cleaned away under a late writer: garbage
-
-
-def list_shards(output: Output) -> ShardListing:
-    names = output.list(SHARDS_DIR)
-    tars = {n[: -len(".tar")] for n in names if n.endswith(".tar")}
-    indexes = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")}
-    return ShardListing(sorted(tars & indexes), sorted(tars - indexes), sorted(indexes - tars))
-
-
-def committed_shard_ids(output: Output) -> list[str]:
-    """Shards whose index (written last) and audio both exist: exactly the committed ones."""
-    return list_shards(output).committed
 
 
 def read_shard_indexes(output: Output, shard_ids: list[str] | None = None) -> pa.Table | None:
@@ -142,8 +119,7 @@ def read_clip(
     """`audio, sample_rate = read_clip("out/", "clip-id")`: float32 mono and its rate."""
     output = as_output(out, storage_options)
     row = clip if isinstance(clip, dict) else find_row(output, clip)
-    audio, rate = sf.read(io.BytesIO(read_clip_bytes(output, row)), dtype="float32")
-    return audio, rate
+    return decode_wav(read_clip_bytes(output, row))
 
 
 def find_row(output: Output, clip_id: str) -> dict:

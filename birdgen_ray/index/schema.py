@@ -1,40 +1,9 @@
-"""Output layout and the index schema (one row per clip).
-
-    OUT/
-      plan.parquet              the validated plan of the latest submit
-      shards/<shard_id>.tar     WAV clips as tar members "<clip_id>.wav" (WebDataset-style)
-      shards/<shard_id>.parquet that shard's index, written after its tar: a shard is committed
-                                when both exist (a lone tar or index is a crash leftover, removed)
-      failures/<shard_id>.json  a shard that kept failing, with its error (removed once it succeeds)
-      index.parquet             all shard indexes, one row per clip_id (rebuilt after each run)
-      summary.json              the last run's counts, throughput, stage times, versions, settings
-      _birdgen/run.json         generation settings the output was started with (reruns must match)
-      _birdgen/lock.json        the one-writer lock
-
-A clip is readable from its index row alone: `shard` (path relative to OUT), `offset` and `size`
-locate the WAV bytes inside the tar. Plan columns beyond the core ones (taxon class, common name,
-...) follow the index columns unchanged.
-"""
+"""The index schema: one row per clip, the plan's columns first (layout: `birdgen_ray.io.layout`)."""
 from __future__ import annotations
 
 import pyarrow as pa
 
 from birdgen_ray.plan.schema import PLAN_SCHEMA
-
-PLAN_FILE = "plan.parquet"
-SHARDS_DIR = "shards"
-FAILURES_DIR = "failures"
-INDEX_FILE = "index.parquet"
-SUMMARY_FILE = "summary.json"
-META_DIR = "_birdgen"
-RUN_FILE = f"{META_DIR}/run.json"
-LOCK_FILE = f"{META_DIR}/lock.json"
-
-
-def shard_paths(shard_id: str) -> tuple[str, str]:
-    """(tar, index) paths of a shard, relative to the output root; the tar's is the index's `shard`."""
-    return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
-
 
 INDEX_SCHEMA = pa.schema(
     [

@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import committed_index, gate_failing_ids
-from birdgen_ray.index.schema import FAILURES_DIR, LOCK_FILE, PLAN_FILE, SUMMARY_FILE
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.layout import FAILURES_DIR, LOCK_FILE, PLAN_FILE, SUMMARY_FILE
+from birdgen_ray.io.storage import Output
 
 
 def output_status(output: Output) -> dict:

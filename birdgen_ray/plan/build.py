@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
 from birdgen_ray.plan.metadata import ClassStats
 from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
-from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
+from birdgen_ray.plan.schema import MAX_DURATION_S, make_clip_id, validate_plan
+from birdgen_ray.plan.schema import PLAN_SCHEMA
 from birdgen_ray.plan.tables import InputError
-from birdgen_ray.write.storage import write_file_atomic
+from birdgen_ray.io.storage import write_file_atomic
 
 PLAN_METADATA_KEY = b"birdgen_ray.plan"
 EXTRA_SCHEMA = pa.schema(

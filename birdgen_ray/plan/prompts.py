@@ -21,7 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from birdgen_ray.plan.metadata import ClassStats
-from birdgen_ray.plan.schema import DEFAULT_NEGATIVE_PROMPT
+from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
 
 VARIABLES = ("common_name", "scientific_name", "call_type", "sound", "habitat", "style", "label", "taxon_class")
 _LIST_KEYS = ("templates", "call_types", "habitats", "styles")

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from birdgen_ray.write.storage import read_parquet
+from birdgen_ray.io.storage import read_parquet
+from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
 
-DEFAULT_NEGATIVE_PROMPT = "Low quality, distorted, music, speech."
 REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -40,7 +38,6 @@ UNSAFE_LABEL_PROBLEM = (
 # Tar (USTAR) member names hold 100 bytes: "<clip_id>.json" must fit. No "." either: WebDataset
 # readers split a member name at its first dot into key and extension.
 _CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,94}$")
-
 PLAN_SCHEMA = pa.schema(
     [
         ("clip_id", pa.string()),
@@ -60,16 +57,6 @@ class PlanError(ValueError):
         self.source = source
         self.problems = problems
         super().__init__(f"invalid plan {source}:\n  " + "\n  ".join(problems))
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    clip_id: str
-    label: str
-    prompt: str
-    negative_prompt: str
-    seed: int
-    duration_s: float
 
 
 def make_clip_id(label: str, prompt: str, negative_prompt: str, seed: int, duration_s: float) -> str:
@@ -210,8 +197,3 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
     except pa.ArrowInvalid as exc:
         raise PlanError(path, [f"not a readable Parquet file: {exc}"]) from None
     return validate_plan(table, source=path)
-
-
-def plan_rows(table: pa.Table) -> list[PlanRow]:
-    cols = {c: table[c].to_pylist() for c in PLAN_SCHEMA.names}
-    return [PlanRow(*values) for values in zip(*(cols[c] for c in PLAN_SCHEMA.names))]

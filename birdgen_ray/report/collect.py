@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import open_index, select_labels
-from birdgen_ray.index.schema import METRIC_COLUMNS, SUMMARY_FILE
+from birdgen_ray.index.schema import METRIC_COLUMNS
+from birdgen_ray.io.layout import SUMMARY_FILE
 from birdgen_ray.index.status import output_status
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 # Index metric column -> the GenerationConfig.quality field that gates it.
 GATE_FIELDS = {

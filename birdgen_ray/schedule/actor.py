@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 from birdgen_ray.config import RunConfig
 from birdgen_ray.generate.types import ClipGenerator, GeneratedClip
-from birdgen_ray.plan.schema import PlanRow, plan_rows
+from birdgen_ray.rows import PlanRow, plan_rows
 from birdgen_ray.schedule.lock import check_holder
 from birdgen_ray.schedule.shards import ShardSpec
 from birdgen_ray.write.shard_writer import commit_shard
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import socket
 import time
 import uuid
 
-from birdgen_ray.index.schema import LOCK_FILE
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.layout import LOCK_FILE
+from birdgen_ray.io.storage import Output
 
 
 class OutputLocked(RuntimeError):

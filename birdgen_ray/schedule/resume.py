@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.config import GenerationConfig
-from birdgen_ray.index.reader import committed_shard_ids
-from birdgen_ray.index.schema import RUN_FILE
+from birdgen_ray.io.layout import committed_shard_ids
+from birdgen_ray.io.layout import RUN_FILE
 from birdgen_ray.plan.schema import PlanError, format_rows
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate
-from birdgen_ray.index.schema import FAILURES_DIR, PLAN_FILE, SUMMARY_FILE
+from birdgen_ray.io.layout import FAILURES_DIR, PLAN_FILE, SUMMARY_FILE
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
@@ -34,7 +34,7 @@ from birdgen_ray.schedule.shards import ShardSpec, make_shards, pending_rows
 from birdgen_ray.schedule.sizing import size_actor_pool, waiting_line
 from birdgen_ray.schedule.summary import build_summary
 from birdgen_ray.write.shard_writer import remove_uncommitted
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,13 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from birdgen_ray.config import GenerationConfig
-from birdgen_ray.generate.postprocess import encode_wav
+from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.generate.types import GeneratedClip
-from birdgen_ray.index.reader import list_shards
-from birdgen_ray.index.schema import INDEX_SCHEMA, SHARDS_DIR, shard_paths
+from birdgen_ray.io.layout import list_shards
+from birdgen_ray.index.schema import INDEX_SCHEMA
+from birdgen_ray.io.layout import SHARDS_DIR, shard_paths
 from birdgen_ray.plan.schema import PLAN_SCHEMA
-from birdgen_ray.write.storage import Output
+from birdgen_ray.io.storage import Output
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:

@@ -1,0 +1,58 @@
+"""The output layout: where every file of an output lives, and the rule that commits a shard.
+
+    OUT/
+      plan.parquet              the validated plan of the latest submit
+      shards/<shard_id>.tar     WAV clips as tar members "<clip_id>.wav" (WebDataset-style)
+      shards/<shard_id>.parquet that shard's index, written after its tar: a shard is committed
+                                when both exist (a lone tar or index is a crash leftover, removed)
+      failures/<shard_id>.json  a shard that kept failing, with its error (removed once it succeeds)
+      index.parquet             all shard indexes, one row per clip_id (rebuilt after each run)
+      summary.json              the last run's counts, throughput, stage times, versions, settings
+      _birdgen/run.json         generation settings the output was started with (reruns must match)
+      _birdgen/lock.json        the one-writer lock
+
+A clip is readable from its index row alone: `shard` (path relative to OUT), `offset` and `size`
+locate the WAV bytes inside the tar. Plan columns beyond the core ones (taxon class, common name,
+...) follow the index columns unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from birdgen_ray.io.storage import Output
+
+PLAN_FILE = "plan.parquet"
+SHARDS_DIR = "shards"
+FAILURES_DIR = "failures"
+INDEX_FILE = "index.parquet"
+SUMMARY_FILE = "summary.json"
+META_DIR = "_birdgen"
+RUN_FILE = f"{META_DIR}/run.json"
+LOCK_FILE = f"{META_DIR}/lock.json"
+
+
+def shard_paths(shard_id: str) -> tuple[str, str]:
+    """(tar, index) paths of a shard, relative to the output root; the tar's is the index's `shard`."""
+    return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
+
+
+
+@dataclass(frozen=True)
+class ShardListing:
+    """One listing of shards/, split by the commit rule: a shard counts once its tar AND index exist."""
+
+    committed: list[str]  # shard ids with both files
+    orphan_tars: list[str]  # audio whose index never came (writer died mid-commit): garbage
+    dangling_indexes: list[str]  # an index whose tar was cleaned away under a late writer: garbage
+
+
+def list_shards(output: Output) -> ShardListing:
+    names = output.list(SHARDS_DIR)
+    tars = {n[: -len(".tar")] for n in names if n.endswith(".tar")}
+    indexes = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")}
+    return ShardListing(sorted(tars & indexes), sorted(tars - indexes), sorted(indexes - tars))
+
+
+def committed_shard_ids(output: Output) -> list[str]:
+    """Shards whose index (written last) and audio both exist: exactly the committed ones."""
+    return list_shards(output).committed
