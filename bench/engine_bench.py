@@ -15,6 +15,7 @@ configs with random weights (no download); on a CPU the built-in tiny model at r
     python bench/engine_bench.py --json bench/results/cpu.json               # CPU, tiny, ~2 min
     python bench/engine_bench.py --device cuda --json gpu.json               # full size (see README)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
+from torch.utils.flop_counter import FlopCounterMode
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.model import load_pipeline
-from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import measure
+from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
 STAGES = ("text", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess", "wav")
@@ -51,15 +51,55 @@ REFERENCE_CONFIGS = (  # full-size component configs, first one found (see bench
     Path(__file__).resolve().parents[1].parent / "shared/reference/audioldm2/audioldm2",  # ../shared beside the repo
 )
 PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min on one H100/H200
-    "cpu": dict(model="tiny", duration=1.0, steps_scale=0.1, naive_clips=3, batch=8, clips=16, fast_clips=32,
-                compiled_case=False),
-    "cuda": dict(model="full", duration=5.0, steps_scale=1.0, naive_clips=3, batch=64, clips=64, fast_clips=128,
-                 compiled_case=True),
+    "cpu": dict(
+        model="tiny",
+        duration=1.0,
+        steps_scale=0.1,
+        naive_clips=3,
+        batch=8,
+        clips=16,
+        fast_clips=32,
+        compiled_case=False,
+    ),
+    "cuda": dict(
+        model="full",
+        duration=5.0,
+        steps_scale=1.0,
+        naive_clips=3,
+        batch=64,
+        clips=64,
+        fast_clips=128,
+        compiled_case=True,
+    ),
 }
-BIRDS = ["robin", "song thrush", "blackbird", "wren", "chiffchaff", "skylark", "tawny owl", "curlew",
-         "nightingale", "great tit", "cuckoo", "kingfisher", "bittern", "swallow", "warbler", "woodpecker"]
-PLACES = ["in a forest at dawn", "near a river", "in a wetland", "in a city park", "on a hillside",
-          "in a rainforest", "over a lake", "in tall grass at dusk"]
+BIRDS = [
+    "robin",
+    "song thrush",
+    "blackbird",
+    "wren",
+    "chiffchaff",
+    "skylark",
+    "tawny owl",
+    "curlew",
+    "nightingale",
+    "great tit",
+    "cuckoo",
+    "kingfisher",
+    "bittern",
+    "swallow",
+    "warbler",
+    "woodpecker",
+]
+PLACES = [
+    "in a forest at dawn",
+    "near a river",
+    "in a wetland",
+    "in a city park",
+    "on a hillside",
+    "in a rainforest",
+    "over a lake",
+    "in tall grass at dusk",
+]
 
 
 class StageClock:
@@ -175,15 +215,29 @@ def run_naive(model: str, device: torch.device, gen: GenerationConfig, rows: lis
     for row in rows:
         generator = torch.Generator(device).manual_seed(row.seed)
         with clock.stage("unet"):  # the call's self time: the denoising loop and its scheduler
-            raw = pipe(row.prompt, negative_prompt=row.negative_prompt, num_inference_steps=gen.num_inference_steps,
-                       generator=generator, **call).audios[0]
+            raw = pipe(
+                row.prompt,
+                negative_prompt=row.negative_prompt,
+                num_inference_steps=gen.num_inference_steps,
+                generator=generator,
+                **call,
+            ).audios[0]
         with clock.stage("postprocess"):
             audio = postprocess_like_engine(raw, source_rate, gen, row.duration_s)
         with clock.stage("wav"):
             encode_wav(audio, gen.output_sample_rate)
     wall = time.perf_counter() - started
-    result = summarise("naive", "ddim", gen.num_inference_steps, 1, len(rows), wall, dict(clock.times),
-                       unet.count, unet.flops_per_call())
+    result = summarise(
+        "naive",
+        "ddim",
+        gen.num_inference_steps,
+        1,
+        len(rows),
+        wall,
+        dict(clock.times),
+        unet.count,
+        unet.flops_per_call(),
+    )
     unet.remove()
     del pipe
     return result
@@ -207,8 +261,9 @@ class SchedulerSteps:
         del self.scheduler.step
 
 
-def run_engine(name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows: list[PlanRow],
-               flop_per_forward: int | None = None) -> dict:
+def run_engine(
+    name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows: list[PlanRow], flop_per_forward: int | None = None
+) -> dict:
     """A compiled case counts forwards by scheduler steps and takes `flop_per_forward` from an eager
     case at the same batch shape (the FLOPs of a forward do not change with compilation)."""
     engine = AudioLDM2Engine(gen, engine_cfg)
@@ -233,8 +288,17 @@ def run_engine(name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows:
     stages["wav"] = clock.times["wav"]
     if flop_per_forward is None:
         flop_per_forward = counter.flops_per_call()
-    result = summarise(name, gen.scheduler, gen.num_inference_steps, engine_cfg.batch_size, len(rows), wall, stages,
-                       counter.count, flop_per_forward)
+    result = summarise(
+        name,
+        gen.scheduler,
+        gen.num_inference_steps,
+        engine_cfg.batch_size,
+        len(rows),
+        wall,
+        stages,
+        counter.count,
+        flop_per_forward,
+    )
     result.update(compiled=engine_cfg.compile_unet, warmup_s=warmup_clock.times["warmup"])
     counter.remove()
     del engine
@@ -244,11 +308,18 @@ def run_engine(name: str, gen: GenerationConfig, engine_cfg: EngineConfig, rows:
 def summarise(name, scheduler, steps, batch, clips, wall, stages, forwards: int, flop_per_forward: int) -> dict:
     unet_s = stages.get("unet", 0.0)
     return {
-        "case": name, "scheduler": scheduler, "steps": steps, "batch": batch, "clips": clips,
-        "wall_s": wall, "clips_per_s": clips / wall, "s_per_clip": wall / clips,
+        "case": name,
+        "scheduler": scheduler,
+        "steps": steps,
+        "batch": batch,
+        "clips": clips,
+        "wall_s": wall,
+        "clips_per_s": clips / wall,
+        "s_per_clip": wall / clips,
         "stages_s_per_clip": {s: stages.get(s, 0.0) / clips for s in STAGES},
         "other_s_per_clip": (wall - sum(stages.get(s, 0.0) for s in STAGES)) / clips,
-        "unet_forwards": forwards, "unet_tflop_per_forward": flop_per_forward / 1e12,
+        "unet_forwards": forwards,
+        "unet_tflop_per_forward": flop_per_forward / 1e12,
         "unet_tflops_achieved": flop_per_forward * forwards / unet_s / 1e12 if unet_s else 0.0,
     }
 
@@ -284,25 +355,36 @@ def print_table(report: dict) -> None:
     print(f"\n{report['machine']} | {report['settings']} | load avg {report['load_average_before_after']}")
     print(head)
     for c in cases:
-        print(f"{c['case']:<22}{c['scheduler']:>6}{c['steps']:>6}{c['batch']:>6}{c['clips']:>6}"
-              f"{c['clips_per_s']:>10.3f}{c['clips_per_s'] / base:>9.1f}{c['s_per_clip']:>9.4f}")
+        print(
+            f"{c['case']:<22}{c['scheduler']:>6}{c['steps']:>6}{c['batch']:>6}{c['clips']:>6}"
+            f"{c['clips_per_s']:>10.3f}{c['clips_per_s'] / base:>9.1f}{c['s_per_clip']:>9.4f}"
+        )
     print("\nseconds per clip by stage")
     print(f"{'case':<22}" + "".join(f"{s:>12}" for s in STAGES) + f"{'other':>12}")
     for c in cases:
-        print(f"{c['case']:<22}" + "".join(f"{c['stages_s_per_clip'][s]:>12.4f}" for s in STAGES)
-              + f"{c['other_s_per_clip']:>12.4f}")
+        print(
+            f"{c['case']:<22}"
+            + "".join(f"{c['stages_s_per_clip'][s]:>12.4f}" for s in STAGES)
+            + f"{c['other_s_per_clip']:>12.4f}"
+        )
     ceiling = report["matmul_ceiling_tflops"]
-    print(f"\nUNet utilisation vs {report['matmul_ceiling']} ceiling of {ceiling:.2f} TFLOP/s "
-          "(UNet-loop time includes the scheduler)")
+    print(
+        f"\nUNet utilisation vs {report['matmul_ceiling']} ceiling of {ceiling:.2f} TFLOP/s "
+        "(UNet-loop time includes the scheduler)"
+    )
     for c in cases:
-        print(f"{c['case']:<22}{c['unet_forwards']:>6} forwards x {c['unet_tflop_per_forward']:.4f} TFLOP"
-              f" -> {c['unet_tflops_achieved']:.3f} TFLOP/s = {100 * c['unet_tflops_achieved'] / ceiling:.1f}% MFU")
+        print(
+            f"{c['case']:<22}{c['unet_forwards']:>6} forwards x {c['unet_tflop_per_forward']:.4f} TFLOP"
+            f" -> {c['unet_tflops_achieved']:.3f} TFLOP/s = {100 * c['unet_tflops_achieved'] / ceiling:.1f}% MFU"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--model", default=None, help="tiny, full (reference configs, random weights) or a snapshot dir")
+    parser.add_argument(
+        "--model", default=None, help="tiny, full (reference configs, random weights) or a snapshot dir"
+    )
     parser.add_argument("--duration", type=float, default=None, help="clip length in seconds (paper recipe: 5)")
     parser.add_argument("--steps-scale", type=float, default=None, help="multiply 150 DDIM / 25 DPM steps by this")
     parser.add_argument("--naive-clips", type=int, default=None)
@@ -310,8 +392,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips", type=int, default=None, help="clips for the engine at DDIM")
     parser.add_argument("--fast-clips", type=int, default=None, help="clips for the engine at the fast preset")
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's UNet in every engine case")
-    parser.add_argument("--compiled-case", action=argparse.BooleanOptionalAction, default=None,
-                        help="add engine_fast_compiled: the fast preset with a compiled UNet (default: on GPU only)")
+    parser.add_argument(
+        "--compiled-case",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add engine_fast_compiled: the fast preset with a compiled UNet (default: on GPU only)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--reference", type=Path, default=None, help="dir of full-size configs (model_index.json)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "birdgen-bench")
@@ -333,20 +419,27 @@ def main(argv: list[str] | None = None) -> dict:
     engine_cfg = EngineConfig(batch_size=opt["batch"], compile_unet=args.compile, device=str(device))
     torch.manual_seed(0)
 
-    import birdgen_ray.generate.engine as _engine_module  # noqa: F401  (fail early on a missing package)
     import diffusers
     import transformers
+
+    import birdgen_ray.generate.engine as _engine_module  # noqa: F401  (fail early on a missing package)
 
     ceiling, ceiling_what = matmul_ceiling_tflops(device)
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": machine_name(device),
         "device": device.type,
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     "transformers": transformers.__version__, "diffusers": diffusers.__version__},
-        "settings": (f"model={opt['model']} clip={opt['duration']}s DDIM {ddim_steps} / DPM {fast_steps} steps, "
-                     f"engine batch {opt['batch']}, {'fp16' if device.type == 'cuda' else 'fp32'}"
-                     f"{', compiled UNet' if args.compile else ''}"),
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "diffusers": diffusers.__version__,
+        },
+        "settings": (
+            f"model={opt['model']} clip={opt['duration']}s DDIM {ddim_steps} / DPM {fast_steps} steps, "
+            f"engine batch {opt['batch']}, {'fp16' if device.type == 'cuda' else 'fp32'}"
+            f"{', compiled UNet' if args.compile else ''}"
+        ),
         "options": {**opt, "ddim_steps": ddim_steps, "fast_steps": fast_steps, "compile": args.compile},
         "matmul_ceiling": ceiling_what,
         "matmul_ceiling_tflops": ceiling,
@@ -360,11 +453,13 @@ def main(argv: list[str] | None = None) -> dict:
         lambda: run_engine("engine_fast", fast, engine_cfg, fast_rows),
     ]
     if opt["compiled_case"] and not args.compile:  # last: its compilation is the slowest step of the run
+
         def run_compiled() -> dict:
             eager = next(c for c in report["cases"] if c["case"] == "engine_fast")  # same batch shape
             compiled_cfg = dataclasses.replace(engine_cfg, compile_unet=True)
-            return run_engine("engine_fast_compiled", fast, compiled_cfg, fast_rows,
-                              round(eager["unet_tflop_per_forward"] * 1e12))
+            return run_engine(
+                "engine_fast_compiled", fast, compiled_cfg, fast_rows, round(eager["unet_tflop_per_forward"] * 1e12)
+            )
 
         runs.append(run_compiled)
     for run in runs:
@@ -385,6 +480,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(f"\nwrote {args.json}")
     return report
+
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ for a batch shape round differently, so the engine's figures here are rounding, 
     python bench/invariance_bench.py --json bench/results/invariance-cpu.json          # CPU, tiny
     python bench/invariance_bench.py --device cuda --model full --json inv.json        # see README
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,19 +31,35 @@ import diffusers
 import numpy as np
 import torch
 import transformers
-
 from engine_bench import PRESETS, machine_name, make_rows, prepare_model  # bench/ is on sys.path
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
-LONG = ("A call of a barn owl in a forest at night, distant, with wind and leaves rustling, field recording, "
-        "high quality, no background noise, a second owl answering far away, crickets, a stream nearby")
-OTHER_BIRDS = ["robin", "finch", "heron", "crane", "quail", "snipe", "raven", "eagle", "egret", "stork", "swift",
-               "crake", "stilt", "twite", "ouzel", "pipit"]
-MATE_PROMPTS = ["frog", LONG, "cricket chorus", "a woodpecker drumming on a dead tree", "owl", LONG + ", rain",
-                "wren"]
+LONG = (
+    "A call of a barn owl in a forest at night, distant, with wind and leaves rustling, field recording, "
+    "high quality, no background noise, a second owl answering far away, crickets, a stream nearby"
+)
+OTHER_BIRDS = [
+    "robin",
+    "finch",
+    "heron",
+    "crane",
+    "quail",
+    "snipe",
+    "raven",
+    "eagle",
+    "egret",
+    "stork",
+    "swift",
+    "crake",
+    "stilt",
+    "twite",
+    "ouzel",
+    "pipit",
+]
+MATE_PROMPTS = ["frog", LONG, "cricket chorus", "a woodpecker drumming on a dead tree", "owl", LONG + ", rain", "wren"]
 
 
 def relative_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,8 +73,10 @@ def worst_sample(a: np.ndarray, b: np.ndarray) -> float:
 def target_and_mates(count: int, duration: float) -> tuple[PlanRow, list[PlanRow]]:
     """The target at index 1; mates of very different prompt lengths, then distinct bench prompts."""
     target = PlanRow("target", "wren", "A song of a Eurasian wren in a hedge", DEFAULT_NEGATIVE_PROMPT, 7, duration)
-    mates = [PlanRow(f"mate-{i}", "mate", p, "noise" if i % 2 else DEFAULT_NEGATIVE_PROMPT, 100 + i, duration)
-             for i, p in enumerate(MATE_PROMPTS)]
+    mates = [
+        PlanRow(f"mate-{i}", "mate", p, "noise" if i % 2 else DEFAULT_NEGATIVE_PROMPT, 100 + i, duration)
+        for i, p in enumerate(MATE_PROMPTS)
+    ]
     mates += make_rows(max(0, count - 1 - len(mates)), duration, first_seed=5000)
     rows = mates[:1] + [target] + mates[1:]
     return target, rows[:count]
@@ -73,9 +92,12 @@ def naive_clip(engine: AudioLDM2Engine, rows: list[PlanRow], steps: int) -> np.n
     """The plain diffusers call (prompts padded together), the target's raw waveform."""
     index = next(i for i, r in enumerate(rows) if r.clip_id == "target")
     out = engine.pipe(
-        [r.prompt for r in rows], negative_prompt=[r.negative_prompt for r in rows],
+        [r.prompt for r in rows],
+        negative_prompt=[r.negative_prompt for r in rows],
         generator=[torch.Generator().manual_seed(r.seed) for r in rows],
-        num_inference_steps=steps, audio_length_in_s=rows[0].duration_s, num_waveforms_per_prompt=1,
+        num_inference_steps=steps,
+        audio_length_in_s=rows[0].duration_s,
+        num_waveforms_per_prompt=1,
     ).audios
     return np.asarray(out[index], dtype=np.float32)
 
@@ -101,8 +123,10 @@ def conditioning_rows(engine: AudioLDM2Engine, prompt: str) -> list[dict]:
     return [
         # a transformers version whose GPT2 cache keyword the engine misses shows up here
         {"comparison": "conditioning: engine vs diffusers encode_prompt", **_diff(theirs, alone.generated_embeds)},
-        {"comparison": f"conditioning: engine alone vs grouped with {len(mates)}",
-         **_diff(alone.generated_embeds, grouped.generated_embeds)},
+        {
+            "comparison": f"conditioning: engine alone vs grouped with {len(mates)}",
+            **_diff(alone.generated_embeds, grouped.generated_embeds),
+        },
         {"comparison": "conditioning: diffusers alone vs padded among 3", **_diff(theirs, theirs_padded[1:2])},
     ]
 
@@ -112,16 +136,30 @@ def measure(engine: AudioLDM2Engine, rows: list[PlanRow], batch: int, steps: int
     target = [r for r in rows if r.clip_id == "target"]
     results = conditioning_rows(engine, target[0].prompt)
     alone = engine_clip(engine, target, 1)
-    results.append({"comparison": "audio: engine alone vs alone again (floor)", **_diff(alone, engine_clip(engine, target, 1))})
+    results.append(
+        {"comparison": "audio: engine alone vs alone again (floor)", **_diff(alone, engine_clip(engine, target, 1))}
+    )
     for size in sorted({min(8, batch), batch}):
-        results.append({"comparison": f"audio: engine alone vs in a batch of {size}",
-                        **_diff(alone, engine_clip(engine, rows[:size], size))})
+        results.append(
+            {
+                "comparison": f"audio: engine alone vs in a batch of {size}",
+                **_diff(alone, engine_clip(engine, rows[:size], size)),
+            }
+        )
     naive_alone = naive_clip(engine, target, steps)
-    results.append({"comparison": "audio: naive diffusers alone vs in a batch of 3",
-                    **_diff(naive_alone, naive_clip(engine, rows[:3], steps))})
+    results.append(
+        {
+            "comparison": "audio: naive diffusers alone vs in a batch of 3",
+            **_diff(naive_alone, naive_clip(engine, rows[:3], steps)),
+        }
+    )
     other_text = [dataclasses.replace(target[0], prompt="frog croaking in a pond")]
-    results.append({"comparison": "audio: same seed, other prompt (sensitivity)",
-                    **_diff(alone, engine_clip(engine, other_text, 1))})
+    results.append(
+        {
+            "comparison": "audio: same seed, other prompt (sensitivity)",
+            **_diff(alone, engine_clip(engine, other_text, 1)),
+        }
+    )
     return [{"dtype": str(dtype).removeprefix("torch."), **r} for r in results]
 
 
@@ -133,12 +171,18 @@ def _diff(a, b) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--model", default=None, help="tiny, full (reference configs, random weights) or a snapshot dir")
+    parser.add_argument(
+        "--model", default=None, help="tiny, full (reference configs, random weights) or a snapshot dir"
+    )
     parser.add_argument("--duration", type=float, default=None, help="clip length in seconds")
     parser.add_argument("--steps", type=int, default=None, help="DPM-Solver++ steps (default: 25 on GPU, 3 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="the largest batch compared")
-    parser.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=True,
-                        help="on GPU, also measure in fp32 (the model runs fp16 there)")
+    parser.add_argument(
+        "--fp32",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on GPU, also measure in fp32 (the model runs fp16 there)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--reference", type=Path, default=None)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "birdgen-bench")
@@ -153,16 +197,22 @@ def main(argv: list[str] | None = None) -> dict:
     batch = args.batch or preset["batch"]
     model = prepare_model(args.model or preset["model"], args.cache_dir, args.reference)
 
-    generation = GenerationConfig(model=model, scheduler="dpm", num_inference_steps=steps,
-                                  quality=QualityThresholds(max_retries=0))
+    generation = GenerationConfig(
+        model=model, scheduler="dpm", num_inference_steps=steps, quality=QualityThresholds(max_retries=0)
+    )
     engine = AudioLDM2Engine(generation, EngineConfig(batch_size=1, device=str(device)))
     native = engine.pipe.dtype
     _, rows = target_and_mates(batch, duration)
     dtypes = [native] + ([torch.float32] if args.fp32 and native != torch.float32 else [])
     report = {
-        "date": datetime.date.today().isoformat(), "machine": machine_name(device),
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     "transformers": transformers.__version__, "diffusers": diffusers.__version__},
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_name(device),
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "diffusers": diffusers.__version__,
+        },
         "settings": f"model={args.model or preset['model']} clip={duration}s DPM {steps} steps, batches 1/8/{batch}",
         "results": [],
     }

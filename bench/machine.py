@@ -1,4 +1,5 @@
 """What machine a benchmark ran on, for the figures in BENCHMARKS.md."""
+
 from __future__ import annotations
 
 import platform

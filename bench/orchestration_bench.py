@@ -13,6 +13,7 @@ nothing, i.e. whether orchestration could ever hold back the GPUs.
 Each configuration writes a fresh output under a temporary folder, removed afterwards. The load
 average of the machine is printed with the results: other work on the same cores lowers them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 import pyarrow.parquet as pq
+from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray: no token auth, no stats
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -120,8 +121,12 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     machine = {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(), "ray": ray.__version__}
-    print(f"\nmachine: {machine['cpu']}, {cores} cores; {args.clips} clips of {args.durations} s at {args.sample_rate} Hz")
-    print("| shard size | actors | clips/s end to end | clips/s while shards run | actor ms/clip | driver CPU ms/clip | rerun s | load avg before/after |")
+    print(
+        f"\nmachine: {machine['cpu']}, {cores} cores; {args.clips} clips of {args.durations} s at {args.sample_rate} Hz"
+    )
+    print(
+        "| shard size | actors | clips/s end to end | clips/s while shards run | actor ms/clip | driver CPU ms/clip | rerun s | load avg before/after |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         load = "/".join(f"{x:.1f}" for x in r["load_average_1min"])

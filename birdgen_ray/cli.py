@@ -1,4 +1,5 @@
 """The `birdgen-ray` command line: plan -> submit -> status / extract / report / export."""
+
 from __future__ import annotations
 
 import typer
@@ -19,14 +20,19 @@ app = typer.Typer(
 
 # --- command registration (one line per command module) ---
 from birdgen_ray.plan.command import plan_cmd  # noqa: E402
+
 app.command("plan")(plan_cmd)
 from birdgen_ray.schedule.command import submit_cmd  # noqa: E402
+
 app.command("submit")(submit_cmd)
 from birdgen_ray.index.command import extract_cmd, status_cmd  # noqa: E402
+
 app.command("status")(status_cmd)
 app.command("extract")(extract_cmd)
 from birdgen_ray.report.command import report_cmd  # noqa: E402
+
 app.command("report")(report_cmd)
 from birdgen_ray.export.command import export_cmd  # noqa: E402
+
 app.command("export")(export_cmd)
 # --- end command registration ---

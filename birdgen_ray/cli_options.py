@@ -1,5 +1,6 @@
 """Shared by the commands: option parsing (storage options as JSON, local-only paths, NAME=VALUE pairs,
 lists, fixed choices) and how an error reaches the user (one `error:` line, never a traceback)."""
+
 from __future__ import annotations
 
 import json

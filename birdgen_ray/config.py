@@ -3,6 +3,7 @@
 Everything that changes a clip's audio lives in `GenerationConfig`; its fingerprint is stored with
 the output so a rerun with different settings is refused instead of silently mixing two datasets.
 """
+
 from __future__ import annotations
 
 import hashlib

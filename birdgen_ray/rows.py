@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 DEFAULT_NEGATIVE_PROMPT = "Low quality, distorted, music, speech."
 
+
 @dataclass(frozen=True)
 class PlanRow:
     clip_id: str

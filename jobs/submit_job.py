@@ -20,6 +20,7 @@ working_dir for trying local code changes).
 
 Everything after `--` is passed on to `birdgen-ray submit` unchanged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,14 +49,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("plan", help="plan.parquet; a URI the cluster can read (s3://...) on a real cluster")
     parser.add_argument("--out", required=True, help="output folder or URI (s3://bucket/prefix)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or 'tiny' [default: {DEFAULT_MODEL}]")
-    parser.add_argument("--address", default=None, help="job server, e.g. http://127.0.0.1:8265 [default: $RAY_ADDRESS]")
+    parser.add_argument(
+        "--address", default=None, help="job server, e.g. http://127.0.0.1:8265 [default: $RAY_ADDRESS]"
+    )
     parser.add_argument("--attempt", type=int, default=1, help="2, 3, ... to resume after a failed or stopped job")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra job env var (repeatable)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra job env var (repeatable)"
+    )
     parser.add_argument("--working-dir", default=None, help="ship this folder as the job's working_dir (local code)")
     parser.add_argument("--no-wait", action="store_true", help="return once submitted instead of tailing logs")
     parser.add_argument("--print-id", action="store_true", help="print the submission id and exit")
     parser.add_argument("--dry-run", action="store_true", help="print the `ray job submit` command and exit")
-    parser.add_argument("--rayjob", default=None, metavar="TEMPLATE", help="print this RayJob manifest filled in, and exit")
+    parser.add_argument(
+        "--rayjob", default=None, metavar="TEMPLATE", help="print this RayJob manifest filled in, and exit"
+    )
     own, passthrough = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     args = parser.parse_args(own)
     args.submit_args = passthrough

@@ -1,4 +1,5 @@
 """Shared fixtures: one local Ray for the whole test session, no dashboard, no token auth."""
+
 from __future__ import annotations
 
 import os

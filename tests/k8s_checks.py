@@ -6,6 +6,7 @@ manifests in jobs/. The tests live in test_cluster_files.py.
 The CRDs live in shared/reference/kuberay-v1.7.0-crds/, beside the repository (override the shared
 folder with BIRDGEN_SHARED_DIR).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,11 @@ def shared_dir() -> Path:
 
 CRD_DIR = shared_dir() / "reference" / "kuberay-v1.7.0-crds"
 FAST_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are 3 MB of YAML
-CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml", "RayCronJob": "ray.io_raycronjobs.yaml"}
+CRD_FILES = {
+    "RayCluster": "ray.io_rayclusters.yaml",
+    "RayJob": "ray.io_rayjobs.yaml",
+    "RayCronJob": "ray.io_raycronjobs.yaml",
+}
 
 
 def _strict(schema):
@@ -39,7 +44,11 @@ def _strict(schema):
     if not isinstance(schema, dict):
         return schema
     out = {key: _strict(value) for key, value in schema.items()}
-    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -131,9 +140,7 @@ def dockerfile_ray_version() -> str:
 
 
 def _pod_shm_problems(where: str, pod: dict) -> list[str]:
-    memory_volumes = {
-        v["name"] for v in pod.get("volumes", []) if v.get("emptyDir", {}).get("medium") == "Memory"
-    }
+    memory_volumes = {v["name"] for v in pod.get("volumes", []) if v.get("emptyDir", {}).get("medium") == "Memory"}
     container = pod["containers"][0]
     mounted = {m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/dev/shm"}
     return [] if mounted & memory_volumes else [f"{where}: /dev/shm is not an emptyDir with medium Memory"]
@@ -162,11 +169,15 @@ def birdgen_cluster_problems(cluster: dict) -> list[str]:
         problems.append("no worker group with an nvidia.com/gpu limit")
     if not cluster.get("enableInTreeAutoscaling"):
         problems.append("enableInTreeAutoscaling must be true (GPU workers scale with the work)")
-    images = {c["image"] for g in [head, *cluster.get("workerGroupSpecs", [])] for c in g["template"]["spec"]["containers"]}
+    images = {
+        c["image"] for g in [head, *cluster.get("workerGroupSpecs", [])] for c in g["template"]["spec"]["containers"]
+    }
     if len(images) != 1:
         problems.append(f"head and workers must run one image, got {sorted(images)}")
     if cluster.get("rayVersion") != dockerfile_ray_version():
-        problems.append(f"rayVersion {cluster.get('rayVersion')} != the Ray of jobs/Dockerfile {dockerfile_ray_version()}")
+        problems.append(
+            f"rayVersion {cluster.get('rayVersion')} != the Ray of jobs/Dockerfile {dockerfile_ray_version()}"
+        )
     return problems
 
 

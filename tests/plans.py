@@ -1,4 +1,5 @@
 """Small plan tables for tests, written as real Parquet files."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The benchmark scripts run on CPU with the tiny model and count what they claim to count, so the one
 prepared GPU run (bench/gpu_bench.sh) does not fail on code that CI never ran."""
+
 from __future__ import annotations
 
 import math
@@ -16,15 +17,32 @@ import invariance_bench  # noqa: E402
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds  # noqa: E402
 from birdgen_ray.generate.engine import AudioLDM2Engine  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 
 
 def test_engine_bench_runs_every_case_and_counts_unet_forwards(tmp_path, capsys):
-    report = engine_bench.main([
-        "--device", "cpu", "--model", "tiny", "--duration", "0.5", "--steps-scale", "0.02",
-        "--naive-clips", "2", "--batch", "2", "--clips", "3", "--fast-clips", "4", "--json", str(tmp_path / "r.json"),
-    ])
+    report = engine_bench.main(
+        [
+            "--device",
+            "cpu",
+            "--model",
+            "tiny",
+            "--duration",
+            "0.5",
+            "--steps-scale",
+            "0.02",
+            "--naive-clips",
+            "2",
+            "--batch",
+            "2",
+            "--clips",
+            "3",
+            "--fast-clips",
+            "4",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     cases = {c["case"]: c for c in report["cases"]}
     assert list(cases) == ["naive", "engine_ddim", "engine_fast"]  # no compiled case on CPU by default
     ddim, fast = report["options"]["ddim_steps"], report["options"]["fast_steps"]
@@ -48,8 +66,9 @@ def test_engine_bench_runs_every_case_and_counts_unet_forwards(tmp_path, capsys)
 def test_scheduler_steps_count_the_same_forwards_as_wrapping_the_unet():
     """How a compiled case counts (outside the UNet) agrees with the eager count, for both solvers."""
     for scheduler, steps in (("ddim", 3), ("dpm", 2)):
-        generation = GenerationConfig(model="tiny", scheduler=scheduler, num_inference_steps=steps,
-                                      quality=QualityThresholds(max_retries=0))
+        generation = GenerationConfig(
+            model="tiny", scheduler=scheduler, num_inference_steps=steps, quality=QualityThresholds(max_retries=0)
+        )
         engine = AudioLDM2Engine(generation, EngineConfig(batch_size=2, device="cpu"))
         eager, outside = engine_bench.UNetCalls(engine.pipe.unet), engine_bench.SchedulerSteps(engine.pipe.scheduler)
         engine.generate(engine_bench.make_rows(3, 0.5, first_seed=0))
@@ -59,8 +78,22 @@ def test_scheduler_steps_count_the_same_forwards_as_wrapping_the_unet():
 
 
 def test_invariance_bench_separates_the_engine_from_naive_batching(tmp_path, capsys):
-    report = invariance_bench.main(["--device", "cpu", "--model", "tiny", "--duration", "0.5", "--steps", "2",
-                                    "--batch", "4", "--json", str(tmp_path / "inv.json")])
+    report = invariance_bench.main(
+        [
+            "--device",
+            "cpu",
+            "--model",
+            "tiny",
+            "--duration",
+            "0.5",
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--json",
+            str(tmp_path / "inv.json"),
+        ]
+    )
     results = {r["comparison"]: r for r in report["results"]}
     grouped = next(name for name in results if name.startswith("conditioning: engine alone vs grouped with"))
     assert all(r["dtype"] == "float32" for r in report["results"])  # CPU: fp32 only

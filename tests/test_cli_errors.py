@@ -1,5 +1,6 @@
 """What a user sees when a command cannot do its job: one `error:` line naming the flag or path, never a
 traceback; values that make no sense refused at parsing; Ctrl-C during submit says what is kept."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import SCHEDULERS, RunConfig
 from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES
 from birdgen_ray.generate.null import SLEEP_ENV
-from birdgen_ray.io.layout import LOCK_FILE
-from birdgen_ray.index.status import output_status
 from birdgen_ray.index.reader import as_output
+from birdgen_ray.index.status import output_status
+from birdgen_ray.io.layout import LOCK_FILE
 from tests.made_outputs import null_output
 from tests.plans import plan_table, write_plan
 
@@ -40,28 +41,52 @@ def made_out(ray_local, tmp_path_factory):
 
 def _help_line(command: str, flag: str) -> str:
     """The option's row in the --help table (one row at 300 columns)."""
-    return next(line for line in invoke(command, "--help").output.splitlines()
-                if line.startswith("│") and f" {flag} " in line)
+    return next(
+        line for line in invoke(command, "--help").output.splitlines() if line.startswith("│") and f" {flag} " in line
+    )
 
 
 # -- 1. destinations that cannot be written -------------------------------------------------------------
+
 
 def _unwritable(kind: str, tmp_path: Path) -> Path:
     """A destination no one can write: below a regular file, a regular file itself, in /proc or in /sys."""
     (tmp_path / "afile").write_text("not a folder")
     if kind in ("proc", "sys") and not Path(f"/{kind}/self" if kind == "proc" else "/sys/kernel").is_dir():
         pytest.skip(f"no /{kind} here")  # without it, root could create the folder
-    return {"under_a_file": tmp_path / "afile" / "x", "a_file": tmp_path / "afile",
-            "proc": Path("/proc/birdgen-no-such/x"), "sys": Path("/sys/birdgen-x")}[kind]
+    return {
+        "under_a_file": tmp_path / "afile" / "x",
+        "a_file": tmp_path / "afile",
+        "proc": Path("/proc/birdgen-no-such/x"),
+        "sys": Path("/sys/birdgen-x"),
+    }[kind]
 
 
 def _command(name: str, dest: Path, out: str, tmp_path: Path) -> list:
     plan = tmp_path / "plan.parquet"
     return {
         "plan -o": lambda: ["plan", EXAMPLE, "--target", 6, "--duration", 1, "-o", dest / "p.parquet"],
-        "plan --report-dir": lambda: ["plan", EXAMPLE, "--target", 6, "--duration", 1, "-o", plan, "--report-dir", dest],
-        "submit --out": lambda: ["submit", write_plan(plan, plan_table(2)), "--out", dest, "--generator", "null",
-                                 "--no-progress"],
+        "plan --report-dir": lambda: [
+            "plan",
+            EXAMPLE,
+            "--target",
+            6,
+            "--duration",
+            1,
+            "-o",
+            plan,
+            "--report-dir",
+            dest,
+        ],
+        "submit --out": lambda: [
+            "submit",
+            write_plan(plan, plan_table(2)),
+            "--out",
+            dest,
+            "--generator",
+            "null",
+            "--no-progress",
+        ],
         "export DEST": lambda: ["export", out, dest],
         "report --dest": lambda: ["report", out, "--dest", dest],
         "extract --dest": lambda: ["extract", out, open_index(out)["clip_id"][0].as_py(), "--dest", dest],
@@ -78,7 +103,9 @@ def test_an_unwritable_destination_is_one_error_line_naming_it(made_out, tmp_pat
 
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
-    shown = dest / "p.parquet" if name == "plan -o" else dest / "plan.balance_*" if name == "plan --report-dir" else dest
+    shown = (
+        dest / "p.parquet" if name == "plan -o" else dest / "plan.balance_*" if name == "plan --report-dir" else dest
+    )
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot write {shown}: "), result.output
     assert "Traceback" not in result.output and "Errno" not in result.output
@@ -98,6 +125,7 @@ def test_a_missing_output_is_still_named_as_missing_not_as_unwritable(tmp_path, 
 
 
 # -- 2./3. values refused at parsing, naming the flag ----------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "args, flag",
@@ -124,8 +152,14 @@ def test_submit_refuses_nonsense_values_naming_the_flag(tmp_path, args, flag):
     result = invoke("submit", plan, "--out", tmp_path / "out", "--generator", "null", "--no-progress", *args)
     assert result.exit_code == 2, result.output
     assert flag in result.output
-    for internal in ("num_inference_steps", "candidates_per_clip", "output_sample_rate", "gpus_per_actor",
-                     "QualityThresholds", "Traceback"):
+    for internal in (
+        "num_inference_steps",
+        "candidates_per_clip",
+        "output_sample_rate",
+        "gpus_per_actor",
+        "QualityThresholds",
+        "Traceback",
+    ):
         assert internal not in result.output
     assert not (tmp_path / "out").exists()
 
@@ -145,6 +179,7 @@ def test_run_config_refuses_what_would_run_something_else():
 
 # -- 4. fixed sets of values are choices -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "command, flag, values",
     [
@@ -158,7 +193,9 @@ def test_run_config_refuses_what_would_run_something_else():
 def test_choice_options_list_their_values_and_refuse_others_at_parsing(tmp_path, command, flag, values):
     help_line = _help_line(command, flag)
     assert "|".join(values) in help_line or (len(values) == 1 and values[0] in help_line)
-    args = ["submit", "plan.parquet", "--out", tmp_path / "o"] if command == "submit" else ["export", "o", tmp_path / "e"]
+    args = (
+        ["submit", "plan.parquet", "--out", tmp_path / "o"] if command == "submit" else ["export", "o", tmp_path / "e"]
+    )
     result = invoke(*args, flag, "nope")
     assert result.exit_code == 2 and flag in result.output and "nope" in result.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "e").exists()
@@ -174,7 +211,6 @@ def test_export_still_takes_each_layout_and_audio_format(made_out, tmp_path):
 # -- 5. help text ----------------------------------------------------------------------------------------
 
 
-
 def test_help_shows_one_default_per_option_and_says_off_for_unset_gates():
     workers = _help_line("export", "--workers")
     assert workers.count("[default:") == 1 and "[default: one per CPU core]" in workers
@@ -185,6 +221,7 @@ def test_help_shows_one_default_per_option_and_says_off_for_unset_gates():
 
 
 # -- 6. plan: nothing to generate, a directory as input --------------------------------------------------
+
 
 def test_nothing_to_generate_writes_neither_plan_nor_report_and_says_the_old_plan_is_kept(tmp_path):
     out = tmp_path / "plan.parquet"
@@ -211,17 +248,39 @@ def test_plan_of_a_directory_says_it_is_a_directory(tmp_path):
 
 # -- 7. Ctrl-C during submit -----------------------------------------------------------------------------
 
+
 def test_ctrl_c_during_submit_says_what_is_kept_and_releases_the_lock(ray_local, tmp_path):
     plan = write_plan(tmp_path / "plan.parquet", plan_table(24))
     out = tmp_path / "out"
     command = [
-        *CLI, "submit", plan, "--out", str(out), "--generator", "null", "--shard-size", "2", "--num-actors", "1",
-        "--no-progress", "--address", ray_local.get_runtime_context().gcs_address, "--actor-env", f"{SLEEP_ENV}=0.2",
+        *CLI,
+        "submit",
+        plan,
+        "--out",
+        str(out),
+        "--generator",
+        "null",
+        "--shard-size",
+        "2",
+        "--num-actors",
+        "1",
+        "--no-progress",
+        "--address",
+        ray_local.get_runtime_context().gcs_address,
+        "--actor-env",
+        f"{SLEEP_ENV}=0.2",
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     # SIG_DFL in the child: a test run from a non-interactive shell's background job inherits SIGINT ignored.
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    driver = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 45
         while not list((out / "shards").glob("*.parquet")) and driver.poll() is None:

@@ -1,4 +1,5 @@
 """CLI edges users hit: extract, malformed --storage-options, object-storage URIs where a local path is needed."""
+
 from __future__ import annotations
 
 import pytest

@@ -7,6 +7,7 @@ The checkers and manifest loaders are in k8s_checks.py. The CRDs live in
 shared/reference/kuberay-v1.7.0-crds/, beside the repository (override the shared folder with
 BIRDGEN_SHARED_DIR); those tests skip only when that folder is absent.
 """
+
 from __future__ import annotations
 
 import copy

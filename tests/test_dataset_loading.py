@@ -1,5 +1,6 @@
 """The index loads with datasets, pandas, pyarrow and duckdb; (audio, label) pairs for training; the
 documented snippets in docs/using-results.md run as written."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,8 @@ from torch.utils.data import DataLoader
 from birdgen_ray import open_index, read_clip
 from birdgen_ray.config import GenerationConfig, QualityThresholds
 from birdgen_ray.export import export_birdclef
-from birdgen_ray.io.audio import fit_length
 from birdgen_ray.index.dataset import ClipDataset, iter_training_pairs
+from birdgen_ray.io.audio import fit_length
 from tests.made_outputs import birdclef_plan, null_output
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "using-results.md"

@@ -1,4 +1,5 @@
 """AudioLDM2Engine on the tiny model (CPU): batch invariance, label-true ranking, gate, NaN, output."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -320,8 +321,11 @@ def test_nan_from_the_fp16_text_encoder_is_rerun_in_fp32_with_fresh_encodings():
 
 
 def test_output_length_rate_order_and_stage_times():
-    rows = [row("a", "A song of a Eurasian wren", 1, duration=1.5), row("b", "frog", 2, duration=1.0),
-            row("c", "cricket chorus", 3, duration=1.5)]
+    rows = [
+        row("a", "A song of a Eurasian wren", 1, duration=1.5),
+        row("b", "frog", 2, duration=1.0),
+        row("c", "cricket chorus", 3, duration=1.5),
+    ]
     engine = make_engine(batch_size=2, output_rate=32_000)
 
     clips = engine.generate(rows)
@@ -375,7 +379,7 @@ def test_nan_rerun_runs_only_the_bad_clips_and_never_recompiles_the_unet():
         clips = engine.generate(rows)
 
     assert counters["stats"]["unique_graphs"] == 1
-    assert set(unet_batches[: STEPS]) == {4} and set(unet_batches[STEPS:]) == {2}  # 2 clips x guidance, then "b" alone
+    assert set(unet_batches[:STEPS]) == {4} and set(unet_batches[STEPS:]) == {2}  # 2 clips x guidance, then "b" alone
     assert [c.attempts for c in clips] == [1, 2]
     np.testing.assert_array_equal(clips[0].audio, clean[0].audio)
     assert relative_difference(clean[1].audio, clips[1].audio) < 5e-5  # alone instead of in a pair: rounding only

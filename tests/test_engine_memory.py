@@ -1,4 +1,5 @@
 """The prompt-encoding cache of AudioLDM2Engine (tiny model, CPU): what it keeps alive."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -10,8 +11,32 @@ from birdgen_ray.generate.engine import AudioLDM2Engine
 
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 
-WORDS = ["wren", "owl", "frog", "cricket", "robin", "crow", "gull", "finch", "lark", "tern", "hawk", "duck",
-         "swan", "dove", "jay", "kite", "rook", "teal", "wolf", "bear", "deer", "seal", "bat", "bee"]
+WORDS = [
+    "wren",
+    "owl",
+    "frog",
+    "cricket",
+    "robin",
+    "crow",
+    "gull",
+    "finch",
+    "lark",
+    "tern",
+    "hawk",
+    "duck",
+    "swan",
+    "dove",
+    "jay",
+    "kite",
+    "rook",
+    "teal",
+    "wolf",
+    "bear",
+    "deer",
+    "seal",
+    "bat",
+    "bee",
+]
 
 
 def same_length_texts(pipe, count: int) -> list[str]:

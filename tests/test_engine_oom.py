@@ -1,4 +1,5 @@
 """CUDA out-of-memory inside the real engine: the actor halves the engine's batch and the shard completes."""
+
 from __future__ import annotations
 
 import pyarrow.parquet as pq
@@ -12,10 +13,13 @@ from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
 
 
-@pytest.mark.parametrize("error", [
-    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),  # a workspace allocation, not torch's allocator
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),  # a workspace allocation, not torch's allocator
+    ],
+)
 def test_unet_out_of_memory_halves_the_real_engines_batch(tmp_path, monkeypatch, error):
     monkeypatch.setenv("BIRDGEN_CACHE", str(tmp_path / "cache"))
     plan_path = write_plan(tmp_path / "plan.parquet", plan_table(6, durations=(1.0,)))

@@ -1,4 +1,5 @@
 """AudioLDM2Engine loaded as a GPU actor loads it (fp16 from_pretrained), run on the CPU tiny model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,7 +56,9 @@ def test_fp32_rerun_gives_every_weight_back_its_loaded_dtype(monkeypatch):
     clips = engine.generate([PlanRow("a", "wren", "A song of a wren", "noise", 1, 1.0)])
 
     assert calls[0] == 3 and clips[0].attempts == 3 and np.isfinite(clips[0].audio).all()
-    changed = {name: (dtype, loaded[name]) for name, dtype in weight_dtypes(engine.pipe).items() if dtype != loaded[name]}
+    changed = {
+        name: (dtype, loaded[name]) for name, dtype in weight_dtypes(engine.pipe).items() if dtype != loaded[name]
+    }
     assert changed == {}
 
 

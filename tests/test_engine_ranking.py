@@ -1,4 +1,5 @@
 """Which candidate take AudioLDM2Engine keeps (tiny model, CPU) when CLAP scoring misbehaves."""
+
 from __future__ import annotations
 
 import math

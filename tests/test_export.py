@@ -1,4 +1,5 @@
 """`birdgen-ray export --format birdclef`: real files decoded back, and the CSV next to real BirdCLEF metadata."""
+
 from __future__ import annotations
 
 import statistics
@@ -106,8 +107,11 @@ def test_clips_that_failed_the_gate_stay_out_unless_asked(birdclef_run, ray_loca
     peaks = open_index(out)["peak_dbfs"].to_pylist()
     # the null generator makes the same audio for the same plan: a gate at the median fails about half
     gate = QualityThresholds(min_peak_dbfs=statistics.median(peaks), max_retries=0)
-    gated = null_output(tmp_path, open_index(out).select(["clip_id", "label", "prompt", "seed", "duration_s", "call_type"]),
-                        generation=GenerationConfig(quality=gate))
+    gated = null_output(
+        tmp_path,
+        open_index(out).select(["clip_id", "label", "prompt", "seed", "duration_s", "call_type"]),
+        generation=GenerationConfig(quality=gate),
+    )
     verdicts = dict(zip(*open_index(gated).select(["clip_id", "verdict"]).to_pydict().values()))
     passed = {c for c, v in verdicts.items() if v == "pass"}
     assert 0 < len(passed) < len(verdicts)
@@ -127,7 +131,9 @@ def test_unsafe_labels_and_bad_options_are_refused_by_name(ray_local, tmp_path):
     # plans refuse such labels; an index written by an older version or edited by hand may have one
     index = pq.read_table(out / "index.parquet")
     labels = ["../up" if label == "up" else label for label in index["label"].to_pylist()]
-    pq.write_table(index.set_column(index.schema.get_field_index("label"), "label", pa.array(labels)), out / "index.parquet")
+    pq.write_table(
+        index.set_column(index.schema.get_field_index("label"), "label", pa.array(labels)), out / "index.parquet"
+    )
     with pytest.raises(ExportError, match=r"column 'label'.*'\.\./up'"):
         export_birdclef(out, tmp_path / "syn")
     assert not (tmp_path / "up").exists()

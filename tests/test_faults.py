@@ -6,6 +6,7 @@ real `birdgen-ray submit` subprocess joined to the same Ray and SIGKILLed (or SI
 `ray job stop`) after some shards committed. Every faulty output must end with each planned clip exactly once in index.parquet and
 audio byte-identical to an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,14 +26,14 @@ from birdgen_ray.config import EngineConfig, RunConfig
 from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.reader import open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
-from birdgen_ray.plan.schema import validate_plan
-from birdgen_ray.schedule.actor import ShardWorker
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.schedule import runner
-from birdgen_ray.schedule.runner import ActorStartFailed, Stopped, submit
-from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.io.layout import shard_paths
 from birdgen_ray.io.storage import Output
+from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.schedule import runner
+from birdgen_ray.schedule.actor import ShardWorker
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.runner import ActorStartFailed, Stopped, submit
+from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
 
 PLAN_CLIPS = 48
@@ -129,10 +130,22 @@ def test_actors_killed_mid_run_are_replaced_and_each_clip_lands_once(reference, 
 def start_driver(ray_local, plan_path: str, out: Path) -> subprocess.Popen:
     """A real `birdgen-ray submit` process joined to the session's Ray, slowed to 0.1 s per clip."""
     command = [
-        *CLI, "submit", plan_path, "--out", str(out), "--generator", "null",
-        "--shard-size", "4", "--num-actors", "2", "--no-progress",
-        "--address", ray_local.get_runtime_context().gcs_address,
-        "--actor-env", f"{SLEEP_ENV}=0.1",
+        *CLI,
+        "submit",
+        plan_path,
+        "--out",
+        str(out),
+        "--generator",
+        "null",
+        "--shard-size",
+        "4",
+        "--num-actors",
+        "2",
+        "--no-progress",
+        "--address",
+        ray_local.get_runtime_context().gcs_address,
+        "--actor-env",
+        f"{SLEEP_ENV}=0.1",
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -152,7 +165,9 @@ def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_ref
         assert driver.poll() is None, driver.stdout.read().decode()
 
         # A second writer while the first is alive: refused, naming the live holder.
-        with pytest.raises(OutputLocked, match=rf"pid {driver.pid}.*Process {driver.pid} is still running.*--break-lock"):
+        with pytest.raises(
+            OutputLocked, match=rf"pid {driver.pid}.*Process {driver.pid} is still running.*--break-lock"
+        ):
             submit(null_run(plan_path, out))
     finally:
         try:
@@ -205,7 +220,9 @@ def test_sigterm_stops_the_driver_releases_its_lock_and_a_plain_rerun_completes(
     assert_exactly_once_and_identical(out, plan_path, reference_bytes)
 
 
-def test_sigterm_before_ray_starts_also_releases_the_lock_and_restores_the_handler(ray_local, reference, tmp_path, monkeypatch):
+def test_sigterm_before_ray_starts_also_releases_the_lock_and_restores_the_handler(
+    ray_local, reference, tmp_path, monkeypatch
+):
     """In-process: SIGTERM while the driver still reads the output, before any Ray call."""
     plan_path, _ = reference
     reading = threading.Event()
@@ -273,7 +290,11 @@ class OutOfMemoryAboveTwo:
         self.batch_sizes_tried.append(self.batch_size)
         if self.batch_size > self.limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return [clip for i in range(0, len(rows), self.batch_size) for clip in self.inner.generate(rows[i : i + self.batch_size])]
+        return [
+            clip
+            for i in range(0, len(rows), self.batch_size)
+            for clip in self.inner.generate(rows[i : i + self.batch_size])
+        ]
 
 
 def test_cuda_out_of_memory_halves_the_batch_and_gives_the_same_shard(tmp_path):

@@ -1,5 +1,6 @@
 """index.parquet is rebuilt from the last index plus the shards committed since, and the result is
 always what a full rebuild from every shard index gives (real shards from the real writer)."""
+
 from __future__ import annotations
 
 import os
@@ -11,10 +12,10 @@ import pytest
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate, read_shard_indexes
 from birdgen_ray.io.layout import INDEX_FILE, shard_paths
+from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import validate_plan
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.shards import make_shards
-from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 
 
@@ -36,7 +37,9 @@ def made(tmp_path):
     plan = validate_plan(plan_table(24))
     plan_path = write_plan(tmp_path / "plan.parquet", plan)
     out = tmp_path / "out"
-    writer = ShardWorker(RunConfig(plan_path=plan_path, out=str(out), generator="null", gpus_per_actor=0, progress=False))
+    writer = ShardWorker(
+        RunConfig(plan_path=plan_path, out=str(out), generator="null", gpus_per_actor=0, progress=False)
+    )
     for shard in make_shards(plan.slice(0, 16), 4):
         writer.run_shard(shard)
     consolidate(Output(str(out)))

@@ -1,6 +1,7 @@
 """The one-writer lock on a store that ignores If-None-Match: two runs starting at the same instant
 both create the lock file, and exactly one goes on (a real lock file on disk; the store's
 unconditional create is simulated by overwriting)."""
+
 from __future__ import annotations
 
 import threading
@@ -8,8 +9,8 @@ import threading
 import pytest
 
 from birdgen_ray.io.layout import LOCK_FILE
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 from birdgen_ray.io.storage import Output
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
 
 
 class IgnoresIfNoneMatch(Output):

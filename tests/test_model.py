@@ -1,4 +1,5 @@
 """The built-in tiny AudioLDM2: saved, cached, deterministic, loaded through from_pretrained."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 from birdgen_ray.generate import tiny
-from birdgen_ray.generate.random_model import build_from_reference_configs
 from birdgen_ray.generate.model import ModelLoadError, load_pipeline
+from birdgen_ray.generate.random_model import build_from_reference_configs
 
 
 def _file_digests(root: Path) -> dict[str, str]:
@@ -41,8 +42,11 @@ def test_tiny_is_saved_with_save_pretrained_and_loaded_through_from_pretrained(c
     assert type(pipe.text_encoder_2).__name__ == "T5EncoderModel"
     assert type(pipe.vocoder).__name__ == "SpeechT5HifiGan"
     # both cross-attention paths exist: GPT2 states and Flan-T5 states
-    assert pipe.unet.config.cross_attention_dim[-1] == [None, pipe.language_model.config.n_embd,
-                                                         pipe.text_encoder_2.config.d_model]
+    assert pipe.unet.config.cross_attention_dim[-1] == [
+        None,
+        pipe.language_model.config.n_embd,
+        pipe.text_encoder_2.config.d_model,
+    ]
     assert pipe.dtype == torch.float32  # fp32 on CPU
     # tokenizers: RoBERTa pads with id 1 (CLAP positions), T5 appends </s>
     assert pipe.tokenizer.pad_token_id == 1
@@ -97,9 +101,12 @@ def test_missing_model_dir_gives_a_clear_error(tmp_path):
 def test_build_from_reference_configs_reads_config_dirs(tmp_path):
     """Smoke test at tiny size: the same reader builds the full-size model on the GPU machine."""
     config_dir = tmp_path / "configs"
-    index = {"_class_name": "AudioLDM2Pipeline", "tokenizer": ["transformers", "RobertaTokenizerFast"],
-             "tokenizer_2": ["transformers", "T5TokenizerFast"],
-             "tokenizer_max_length": {"tokenizer": tiny.CLAP_TOKENIZER_MAX_LENGTH, "tokenizer_2": 32}}
+    index = {
+        "_class_name": "AudioLDM2Pipeline",
+        "tokenizer": ["transformers", "RobertaTokenizerFast"],
+        "tokenizer_2": ["transformers", "T5TokenizerFast"],
+        "tokenizer_max_length": {"tokenizer": tiny.CLAP_TOKENIZER_MAX_LENGTH, "tokenizer_2": 32},
+    }
     for name, config in tiny.TINY_CONFIGS.items():
         index[name] = ["", config["_class_name"]]
         file = {"scheduler": "scheduler_config.json", "feature_extractor": "preprocessor_config.json"}.get(

@@ -1,4 +1,5 @@
 """The model-free generator: deterministic per row, exact lengths and rates, fault-injection hooks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +7,10 @@ import pytest
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.null import FAIL_LABEL_ENV, SLEEP_ENV, SOURCE_RATE, NullGenerator
-from birdgen_ray.io.audio import decode_wav, encode_wav
 from birdgen_ray.generate.types import ClipGenerator
-from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
+from birdgen_ray.io.audio import decode_wav, encode_wav
 from birdgen_ray.plan.schema import make_clip_id
+from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
 
 def row(label: str = "amerob", seed: int = 7, duration_s: float = 1.0, prompt: str = "an american robin singing"):

@@ -1,4 +1,5 @@
 """Budget rules: exact deficits, ratio caps, a total budget split by deficit, and the rule per class."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,13 @@ def test_target_fills_every_class_exactly_to_target():
 def test_max_ratio_caps_each_class_at_floor_ratio_times_real():
     counts = {"a": 1, "b": 10, "c": 100, "d": 29, "e": 3}
     result = allocate(counts, set(), BudgetConfig(target=100, max_ratio=0.29 * 10))  # 2.9
-    expected = {"a": (2, "max_ratio"), "b": (29, "max_ratio"), "c": (0, "none"), "d": (71, "target"),
-                "e": (8, "max_ratio")}
+    expected = {
+        "a": (2, "max_ratio"),
+        "b": (29, "max_ratio"),
+        "c": (0, "none"),
+        "d": (71, "target"),
+        "e": (8, "max_ratio"),
+    }
     assert {k: (v.synthetic_count, v.rule) for k, v in result.items()} == expected
 
 
@@ -117,7 +123,15 @@ def test_worked_example_in_docs_planning_md():
     counts = {"a": 10, "b": 60, "c": 50, "d": 500}
     plain = allocate(counts, set(), BudgetConfig(target=100, max_ratio=2))
     assert {k: (v.synthetic_count, v.rule) for k, v in plain.items()} == {
-        "a": (20, "max_ratio"), "b": (40, "target"), "c": (50, "target"), "d": (0, "none")}
+        "a": (20, "max_ratio"),
+        "b": (40, "target"),
+        "c": (50, "target"),
+        "d": (0, "none"),
+    }
     budgeted = allocate(counts, set(), BudgetConfig(target=100, max_ratio=2, total_budget=50))
     assert {k: (v.synthetic_count, v.rule) for k, v in budgeted.items()} == {
-        "a": (9, "budget"), "b": (18, "budget"), "c": (23, "budget"), "d": (0, "none")}
+        "a": (9, "budget"),
+        "b": (18, "budget"),
+        "c": (23, "budget"),
+        "d": (0, "none"),
+    }

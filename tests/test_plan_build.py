@@ -1,5 +1,6 @@
 """Building and writing plans: exact deficits and caps on a 30k-row file, byte-identical output,
 ids stable across re-plans, selection, zero-row classes."""
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,8 @@ def test_30k_row_file_deficits_are_exact_and_caps_hold(big_metadata, tmp_path):
         assert 0 <= row["take"] < row["synthetic_count"]
         assert row["rule"] in ("target", "max_ratio")
     assert {c.label for c in classes if result.allocations[c.label].rule == "none"} == {
-        label for label, real in truth.items() if real >= 200}
+        label for label, real in truth.items() if real >= 200
+    }
 
 
 def test_30k_row_file_with_total_budget_spends_it_exactly(big_metadata):

@@ -1,4 +1,5 @@
 """`birdgen-ray plan` end to end through the real CLI: each input layout, report files, errors."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,11 @@ def inputs(tmp_path):
     ex = example_classes(15, seed=7, high=60, taxa=("Aves", "Amphibia", "Insecta"))
     return {
         "2021": [write_recordings(tmp_path / "train_metadata.csv", [c for c in ex if c.taxon_class == "Aves"], "2021")],
-        "2025": [write_recordings(tmp_path / "train.csv", ex, "2025"),
-                 "--taxonomy", write_taxonomy(tmp_path / "taxonomy.csv", ex)],
+        "2025": [
+            write_recordings(tmp_path / "train.csv", ex, "2025"),
+            "--taxonomy",
+            write_taxonomy(tmp_path / "taxonomy.csv", ex),
+        ],
         "counts": [write_counts(tmp_path / "counts.parquet", ex)],
         "classes": ex,
     }
@@ -128,6 +132,15 @@ def test_nothing_to_generate_exits_1_after_the_summary(inputs, tmp_path):
 def test_help_explains_options_with_examples():
     result = runner.invoke(app, ["plan", "--help"], env={"COLUMNS": "160"})
     assert result.exit_code == 0
-    for text in ("Examples", "--target", "--max-ratio", "--total-budget", "--include-class", "--templates",
-                 "--report-dir", "byte-identical", "birdgen-ray plan train.csv --taxonomy taxonomy.csv"):
+    for text in (
+        "Examples",
+        "--target",
+        "--max-ratio",
+        "--total-budget",
+        "--include-class",
+        "--templates",
+        "--report-dir",
+        "byte-identical",
+        "birdgen-ray plan train.csv --taxonomy taxonomy.csv",
+    ):
         assert text in result.output

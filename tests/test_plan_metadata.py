@@ -1,4 +1,5 @@
 """Reading real training sets: each BirdCLEF column layout, label+count files, and bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,14 @@ def test_type_lists_are_counted_per_recording(tmp_path):
     header = LAYOUTS["2023"]
     row = dict.fromkeys(header, "")
     rows = []
-    for label, types in [("wren", "['song']"), ("wren", "['call', 'flight call']"), ("wren", "['Song']"),
-                         ("wren", ""), ("wren", "[]"), ("owl", "call, song")]:
+    for label, types in [
+        ("wren", "['song']"),
+        ("wren", "['call', 'flight call']"),
+        ("wren", "['Song']"),
+        ("wren", ""),
+        ("wren", "[]"),
+        ("owl", "call, song"),
+    ]:
         rows.append([{**row, "primary_label": label, "type": types}[c] for c in header])
     stats = {s.label: s for s in read_classes(write_csv(tmp_path / "m.csv", header, rows))}
 
@@ -76,8 +83,14 @@ def test_type_lists_are_counted_per_recording(tmp_path):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("['call', 'flight call']", ["call", "flight call"]), ("[]", []), ("", []), ("song", ["song"]),
-     ("['call', 'song'", ["call", "song"]), ('["alarm call"]', ["alarm call"])],
+    [
+        ("['call', 'flight call']", ["call", "flight call"]),
+        ("[]", []),
+        ("", []),
+        ("song", ["song"]),
+        ("['call', 'song'", ["call", "song"]),
+        ('["alarm call"]', ["alarm call"]),
+    ],
 )
 def test_parse_list_reads_python_list_strings_and_plain_text(text, expected):
     assert parse_list(text) == expected
@@ -85,11 +98,15 @@ def test_parse_list_reads_python_list_strings_and_plain_text(text, expected):
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_label_count_file_with_names_and_classes(tmp_path, suffix):
-    classes = [ExampleClass("a", 3, "Aves", "Grünfink", "Chloris chloris"),
-               ExampleClass("b", 500, "Insecta", "", "Gryllus campestris")]
+    classes = [
+        ExampleClass("a", 3, "Aves", "Grünfink", "Chloris chloris"),
+        ExampleClass("b", 500, "Insecta", "", "Gryllus campestris"),
+    ]
     stats = read_classes(write_counts(tmp_path / f"counts.{suffix}", classes))
     assert [(s.label, s.real_count, s.taxon_class, s.common_name) for s in stats] == [
-        ("a", 3, "Aves", "Grünfink"), ("b", 500, "Insecta", "")]
+        ("a", 3, "Aves", "Grünfink"),
+        ("b", 500, "Insecta", ""),
+    ]
 
 
 def test_label_count_file_without_optional_columns_defaults_to_birds(tmp_path):
@@ -136,9 +153,14 @@ def test_labels_listed_twice_in_the_taxonomy_name_both_lines(tmp_path):
     header = LAYOUTS["2025"]
     blank = dict.fromkeys(header, "")
     train = write_csv(tmp_path / "train.csv", header, [[{**blank, "primary_label": "a"}[c] for c in header]])
-    taxonomy = write_csv(tmp_path / "taxonomy.csv", ["primary_label", "class_name"],
-                         [["a", "Aves"], ["b", "Aves"], ["a", "Aves"], ["b", "Insecta"]])
-    with pytest.raises(InputError, match=r"lines 4, 5: label listed twice \(line 4 repeats line 2, line 5 repeats line 3\)"):
+    taxonomy = write_csv(
+        tmp_path / "taxonomy.csv",
+        ["primary_label", "class_name"],
+        [["a", "Aves"], ["b", "Aves"], ["a", "Aves"], ["b", "Insecta"]],
+    )
+    with pytest.raises(
+        InputError, match=r"lines 4, 5: label listed twice \(line 4 repeats line 2, line 5 repeats line 3\)"
+    ):
         read_classes(train, taxonomy)
 
 
@@ -154,8 +176,11 @@ def test_non_utf8_text_names_column_and_lines(tmp_path):
 
 
 def test_empty_labels_and_bad_counts_name_lines(tmp_path):
-    path = write_csv(tmp_path / "counts.csv", ["label", "count"],
-                     [["a", "3"], ["", "4"], ["b", "x"], ["c", "-1"], ["a", "2"], ["d", "2.5"]])
+    path = write_csv(
+        tmp_path / "counts.csv",
+        ["label", "count"],
+        [["a", "3"], ["", "4"], ["b", "x"], ["c", "-1"], ["a", "2"], ["d", "2.5"]],
+    )
     with pytest.raises(InputError) as err:
         read_classes(path)
     message = str(err.value)

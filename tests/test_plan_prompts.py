@@ -1,4 +1,5 @@
 """Prompt templates: shipped defaults, variety, call types by real frequency, user files, errors."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -21,9 +22,14 @@ OTHER_GROUPS = ("cicada", "katydid", "cricket", "toad", "monkey", "gecko", "liza
 
 
 def wren(**kw) -> ClassStats:
-    values = dict(label="eurwre", real_count=12, common_name="Eurasian Wren",
-                  scientific_name="Troglodytes troglodytes", taxon_class="Aves",
-                  call_types=Counter({"song": 9, "call": 3}))
+    values = dict(
+        label="eurwre",
+        real_count=12,
+        common_name="Eurasian Wren",
+        scientific_name="Troglodytes troglodytes",
+        taxon_class="Aves",
+        call_types=Counter({"song": 9, "call": 3}),
+    )
     values.update(kw)
     return ClassStats(**values)
 
@@ -109,11 +115,11 @@ def test_user_toml_file_overrides_defaults_per_taxon_class(tmp_path):
     path = tmp_path / "my.toml"
     path.write_text(
         'negative_prompt = "noise"\n'
-        '[default]\n'
+        "[default]\n"
         'templates = ["{sound} by {common_name}, {habitat}, {style}"]\n'
         'call_types = ["call"]\nhabitats = ["in fog"]\nstyles = ["mono"]\n'
         '[default.sounds]\ndefault = ["generic animal"]\n'
-        '[classes.aves]\n'
+        "[classes.aves]\n"
         'templates = ["{sound}: {common_name} {call_type}"]\nnegative_prompt = "wind"\n'
         '[classes.aves.sounds]\nsong = ["pretty bird song"]\n',
         encoding="utf-8",
@@ -148,12 +154,15 @@ VALID_DEFAULT = (
     [
         (VALID_DEFAULT.replace("{common_name}", "{colour}"), "'default.templates[0]': unknown variable(s) ['colour']"),
         (VALID_DEFAULT.replace('["{sound} of {common_name}"]', "[]"), "'default.templates': must be a non-empty list"),
-        (VALID_DEFAULT.replace('"{sound} of {common_name}"', '"{sound"'), "'default.templates[0]': not a valid template"),
+        (
+            VALID_DEFAULT.replace('"{sound} of {common_name}"', '"{sound"'),
+            "'default.templates[0]': not a valid template",
+        ),
         (VALID_DEFAULT.replace("default = ", "song = "), "'default.sounds': must be a table with at least a 'default'"),
         (VALID_DEFAULT + '[classes.Aves]\nmood = "calm"\n', "'classes.Aves': unknown key(s) ['mood']"),
         (VALID_DEFAULT + '[classes.Aves]\nhabitats = ["ok", 3]\n', "'classes.Aves.habitats': must be a non-empty list"),
         ("ignore_call_types = 'male'\n" + VALID_DEFAULT, "'ignore_call_types': must be a list"),
-        ('[default\n', "cannot parse"),
+        ("[default\n", "cannot parse"),
         ('[default]\ntemplates = ["x"]\n', "'default.call_types'"),  # a user file is complete on its own
     ],
 )

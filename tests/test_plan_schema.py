@@ -1,4 +1,5 @@
 """Plan and config validation that needs no Ray: clip ids that fit a tar member, bad settings named."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -15,8 +16,9 @@ def with_ids(ids):
 
 
 def test_longest_allowed_clip_id_packs_into_a_tar_and_longer_or_dotted_ids_are_named():
-    from birdgen_ray.generate.types import GeneratedClip
     import numpy as np
+
+    from birdgen_ray.generate.types import GeneratedClip
 
     longest = "a" * 95
     plan = with_ids([longest, "b"])
@@ -60,7 +62,9 @@ def test_labels_that_cannot_be_folder_names_or_list_values_are_named_by_row():
 def test_given_clip_ids_are_checked_with_every_other_rule_in_one_report():
     table = plan_table(4).append_column("clip_id", pa.array(["a", "a", "b.c", "d"]))
     table = table.set_column(0, "label", pa.array(["ok", "x/y", "ok", "ok"]))
-    table = table.set_column(table.schema.get_field_index("duration_s"), "duration_s", pa.array([1.0, float("nan"), 1.0, 99.0]))
+    table = table.set_column(
+        table.schema.get_field_index("duration_s"), "duration_s", pa.array([1.0, float("nan"), 1.0, 99.0])
+    )
     with pytest.raises(PlanError) as err:
         validate_plan(table)
     message = str(err.value)

@@ -4,6 +4,7 @@ and on the built-in tiny AudioLDM2.
 Raising --target and re-planning must only add clips: the second submit generates exactly the new
 rows and leaves every committed clip alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,6 @@ runner = CliRunner()
 COMMON_ARGS = ["--sample-rate", "16000", "--shard-size", "4", "--num-actors", "1", "--no-progress"]
 TINY_ARGS = ["--model", "tiny", "--steps", "2", *COMMON_ARGS]
 NULL_ARGS = ["--generator", "null", *COMMON_ARGS]
-
 
 
 def invoke(*args):
@@ -46,7 +46,12 @@ def plan_submit_replan_submit(tmp_path, submit_args):
     for row in first.to_pylist():  # plan extras ride along into the index
         got = by_id[row["clip_id"]]
         assert (got["label"], got["prompt"], got["taxon_class"], got["rule"], got["take"]) == (
-            row["label"], row["prompt"], row["taxon_class"], row["rule"], row["take"])
+            row["label"],
+            row["prompt"],
+            row["taxon_class"],
+            row["rule"],
+            row["take"],
+        )
         audio, rate = read_clip(str(out), row["clip_id"])
         assert rate == 16_000 and len(audio) == 16_000
 

@@ -1,4 +1,5 @@
 """Resampling, peak normalisation and WAV bytes, checked on real signals and real WAV files."""
+
 from __future__ import annotations
 
 import io
@@ -7,9 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from birdgen_ray.io.audio import decode_wav, encode_wav, resample
-
 from birdgen_ray.generate.postprocess import peak_normalize
+from birdgen_ray.io.audio import decode_wav, encode_wav, resample
 
 
 def sine(freq_hz: float, rate: int, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:

@@ -1,4 +1,5 @@
 """The quality gate on synthetic signals: each threshold must be able to change the verdict."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,13 +100,21 @@ def test_clap_threshold():
         # a quiet tone: passes at -80 dBFS minimum peak, fails at -20
         (tone(0.01), {"min_peak_dbfs": -80.0}, {"min_peak_dbfs": -20.0}, TOO_QUIET),
         # half silent: passes at 0.95 max silence, fails at 0.3
-        (np.concatenate([tone(0.5, 0.5), np.zeros(RATE // 2, np.float32)]),
-         {"max_silence_fraction": 0.95}, {"max_silence_fraction": 0.3}, SILENT),
+        (
+            np.concatenate([tone(0.5, 0.5), np.zeros(RATE // 2, np.float32)]),
+            {"max_silence_fraction": 0.95},
+            {"max_silence_fraction": 0.3},
+            SILENT,
+        ),
         # a -50 dBFS tone is "silent" only when silence starts at -40 dBFS
         (tone(10 ** (-50 / 20)), {"silence_dbfs": -60.0}, {"silence_dbfs": -40.0}, SILENT),
         # 5% clipped samples: passes at 10%, fails at 1%
-        (np.where(np.arange(RATE) % 20 == 0, 1.0, 0.3).astype(np.float32),
-         {"max_clipping_fraction": 0.10}, {"max_clipping_fraction": 0.01}, CLIPPING),
+        (
+            np.where(np.arange(RATE) % 20 == 0, 1.0, 0.3).astype(np.float32),
+            {"max_clipping_fraction": 0.10},
+            {"max_clipping_fraction": 0.01},
+            CLIPPING,
+        ),
     ],
 )
 def test_each_threshold_moves_the_verdict(audio, loose, strict, reason):

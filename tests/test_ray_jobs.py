@@ -5,6 +5,7 @@ The head is started here with `ray start --block` in its own session, separate f
 Ray of conftest's `ray_local` (not used here). Teardown stops only this head's process tree, by pid:
 `ray stop` would kill every Ray on the machine, other test sessions included.
 """
+
 from __future__ import annotations
 
 import io
@@ -94,9 +95,7 @@ def ray_head():
         "--disable-usage-stats",
     ]  # fmt: skip
     with open(log_path, "w") as log:
-        head = subprocess.Popen(
-            command, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        head = subprocess.Popen(command, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
         deadline = time.monotonic() + HEAD_START_TIMEOUT_S
@@ -131,8 +130,20 @@ def _write_plan(path: Path, rows: int = 4) -> pa.Table:
 
 def _submit(plan: Path, out: Path, address: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SUBMIT_JOB), str(plan), "--out", str(out), "--model", "tiny", "--address", address,
-         "--", "--steps", "2"],  # the tiny model on CPU: few denoising steps keep the job short
+        [
+            sys.executable,
+            str(SUBMIT_JOB),
+            str(plan),
+            "--out",
+            str(out),
+            "--model",
+            "tiny",
+            "--address",
+            address,
+            "--",
+            "--steps",
+            "2",
+        ],  # the tiny model on CPU: few denoising steps keep the job short
         env=_env(),
         capture_output=True,
         text=True,
@@ -185,7 +196,6 @@ def test_ray_job_generates_output_and_refuses_duplicate(ray_head, tmp_path):
     assert job_id in second.stderr
     assert [j.submission_id for j in client.list_jobs()].count(job_id) == 1
     assert (out / "index.parquet").read_bytes() == index_bytes
-
 
 
 # --- the submission id and the command, without a cluster ----------------------------------------
@@ -243,7 +253,9 @@ def test_submit_job_command_carries_id_runtime_env_and_entrypoint(tmp_path):
     assert options[options.index("--address") + 1] == "http://10.0.0.1:8265"
     assert options[options.index("--submission-id") + 1] == submission_id(str(plan), "s3://birds/out")
     runtime_env = json.loads(options[options.index("--runtime-env-json") + 1])
-    assert runtime_env == {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", "HF_HOME": "/cache"}}
+    assert runtime_env == {
+        "env_vars": {"TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", "HF_HOME": "/cache"}
+    }
     assert entrypoint == [
         "birdgen-ray", "submit", str(plan), "--out", "s3://birds/out", "--model", "tiny", "--no-progress",
         "--num-actors", "3",

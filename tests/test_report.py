@@ -1,4 +1,5 @@
 """`birdgen-ray report`: the page's content from a real output, and the page in a real headless Chromium."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import fsspec
-import pyarrow as pa
 import matplotlib.image
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -30,9 +31,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # Chromium as root on a closed network: no sandbox, no GPU, and none of its background connections.
 CHROMIUM_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1280,2200",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,2200",
 ]
 
 
@@ -191,7 +199,9 @@ def test_report_of_an_s3_output_goes_to_a_local_dest(birdclef_out, tmp_path):
 
         with pytest.raises(ValueError, match="pass --dest"):
             build_report("s3://report-birds/run1", storage_options=options)
-        page = build_report("s3://report-birds/run1", tmp_path / "r", ReportConfig(per_class=1), storage_options=options)
+        page = build_report(
+            "s3://report-birds/run1", tmp_path / "r", ReportConfig(per_class=1), storage_options=options
+        )
         audio = parse(page).audio
         assert len(audio) == 3
         row = next(r for r in open_index(birdclef_out).to_pylist() if r["clip_id"] == Path(audio[0]).stem)
@@ -208,7 +218,9 @@ def chromium():
     """A headless Chromium driven by Selenium through Debian's chromedriver."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if not os.environ.get("CI"):
-            pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)")
+            pytest.skip(
+                "Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)"
+            )
         pytest.fail(f"CI must install chromium and chromium-driver: {CHROMIUM} or {CHROMEDRIVER} is missing")
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never try to download a driver
     from selenium import webdriver
@@ -275,7 +287,9 @@ const done = arguments[arguments.length - 1];
   return out;
 })().then(done, e => done([{decodeError: String(e)}]));
 """
-CHECK_IMAGES = "return [...document.images].map(i => ({src: i.currentSrc, complete: i.complete, width: i.naturalWidth}));"
+CHECK_IMAGES = (
+    "return [...document.images].map(i => ({src: i.currentSrc, complete: i.complete, width: i.naturalWidth}));"
+)
 
 
 def page_problems(driver, url: str) -> tuple[list[str], list[dict]]:
@@ -351,4 +365,4 @@ def test_spectrogram_puts_a_tone_at_its_frequency_and_marks_the_bandwidth(tmp_pa
     shade = np.where(pixels == LINE_INDEX, 0, pixels).astype(int)
     loudest_row = int(np.argmax(shade.mean(axis=1)))
     assert abs(loudest_row - round(0.75 * 219)) <= 2  # 4 kHz: three quarters of the way down
-    assert shade[:line_row - 2].max() < shade[loudest_row].mean() / 2  # nothing bright above 8 kHz
+    assert shade[: line_row - 2].max() < shade[loudest_row].mean() / 2  # nothing bright above 8 kHz

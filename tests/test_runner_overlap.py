@@ -4,6 +4,7 @@ The writes are slowed with the actor's BIRDGEN_WRITE_DELAY_S hook (a slow object
 checked are the timestamps each shard reports (when it got the generator, released it, committed),
 not how fast anything ran.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +14,12 @@ import pytest
 
 from birdgen_ray.config import EngineConfig, RunConfig
 from birdgen_ray.generate.null import SLEEP_ENV
-from birdgen_ray.io.layout import committed_shard_ids
+from birdgen_ray.io.layout import committed_shard_ids, shard_paths
+from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import validate_plan
 from birdgen_ray.schedule.actor import WRITE_DELAY_ENV, ShardResult, ShardWorker
 from birdgen_ray.schedule.runner import drive
 from birdgen_ray.schedule.shards import make_shards
-from birdgen_ray.io.layout import shard_paths
-from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 from tests.test_faults import OutOfMemoryAboveTwo
 

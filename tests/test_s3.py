@@ -3,6 +3,7 @@
 The driver and the Ray actors (separate processes) talk to it over HTTP with s3fs, exactly as
 they would to AWS or MinIO; nothing is mocked inside the client.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,10 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import open_index, read_clip, read_clip_bytes
 from birdgen_ray.index.status import output_status
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.plan.schema import PlanError
-from birdgen_ray.schedule.runner import submit
 from birdgen_ray.io.storage import Output
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.runner import submit
 from tests.plans import plan_table, write_plan
 
 BUCKET = "birds"
@@ -78,7 +79,13 @@ def test_submit_to_s3_writes_a_readable_resumable_output(ray_local, s3_server, t
     assert rate == 32_000 and len(audio) == index["num_samples"][0].as_py()
 
     status = output_status(Output(out, options))
-    assert (status["planned"], status["done"], status["failed"], status["pending"], status["shards"]) == (17, 17, 0, 0, 4)
+    assert (status["planned"], status["done"], status["failed"], status["pending"], status["shards"]) == (
+        17,
+        17,
+        0,
+        0,
+        4,
+    )
 
     result = CliRunner().invoke(app, ["status", out, "--json", "--storage-options", json.dumps(options)])
     assert result.exit_code == 0, result.output
@@ -117,7 +124,10 @@ def test_s3_lock_is_an_exclusive_create_and_refuses_a_second_writer(ray_local, s
     first.acquire()
     second.acquire()  # takes the lock over
     first.release()  # a holder whose lock was taken over must not remove the new holder's
-    assert json.loads(client.get_object(Bucket=BUCKET, Key="run-b/_birdgen/lock.json")["Body"].read())["run_id"] == second.run_id
+    assert (
+        json.loads(client.get_object(Bucket=BUCKET, Key="run-b/_birdgen/lock.json")["Body"].read())["run_id"]
+        == second.run_id
+    )
     second.release()
     assert "_birdgen/lock.json" not in keys(client, "run-b")
 

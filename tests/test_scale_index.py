@@ -1,6 +1,7 @@
 """The driver's per-clip bookkeeping at augmentation scale (10^5 rows) is column-wise and gives what
 the plain Python-set definitions give: deduplication of clips committed twice, which plan rows are
 still pending, and the failure records a run prunes. Tables are built directly (no generation)."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import pytest
 
 from birdgen_ray.index.reader import _one_row_per_clip
 from birdgen_ray.io.layout import FAILURES_DIR
+from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.runner import prune_failures
 from birdgen_ray.schedule.shards import pending_rows
-from birdgen_ray.io.storage import Output
 
 ROWS = 100_000
 

@@ -1,5 +1,6 @@
 """A shard that hangs (a stuck GPU call) is ended by --shard-timeout: its actor is killed, the shard is
 retried within the attempt limit, then recorded as failed, and every other shard still completes."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,10 @@ def test_a_shard_queued_behind_another_on_its_actor_is_not_timed_out(ray_local, 
     # timeout, so no actor may be killed, though the second finishes ~4 s after it was handed over.
     summary = submit(
         timeout_run(
-            tmp_path, plan_table(12, durations=(1.0,)), shard_timeout_s=3.0, max_shard_attempts=1,
+            tmp_path,
+            plan_table(12, durations=(1.0,)),
+            shard_timeout_s=3.0,
+            max_shard_attempts=1,
             actor_env={"BIRDGEN_NULL_SLEEP_S": "0.5"},
         )
     )
@@ -66,7 +70,10 @@ def test_a_shard_killed_with_a_timed_out_actor_is_retried_without_spending_an_at
     plan = plan_table(8, labels=("aaa", "good"), durations=(1.0,))
     summary = submit(
         timeout_run(
-            tmp_path, plan, shard_timeout_s=2.0, max_shard_attempts=1,
+            tmp_path,
+            plan,
+            shard_timeout_s=2.0,
+            max_shard_attempts=1,
             actor_env={"BIRDGEN_NULL_HANG_LABEL": "aaa", "BIRDGEN_NULL_HANG_S": "60"},
         )
     )

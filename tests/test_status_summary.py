@@ -1,4 +1,5 @@
 """What people see of a run: summary.json, `birdgen-ray status`, the submit exit code, the progress bar."""
+
 from __future__ import annotations
 
 import io
@@ -15,10 +16,10 @@ from typer.testing import CliRunner
 from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, RunConfig
 from birdgen_ray.generate.null import FAIL_LABEL_ENV, SILENT_LABEL_ENV
+from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.lock import OutputLock
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.runner import submit
-from birdgen_ray.io.storage import Output
 from tests.plans import plan_table, write_plan
 
 # 12 clips of one length: sorted by clip_id the 4 "bad-..." clips fill the first shard of 4.
@@ -36,9 +37,16 @@ def half_failing_plan(tmp_path) -> str:
 
 def test_summary_counts_throughput_gpu_seconds_stages_versions_and_settings(ray_local, tmp_path):
     run = RunConfig(
-        plan_path=half_failing_plan(tmp_path), out=str(tmp_path / "out"), generator="null", num_actors=2,
-        gpus_per_actor=1.0, shard_size=4, max_shard_attempts=2, progress=False,
-        actor_env={FAIL_LABEL_ENV: "bad"}, generation=GenerationConfig(num_inference_steps=7),
+        plan_path=half_failing_plan(tmp_path),
+        out=str(tmp_path / "out"),
+        generator="null",
+        num_actors=2,
+        gpus_per_actor=1.0,
+        shard_size=4,
+        max_shard_attempts=2,
+        progress=False,
+        actor_env={FAIL_LABEL_ENV: "bad"},
+        generation=GenerationConfig(num_inference_steps=7),
     )
     summary = submit(run)
 
@@ -46,7 +54,7 @@ def test_summary_counts_throughput_gpu_seconds_stages_versions_and_settings(ray_
     assert summary["status"] == "incomplete"
     assert (summary["planned"], summary["done"], summary["missing"]) == (12, 8, 4)
     assert (summary["generated_this_run"], summary["failed_clips"], summary["already_done_before_run"]) == (8, 4, 0)
-    (failed_shard, error), = summary["failed_shards"].items()
+    ((failed_shard, error),) = summary["failed_shards"].items()
     assert failed_shard.startswith("shard-") and "injected failure" in error
     assert summary["shard_retries"] == 1 and summary["actors"] == 2 and summary["actors_replaced"] == 0
     assert summary["verdicts"] == {"pass": 8}
@@ -74,7 +82,19 @@ def test_summary_counts_throughput_gpu_seconds_stages_versions_and_settings(ray_
 def test_cli_submit_exits_non_zero_on_failures_and_status_reports_from_the_output(ray_local, tmp_path):
     plan, out = half_failing_plan(tmp_path), str(tmp_path / "out")
     runner = CliRunner()
-    base = ["submit", plan, "--out", out, "--generator", "null", "--shard-size", "4", "--num-actors", "2", "--no-progress"]
+    base = [
+        "submit",
+        plan,
+        "--out",
+        out,
+        "--generator",
+        "null",
+        "--shard-size",
+        "4",
+        "--num-actors",
+        "2",
+        "--no-progress",
+    ]
 
     failing = runner.invoke(app, base + ["--max-shard-attempts", "1", "--actor-env", f"{FAIL_LABEL_ENV}=bad"])
     assert failing.exit_code == 1, failing.output
@@ -148,8 +168,17 @@ def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counte
     out = str(tmp_path / "out")
     first = write_plan(tmp_path / "first.parquet", plan_table(6, labels=("quiet", "ok")))
     runner = CliRunner()
-    base = ["--out", out, "--generator", "null", "--no-progress", "--max-retries", "0",
-            "--actor-env", f"{SILENT_LABEL_ENV}=quiet"]
+    base = [
+        "--out",
+        out,
+        "--generator",
+        "null",
+        "--no-progress",
+        "--max-retries",
+        "0",
+        "--actor-env",
+        f"{SILENT_LABEL_ENV}=quiet",
+    ]
     made = runner.invoke(app, ["submit", first, *base])
     assert made.exit_code == 0, made.output
     assert "3 clips failed the quality gate after every retry" in flat(made.output)

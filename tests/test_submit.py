@@ -1,4 +1,5 @@
 """The end-to-end job on a real local Ray with the null generator: layout, index, rerun, bad input."""
+
 from __future__ import annotations
 
 import io
@@ -17,13 +18,13 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.schema import INDEX_SCHEMA
-from birdgen_ray.plan.schema import PlanError, validate_plan
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.schedule import runner
-from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, drive, submit
-from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
-from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.io.storage import Output
+from birdgen_ray.plan.schema import PlanError, validate_plan
+from birdgen_ray.schedule import runner
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, drive, submit
+from birdgen_ray.schedule.shards import make_shards
+from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
 from tests.plans import plan_table, write_plan
 
 
@@ -47,7 +48,9 @@ def test_plan_of_dozens_on_two_actors_gives_one_decodable_row_per_clip(ray_local
         audio, rate = read_clip(str(tmp_path / "out"), row["clip_id"])
         assert rate == 32_000 == row["sample_rate"]
         assert len(audio) == round(row["duration_s"] * 32_000) == row["num_samples"]
-        info = sf.info(io.BytesIO(open(tmp_path / "out" / row["shard"], "rb").read()[row["offset"]:row["offset"] + row["size"]]))
+        info = sf.info(
+            io.BytesIO(open(tmp_path / "out" / row["shard"], "rb").read()[row["offset"] : row["offset"] + row["size"]])
+        )
         assert info.subtype == "PCM_16" and info.channels == 1
 
 
@@ -72,9 +75,15 @@ def test_rerun_generates_nothing_and_changed_plan_adds_only_new_clips(ray_local,
     "change, expected",
     [
         (lambda t: t.drop(["prompt"]), "column 'prompt': missing"),
-        (lambda t: t.set_column(2, "seed", pa.array([1, -5, 3, None], pa.int64())), "column 'seed': null or negative in rows 1, 3"),
+        (
+            lambda t: t.set_column(2, "seed", pa.array([1, -5, 3, None], pa.int64())),
+            "column 'seed': null or negative in rows 1, 3",
+        ),
         (lambda t: t.set_column(3, "duration_s", pa.array([1.0, float("nan"), 0.0, 2.0])), "column 'duration_s'"),
-        (lambda t: t.set_column(1, "prompt", pa.array(["ok", "  ", None, "fine"])), "column 'prompt': null or empty in rows 1, 2"),
+        (
+            lambda t: t.set_column(1, "prompt", pa.array(["ok", "  ", None, "fine"])),
+            "column 'prompt': null or empty in rows 1, 2",
+        ),
         (lambda t: t.append_column("clip_id", pa.array(["a", "b", "a", "c/../x"])), "duplicate id 'a' in rows 0, 2"),
         (lambda t: t.set_column(2, "seed", pa.array(["1", "2", "3", "4"])), "column 'seed': expected integer"),
     ],
@@ -111,7 +120,9 @@ def test_other_generation_settings_are_refused_on_an_existing_output(ray_local, 
     with pytest.raises(SettingsMismatch, match="--steps: output has 25, this run 50"):
         submit(null_run(path, tmp_path / "out", generation=GenerationConfig(num_inference_steps=50)))
     stricter = GenerationConfig(quality=QualityThresholds(min_clap_score=0.3))
-    with pytest.raises(SettingsMismatch, match=r"\(--min-clap: output has None, this run 0.3\)"):  # not a dataclass dump
+    with pytest.raises(
+        SettingsMismatch, match=r"\(--min-clap: output has None, this run 0.3\)"
+    ):  # not a dataclass dump
         submit(null_run(path, tmp_path / "out", generation=stricter))
     # Same generation settings, but real model audio would mix with the null generator's test tones.
     with pytest.raises(SettingsMismatch, match="'null' generator, this run uses 'audioldm2'"):
@@ -138,7 +149,9 @@ def test_failing_shard_is_recorded_run_goes_on_and_status_reports_it(ray_local, 
     plan = plan_table(12, labels=("good", "good", "bad"))
     path = write_plan(tmp_path / "plan.parquet", plan)
     out = tmp_path / "out"
-    summary = submit(null_run(path, out, shard_size=12, actor_env={"BIRDGEN_NULL_FAIL_LABEL": "bad"}, max_shard_attempts=2))
+    summary = submit(
+        null_run(path, out, shard_size=12, actor_env={"BIRDGEN_NULL_FAIL_LABEL": "bad"}, max_shard_attempts=2)
+    )
     assert summary["status"] == "incomplete" and summary["failed_clips"] == 12 and summary["shard_retries"] == 1
     (failure,) = os.listdir(out / "failures")
     status = output_status(Output(str(out)))
@@ -180,7 +193,9 @@ def test_actors_get_the_gpus_asked_for(ray_local, tmp_path, asked, gpus_each):
     assert len({i for ids in gpu_ids for i in ids}) == 2 * gpus_each  # one fake GPU each, not shared
 
 
-def test_gpu_actors_that_cannot_be_placed_are_waited_for_out_loud_without_stalling_the_run(ray_local, tmp_path, monkeypatch, capsys):
+def test_gpu_actors_that_cannot_be_placed_are_waited_for_out_loud_without_stalling_the_run(
+    ray_local, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(runner, "PLACEMENT_REPORT_S", 0.2)
     path = write_plan(tmp_path / "plan.parquet", plan_table(16))
     # Three 1-GPU actors on the session's two GPUs and no autoscaler: the third never gets placed.

@@ -1,4 +1,5 @@
 """The end-to-end job on the built-in tiny AudioLDM2: real model, real Ray actors, real WAV shards."""
+
 from __future__ import annotations
 
 import io

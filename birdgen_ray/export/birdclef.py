@@ -9,6 +9,7 @@ Every synthetic row has `source` = "synthetic" (real rows have none after the co
 layout's own `collection` column says "synthetic" too. Extra columns after the layout's record how
 each clip was made (clip_id, prompt, seeds, model, gate verdict, CLAP score).
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
+from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
+from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.schema import UNSAFE_LABEL
-from birdgen_ray.io.storage import Output, write_file_atomic
 
 AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
@@ -33,8 +33,23 @@ METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
 AUDIO_FORMATS = tuple(ENCODINGS)  # ogg (Vorbis, what BirdCLEF ships), flac, wav
 # Index columns the export reads (when present): to locate each clip and fill the metadata CSV.
-EXPORT_INDEX_COLUMNS = {"clip_id", "label", "prompt", "seed", "final_seed", "duration_s", "shard", "offset", "size",
-                        "model_id", "verdict", "clap_score", "call_type", "scientific_name", "common_name"}
+EXPORT_INDEX_COLUMNS = {
+    "clip_id",
+    "label",
+    "prompt",
+    "seed",
+    "final_seed",
+    "duration_s",
+    "shard",
+    "offset",
+    "size",
+    "model_id",
+    "verdict",
+    "clap_score",
+    "call_type",
+    "scientific_name",
+    "common_name",
+}
 
 
 class NothingToExport(ValueError):
@@ -154,7 +169,9 @@ def _check_labels(rows: list[dict], uri: str) -> None:
         if not row["label"] or UNSAFE_LABEL.search(row["label"]):
             bad.setdefault(row["label"], []).append(row["clip_id"])
     if bad:
-        lines = [f"{label!r} (clips {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" for label, ids in bad.items()]
+        lines = [
+            f"{label!r} (clips {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" for label, ids in bad.items()
+        ]
         raise ExportError(
             f"{uri}/index.parquet column 'label': not usable as a folder name (contains '/', '\\', ',' or NUL, "
             f"or is '.'/'..'): " + "; ".join(lines)

@@ -1,4 +1,5 @@
 """`birdgen-ray export OUT --format birdclef DEST`: the clips in the layout training code reads."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +7,22 @@ from typing import List, Optional
 
 import typer
 
-from birdgen_ray.cli_options import line_console, choices, fail, local_path, split_values, storage_options_option, writing_to
+from birdgen_ray.cli_options import (
+    choices,
+    fail,
+    line_console,
+    local_path,
+    split_values,
+    storage_options_option,
+    writing_to,
+)
 from birdgen_ray.export.birdclef import (
-    AUDIO_FORMATS, METADATA_FILES, ExportConfig, ExportError, NothingToExport, export_birdclef,
+    AUDIO_FORMATS,
+    METADATA_FILES,
+    ExportConfig,
+    ExportError,
+    NothingToExport,
+    export_birdclef,
 )
 
 console = line_console()
@@ -20,7 +34,9 @@ Layout = choices("Layout", METADATA_FILES)
 
 def export_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
-    dest: Path = typer.Argument(..., callback=local_path, help="Local folder to write train_audio/ and the metadata CSV into."),
+    dest: Path = typer.Argument(
+        ..., callback=local_path, help="Local folder to write train_audio/ and the metadata CSV into."
+    ),
     format: Format = typer.Option("birdclef", "--format", "-f", help="Target layout."),
     audio_format: AudioFormat = typer.Option("ogg", help="Audio files (ogg = Vorbis, as BirdCLEF)."),
     sample_rate: int = typer.Option(32_000, min=8_000, help="Rate of the written files; other rates are resampled."),
@@ -31,7 +47,9 @@ def export_cmd(
     label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat, or comma-separate, for more)."),
     license: str = typer.Option("", help="Text for the 'license' column (the license of the model's outputs)."),
     rating: float = typer.Option(
-        0.0, min=0.0, max=5.0,
+        0.0,
+        min=0.0,
+        max=5.0,
         help="Value of the 'rating' column (Xeno-canto 0-5, 0 = not rated); pipelines that keep rating >= N drop 0.",
     ),
     workers: int = typer.Option(0, min=0, show_default=False, help="Encoding threads \\[default: one per CPU core]."),

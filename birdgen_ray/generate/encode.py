@@ -11,6 +11,7 @@ skipped: CLAP text padded to 512 tokens, GPT2 recomputing the whole sequence at 
 Encodings are cached by text. A batch of clips then pads the Flan-T5 states to one fixed length
 with zeros that the UNet's attention mask hides; the GPT2 states have a fixed length already.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -64,7 +65,9 @@ class PromptEncoder:
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         groups: dict[tuple[int, int], list[tuple[str, list[int], list[int]]]] = {}
         for text in missing:
-            clap_ids = self.pipe.tokenizer(text, truncation=True, max_length=self.pipe.tokenizer.model_max_length).input_ids
+            clap_ids = self.pipe.tokenizer(
+                text, truncation=True, max_length=self.pipe.tokenizer.model_max_length
+            ).input_ids
             t5_ids = self.pipe.tokenizer_2(text, truncation=True, max_length=self.padded_length).input_ids
             groups.setdefault((len(clap_ids), len(t5_ids)), []).append((text, clap_ids, t5_ids))
         fresh: dict[str, PromptEncoding] = {}
@@ -137,7 +140,9 @@ class PromptEncoder:
         generated = torch.cat([enc.generated_embeds for enc in encodings])
         return torch.cat(embeds), torch.cat(masks), generated
 
-    def batch(self, prompts: Sequence[str], negative_prompts: Sequence[str], cached: bool = True) -> dict[str, torch.Tensor]:
+    def batch(
+        self, prompts: Sequence[str], negative_prompts: Sequence[str], cached: bool = True
+    ) -> dict[str, torch.Tensor]:
         """Keyword arguments for AudioLDM2Pipeline.__call__ (in place of prompt/negative_prompt)."""
         encodings = self.encode_many([*prompts, *negative_prompts], cached=cached)
         embeds, mask, generated = self._stack(encodings[: len(prompts)])

@@ -11,6 +11,7 @@ For each group of rows with the same duration (one tensor shape):
 Non-finite model output is never returned: its clips are rerun (in fp32 when fp16 keeps failing);
 a take still non-finite fails the gate ("nonfinite") and its clip is redone with a derived seed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -248,15 +249,23 @@ class AudioLDM2Engine:
                 return audio, spent
             logger.warning("non-finite audio for seeds %s; rerunning them in %s", [seeds[i] for i in bad], dtype)
             with _eager():
-                audio[bad] = self._synthesize([prompts[i] for i in bad], [negatives[i] for i in bad],
-                                              [seeds[i] for i in bad], duration, dtype=dtype)
+                audio[bad] = self._synthesize(
+                    [prompts[i] for i in bad],
+                    [negatives[i] for i in bad],
+                    [seeds[i] for i in bad],
+                    duration,
+                    dtype=dtype,
+                )
             spent[bad] += 1
         bad = ~np.isfinite(audio).all(axis=1)
         if bad.any():
             # Left non-finite: the quality gate rejects these takes ("nonfinite") and the clip is
             # redone with a derived seed; the rest of the batch (and the shard) goes on.
-            logger.error("model %s kept producing NaN/inf audio for seeds %s", self.model_id,
-                         [s for s, b in zip(seeds, bad) if b])
+            logger.error(
+                "model %s kept producing NaN/inf audio for seeds %s",
+                self.model_id,
+                [s for s, b in zip(seeds, bad) if b],
+            )
         return audio, spent
 
     def _synthesize(

@@ -5,6 +5,7 @@ remote code runs. The hub's `model_index.json` declares `GPT2Model` for the lang
 cannot generate under transformers 5, so the language model is always loaded as `GPT2LMHeadModel`
 and passed in explicitly.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,8 @@ def load_pipeline(model: str, device: str | None = None, dtype: torch.dtype | No
     """Return (AudioLDM2Pipeline on `device`, model_id). fp16 on CUDA, fp32 elsewhere, unless `dtype`
     says otherwise (tests load fp16 on the CPU to get the weights a GPU actor gets)."""
     from diffusers import AudioLDM2Pipeline
-    from transformers import GPT2LMHeadModel
-
     from diffusers.utils import logging as diffusers_logging
+    from transformers import GPT2LMHeadModel
     from transformers.utils import logging as transformers_logging
 
     # one progress bar per component and weight file would flood every actor's log

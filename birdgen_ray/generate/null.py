@@ -8,6 +8,7 @@ Environment hooks exist for fault-injection tests:
   BIRDGEN_NULL_HANG_LABEL=<label>  rows with that label hang (BIRDGEN_NULL_HANG_S, default a day)
   BIRDGEN_NULL_SILENT_LABEL=<label> rows with that label come out silent (they fail the quality gate)
 """
+
 from __future__ import annotations
 
 import os
@@ -104,4 +105,3 @@ class NullGenerator:
             verdict=verdict(reasons),
             metrics=metrics,
         )
-

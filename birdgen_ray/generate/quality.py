@@ -3,6 +3,7 @@
 `measure` runs on the model's audio before normalisation (so clipping and level mean something);
 `judge` turns the measurements plus an optional CLAP score into stable rejection reasons.
 """
+
 from __future__ import annotations
 
 import math

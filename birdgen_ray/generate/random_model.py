@@ -4,6 +4,7 @@ Used for the built-in tiny model (tiny.py) and, from the full-size reference con
 benchmarks: the real architecture's speed and memory without downloading weights. Every component
 is initialised from a fixed torch seed on the CPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,7 @@ def build_pipeline(configs: dict[str, dict], tokenizer, tokenizer_2, seed: int =
     from diffusers import AudioLDM2Pipeline
 
     components = {
-        name: _build_component(name, configs[name], seed + index)
-        for index, name in enumerate(sorted(configs))
+        name: _build_component(name, configs[name], seed + index) for index, name in enumerate(sorted(configs))
     }
     audible_vocoder_init(components["vocoder"], seed)
     return AudioLDM2Pipeline(tokenizer=tokenizer, tokenizer_2=tokenizer_2, **components)

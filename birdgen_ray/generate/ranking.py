@@ -4,6 +4,7 @@ diffusers' `score_waveforms` ranks all of a batch's waveforms against every prom
 prompt's top clips from the whole batch, so with several prompts a clip can end up under another
 prompt's label. Here each audio is only ever compared with the prompt it was generated from.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -55,6 +56,8 @@ class ClapScorer:
                 padded = taken + [taken[-1]] * (self.batch_size - len(taken))
                 audio_features = self._audio_features(padded, sample_rate)[: len(taken)]
                 encodings = self.encoder.encode_many(prompts[chunk])
-                text_features = torch.nn.functional.normalize(torch.cat([e.clap_text for e in encodings]).float(), dim=-1)
+                text_features = torch.nn.functional.normalize(
+                    torch.cat([e.clap_text for e in encodings]).float(), dim=-1
+                )
                 scores.extend((audio_features * text_features).sum(dim=-1).tolist())
         return scores

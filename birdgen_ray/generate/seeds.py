@@ -4,6 +4,7 @@ A clip's audio must follow from its plan row alone, on any machine and in any ba
 extra generation (a retry after a rejected clip, or candidate take j) gets a seed derived from the
 row seed with sha256 rather than from a random source or a counter shared across rows.
 """
+
 from __future__ import annotations
 
 import hashlib

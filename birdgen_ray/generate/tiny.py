@@ -5,6 +5,7 @@ with `save_pretrained` and loaded back through `from_pretrained`) without the hu
 come from random_model.py (seeded CPU init) and the tokenizers from tokenizers.py (fixed corpus),
 so the tiny model is byte-identical on every machine.
 """
+
 from __future__ import annotations
 
 import os

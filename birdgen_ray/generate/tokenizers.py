@@ -4,20 +4,47 @@ The CLAP tokenizer is byte-level BPE wrapped as RobertaTokenizerFast, the Flan-T
 model wrapped as T5TokenizerFast. Training is deterministic, so the built models are byte-identical
 on every machine.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 
 _BIRDS = [
-    "Eurasian wren", "common cuckoo", "great tit", "blackbird", "song thrush", "robin", "nightingale",
-    "barn owl", "tawny owl", "woodpecker", "chiffchaff", "skylark", "kingfisher", "swallow", "warbler",
-    "bittern", "curlew", "oystercatcher", "frog", "cricket", "cicada", "howler monkey", "gibbon",
+    "Eurasian wren",
+    "common cuckoo",
+    "great tit",
+    "blackbird",
+    "song thrush",
+    "robin",
+    "nightingale",
+    "barn owl",
+    "tawny owl",
+    "woodpecker",
+    "chiffchaff",
+    "skylark",
+    "kingfisher",
+    "swallow",
+    "warbler",
+    "bittern",
+    "curlew",
+    "oystercatcher",
+    "frog",
+    "cricket",
+    "cicada",
+    "howler monkey",
+    "gibbon",
 ]
 _SOUNDS = ["song", "call", "alarm call", "drumming", "chirps", "trill", "hooting", "whistle", "chorus"]
 _PLACES = [
-    "in a forest at dawn", "near a river", "in a wetland", "in tall grass at dusk", "in a rainforest",
-    "in a city park", "over a lake", "on a windy hillside",
+    "in a forest at dawn",
+    "near a river",
+    "in a wetland",
+    "in tall grass at dusk",
+    "in a rainforest",
+    "in a city park",
+    "over a lake",
+    "on a windy hillside",
 ]
 _STYLES = [
     "clear, close-up, natural outdoor recording",

@@ -1,4 +1,5 @@
 """What every generator returns for one plan row, whatever model (or none) made it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

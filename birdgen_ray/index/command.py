@@ -1,4 +1,5 @@
 """`birdgen-ray status` and `birdgen-ray extract`: read an output without running anything."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,8 @@ def status_cmd(
     if st["gate_failed"]:
         console.print(
             f"  {st['gate_failed']} of the done clips failed the quality gate after every retry (verdict fail:...); "
-            "export leaves them out unless given --include-failed", highlight=False,
+            "export leaves them out unless given --include-failed",
+            highlight=False,
         )
     if st["not_in_plan"]:
         earlier_failing = st["gate_failed_in_output"] - st["gate_failed"]
@@ -50,19 +52,24 @@ def status_cmd(
         console.print(f"  failed shard {f['shard_id']} ({f['clips']} clips): {f['error']}", highlight=False)
     if st["running"]:
         r = st["running"]
-        console.print(f"  locked by run {r.get('run_id')} on {r.get('host')} pid {r.get('pid')} since {r.get('started_at')}")
+        console.print(
+            f"  locked by run {r.get('run_id')} on {r.get('host')} pid {r.get('pid')} since {r.get('started_at')}"
+        )
     if st["last_run"]:
         lr = st["last_run"]
         console.print(
             f"  last run: {lr['status']}, {lr.get('generated_this_run', 0)} clips generated at "
-            f"{lr['clips_per_second']} clips/s, finished {lr['finished_at']}", highlight=False,
+            f"{lr['clips_per_second']} clips/s, finished {lr['finished_at']}",
+            highlight=False,
         )
 
 
 def extract_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI."),
     clip_ids: List[str] = typer.Argument(..., help="One or more clip ids from the index."),
-    dest: Path = typer.Option(Path("."), "--dest", "-d", callback=local_path, help="Folder to write <clip_id>.wav files into."),
+    dest: Path = typer.Option(
+        Path("."), "--dest", "-d", callback=local_path, help="Folder to write <clip_id>.wav files into."
+    ),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Copy clips out of their shards as plain WAV files.
@@ -84,4 +91,6 @@ def extract_cmd(
             row = rows[clip_id]
             target = dest / f"{clip_id}.wav"
             target.write_bytes(read_clip_bytes(output, row))
-            console.print(f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False)
+            console.print(
+                f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False
+            )

@@ -7,6 +7,7 @@
 Clips are read one ranged read at a time from their shards (local or s3), so nothing is unpacked
 first. By default only clips that passed the quality gate are used, as `birdgen-ray export` does.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -15,8 +16,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from birdgen_ray.io.audio import decode_wav, fit_length, resample
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
+from birdgen_ray.io.audio import decode_wav, fit_length, resample
 from birdgen_ray.io.storage import Output
 
 # Index columns a training row keeps: enough to filter by label/verdict and read the clip.

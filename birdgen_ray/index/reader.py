@@ -1,4 +1,5 @@
 """Read an output: committed shards, the consolidated index, single clips."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -62,7 +63,9 @@ def _one_row_per_clip(table: pa.Table) -> pa.Table:
     ids = table["clip_id"]
     if _strictly_increasing(ids):
         return table
-    order = pc.sort_indices(table.select(["clip_id", "shard"]), sort_keys=[("clip_id", "ascending"), ("shard", "ascending")])
+    order = pc.sort_indices(
+        table.select(["clip_id", "shard"]), sort_keys=[("clip_id", "ascending"), ("shard", "ascending")]
+    )
     sorted_ids = ids.take(order)
     first = pc.not_equal(sorted_ids.slice(1), sorted_ids.slice(0, len(sorted_ids) - 1))  # differs from the one before
     keep = pa.concat_arrays([pa.array([True]), *first.chunks]) if len(sorted_ids) else pa.array([], pa.bool_())

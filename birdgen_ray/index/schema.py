@@ -1,4 +1,5 @@
 """The index schema: one row per clip, the plan's columns first (layout: `birdgen_ray.io.layout`)."""
+
 from __future__ import annotations
 
 import pyarrow as pa

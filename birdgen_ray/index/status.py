@@ -1,4 +1,5 @@
 """Where an output stands, read from the output alone (no driver, no Ray)."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -29,7 +30,9 @@ def output_status(output: Output) -> dict:
         record = output.read_json(f"{FAILURES_DIR}/{name}")
         ids = pa.array(record["clip_ids"], pa.string())
         # still failed: planned and not done (a later run may have made them)
-        still_failed = ids.filter(pc.and_(pc.is_in(ids, value_set=planned), pc.invert(pc.is_in(ids, value_set=committed))))
+        still_failed = ids.filter(
+            pc.and_(pc.is_in(ids, value_set=planned), pc.invert(pc.is_in(ids, value_set=committed)))
+        )
         if len(still_failed):
             failures.append({"shard_id": record["shard_id"], "clips": len(still_failed), "error": record["error"]})
             failed = pa.concat_arrays([failed, still_failed])

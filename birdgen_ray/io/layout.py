@@ -15,6 +15,7 @@ A clip is readable from its index row alone: `shard` (path relative to OUT), `of
 locate the WAV bytes inside the tar. Plan columns beyond the core ones (taxon class, common name,
 ...) follow the index columns unchanged.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,6 @@ LOCK_FILE = f"{META_DIR}/lock.json"
 def shard_paths(shard_id: str) -> tuple[str, str]:
     """(tar, index) paths of a shard, relative to the output root; the tar's is the index's `shard`."""
     return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
-
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 Publishing is atomic on both: on local disk a file is written under a temporary name and renamed;
 on object storage a single PUT is already all-or-nothing, so readers never see half a file.
 """
+
 from __future__ import annotations
 
 import io

@@ -5,6 +5,7 @@ Files (prefix = the plan's file stem):
   <prefix>.balance_taxa.csv     taxon_class, classes, planned_classes, real_count, synthetic_count, total
   <prefix>.balance.png          per-class counts sorted by real count, and per-taxon-class totals
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,11 +36,17 @@ def class_rows(classes: list[ClassStats], allocations: dict[str, Allocation]) ->
     rows = []
     for c in sorted(classes, key=lambda c: c.label):
         a = allocations[c.label]
-        rows.append({
-            "label": c.label, "taxon_class": c.taxon_class, "common_name": c.common_name,
-            "real_count": a.real_count, "synthetic_count": a.synthetic_count,
-            "total": a.real_count + a.synthetic_count, "rule": a.rule,
-        })
+        rows.append(
+            {
+                "label": c.label,
+                "taxon_class": c.taxon_class,
+                "common_name": c.common_name,
+                "real_count": a.real_count,
+                "synthetic_count": a.synthetic_count,
+                "total": a.real_count + a.synthetic_count,
+                "rule": a.rule,
+            }
+        )
     return rows
 
 
@@ -54,8 +61,13 @@ def taxon_rows(rows: list[dict]) -> list[dict]:
     return [out[name] for name in sorted(out)]
 
 
-def write_report(classes: list[ClassStats], allocations: dict[str, Allocation], report_dir: str | Path,
-                 prefix: str, target: int | None = None) -> ReportFiles:
+def write_report(
+    classes: list[ClassStats],
+    allocations: dict[str, Allocation],
+    report_dir: str | Path,
+    prefix: str,
+    target: int | None = None,
+) -> ReportFiles:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     rows = class_rows(classes, allocations)
@@ -92,8 +104,9 @@ def _plot(rows: list[dict], path: Path, target: int | None) -> None:
     real = [r["real_count"] for r in by_real]
     grey = ["#d0d0d0" if r["rule"] == "excluded" else "#7f7f7f" for r in by_real]
     ax_cls.bar(x, real, width=1.0, color=grey, label="real (light: excluded)")
-    ax_cls.bar(x, [r["synthetic_count"] for r in by_real], bottom=real, width=1.0, color="#1f77b4",
-               label="synthetic (planned)")
+    ax_cls.bar(
+        x, [r["synthetic_count"] for r in by_real], bottom=real, width=1.0, color="#1f77b4", label="synthetic (planned)"
+    )
     if target is not None:
         ax_cls.axhline(target, color="#d62728", linestyle="--", linewidth=1, label=f"target {target}")
     ax_cls.set_title(f"Per class ({len(rows)} classes, sorted by real count)")
@@ -106,8 +119,13 @@ def _plot(rows: list[dict], path: Path, target: int | None) -> None:
     ax_cls.legend()
     names = [t["taxon_class"] for t in taxa]
     ax_tax.bar(names, [t["real_count"] for t in taxa], color="#7f7f7f", label="real")
-    ax_tax.bar(names, [t["synthetic_count"] for t in taxa], bottom=[t["real_count"] for t in taxa],
-               color="#1f77b4", label="synthetic (planned)")
+    ax_tax.bar(
+        names,
+        [t["synthetic_count"] for t in taxa],
+        bottom=[t["real_count"] for t in taxa],
+        color="#1f77b4",
+        label="synthetic (planned)",
+    )
     ax_tax.set_title("Per taxon class")
     ax_tax.tick_params(axis="x", rotation=45)
     fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -118,8 +136,14 @@ def print_summary(classes: list[ClassStats], allocations: dict[str, Allocation],
     """A few lines: one table row per taxon class, then spread and rules."""
     rows = class_rows(classes, allocations)
     table = Table(title="birdgen-ray plan", title_justify="left")
-    for name, justify in (("taxon class", "left"), ("classes", "right"), ("classes topped up", "right"),
-                          ("real clips", "right"), ("synthetic", "right"), ("after", "right")):
+    for name, justify in (
+        ("taxon class", "left"),
+        ("classes", "right"),
+        ("classes topped up", "right"),
+        ("real clips", "right"),
+        ("synthetic", "right"),
+        ("after", "right"),
+    ):
         table.add_column(name, justify=justify)
     taxa = taxon_rows(rows)
     for t in taxa:

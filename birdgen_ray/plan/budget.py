@@ -12,6 +12,7 @@ For every selected class, in this order (docs/planning.md has worked examples):
 Classes left out by --include/--exclude get 0 and rule "excluded".
 All arithmetic is on integers and exact fractions: the same inputs give the same counts anywhere.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Rows are sorted by (label, take); `take` counts a class's synthetic clips from 0
 depends only on the plan seed, the class's real data and the templates, so raising --target later
 keeps every earlier row (same clip_id, prompt and seed) and only adds new ones.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,13 +15,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
 from birdgen_ray.plan.metadata import ClassStats
 from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
-from birdgen_ray.plan.schema import MAX_DURATION_S, make_clip_id, validate_plan
-from birdgen_ray.plan.schema import PLAN_SCHEMA
+from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
 from birdgen_ray.plan.tables import InputError
-from birdgen_ray.io.storage import write_file_atomic
 
 PLAN_METADATA_KEY = b"birdgen_ray.plan"
 EXTRA_SCHEMA = pa.schema(
@@ -75,7 +75,9 @@ def excluded_labels(classes: list[ClassStats], options: PlanOptions) -> set[str]
         hints = []
         if any(u.startswith("label") for u in unknown):
             shown = sorted(labels)
-            hints.append(f"labels in the input: {', '.join(shown[:12])}{f' ... ({len(shown)} in all)' if len(shown) > 12 else ''}")
+            hints.append(
+                f"labels in the input: {', '.join(shown[:12])}{f' ... ({len(shown)} in all)' if len(shown) > 12 else ''}"
+            )
         if any(u.startswith("taxon class") for u in unknown):
             hints.append(f"taxon classes in the input: {', '.join(sorted({c.taxon_class for c in classes}))}")
         raise ValueError(f"not in the input: {', '.join(unknown)} ({'; '.join(hints)})")

@@ -1,4 +1,5 @@
 """`birdgen-ray plan`: a class-imbalanced training set in, a balanced prompt plan out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,40 +17,79 @@ from birdgen_ray.plan.tables import InputError
 
 
 def plan_cmd(
-    input_path: Annotated[Path, typer.Argument(
-        metavar="INPUT",
-        help="BirdCLEF train_metadata.csv (2021-2024), train.csv (2025+, with --taxonomy), "
-             "or a CSV/Parquet of label + count.",
-        show_default=False,
-    )],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Plan file to write (Parquet, local).", show_default=False, callback=local_path)],
-    taxonomy: Annotated[Optional[Path], typer.Option(
-        help="taxonomy.csv (primary_label, class_name, names); required for BirdCLEF 2025+ train.csv.")] = None,
-    target: Annotated[Optional[int], typer.Option(
-        help="Fill every class up to N clips: synthetic = max(0, N - real).", min=0)] = None,
-    max_ratio: Annotated[Optional[float], typer.Option(
-        help="At most floor(R x real) synthetic clips per class.", min=0)] = None,
-    total_budget: Annotated[Optional[int], typer.Option(
-        help="At most B synthetic clips in all, split by deficit (largest remainder). "
-             "Without --target the deficit is the gap to the largest class.", min=0)] = None,
-    include: Annotated[Optional[list[str]], typer.Option(
-        metavar="LABEL", help="Plan only this label (repeat, or comma-separate, for more).", show_default=False)] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option(
-        metavar="LABEL", help="Leave out this label (repeat, or comma-separate, for more).", show_default=False)] = None,
-    include_class: Annotated[Optional[list[str]], typer.Option(
-        metavar="CLASS", help="Plan only this taxon class, e.g. Aves (repeat, or comma-separate, for more).",
-        show_default=False)] = None,
-    exclude_class: Annotated[Optional[list[str]], typer.Option(
-        metavar="CLASS", help="Leave out this taxon class, e.g. Insecta (repeat, or comma-separate, for more).",
-        show_default=False)] = None,
-    templates: Annotated[Optional[Path], typer.Option(
-        help="Prompt template file (.toml or .yaml); default: the shipped "
-             "birdgen_ray/data/prompt_templates.toml.")] = None,
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="BirdCLEF train_metadata.csv (2021-2024), train.csv (2025+, with --taxonomy), "
+            "or a CSV/Parquet of label + count.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Plan file to write (Parquet, local).", show_default=False, callback=local_path
+        ),
+    ],
+    taxonomy: Annotated[
+        Optional[Path],
+        typer.Option(help="taxonomy.csv (primary_label, class_name, names); required for BirdCLEF 2025+ train.csv."),
+    ] = None,
+    target: Annotated[
+        Optional[int], typer.Option(help="Fill every class up to N clips: synthetic = max(0, N - real).", min=0)
+    ] = None,
+    max_ratio: Annotated[
+        Optional[float], typer.Option(help="At most floor(R x real) synthetic clips per class.", min=0)
+    ] = None,
+    total_budget: Annotated[
+        Optional[int],
+        typer.Option(
+            help="At most B synthetic clips in all, split by deficit (largest remainder). "
+            "Without --target the deficit is the gap to the largest class.",
+            min=0,
+        ),
+    ] = None,
+    include: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            metavar="LABEL", help="Plan only this label (repeat, or comma-separate, for more).", show_default=False
+        ),
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            metavar="LABEL", help="Leave out this label (repeat, or comma-separate, for more).", show_default=False
+        ),
+    ] = None,
+    include_class: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            metavar="CLASS",
+            help="Plan only this taxon class, e.g. Aves (repeat, or comma-separate, for more).",
+            show_default=False,
+        ),
+    ] = None,
+    exclude_class: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            metavar="CLASS",
+            help="Leave out this taxon class, e.g. Insecta (repeat, or comma-separate, for more).",
+            show_default=False,
+        ),
+    ] = None,
+    templates: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Prompt template file (.toml or .yaml); default: the shipped birdgen_ray/data/prompt_templates.toml."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Plan seed: decides every prompt choice and clip seed.", min=0)] = 0,
     duration: Annotated[float, typer.Option(help="Clip length in seconds (0 < d <= 60).")] = 5.0,
-    report_dir: Annotated[Optional[Path], typer.Option(
-        help="Where the balance report goes (CSV + PNG); default: next to --out.", callback=local_path)] = None,
+    report_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="Where the balance report goes (CSV + PNG); default: next to --out.", callback=local_path),
+    ] = None,
 ) -> None:
     """Turn a class-imbalanced training set into a balanced, varied prompt plan.
 
@@ -72,9 +112,12 @@ def plan_cmd(
     try:
         options = PlanOptions(
             BudgetConfig(target=target, max_ratio=max_ratio, total_budget=total_budget),
-            include=split_values(include), exclude=split_values(exclude),
-            include_classes=split_values(include_class), exclude_classes=split_values(exclude_class),
-            seed=seed, duration_s=duration,
+            include=split_values(include),
+            exclude=split_values(exclude),
+            include_classes=split_values(include_class),
+            exclude_classes=split_values(exclude_class),
+            seed=seed,
+            duration_s=duration,
         )
         prompt_templates = load_templates(templates)
         classes = read_classes(input_path, taxonomy)
@@ -86,8 +129,10 @@ def plan_cmd(
     if result.table.num_rows == 0:
         # Write nothing: a new report beside an older plan file would contradict it.
         kept = f"; the existing {out} was left untouched" if out.exists() else ""
-        raise fail(f"nothing to generate: every selected class already meets the budget; "
-                   f"wrote no plan and no report{kept}", code=1)
+        raise fail(
+            f"nothing to generate: every selected class already meets the budget; wrote no plan and no report{kept}",
+            code=1,
+        )
     report_dir = report_dir or out.parent
     report_files = report_dir / f"{out.stem}.balance_*"
     with writing_to(out, within=out.parent):

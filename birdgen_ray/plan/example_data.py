@@ -1,6 +1,7 @@
 """Write BirdCLEF-shaped example inputs (tests, demos, benchmarks): real column layouts, unicode
 names, empty fields, Python-list `type` strings, counts from 1 to 500 per class.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,18 @@ _TYPES = {
     "Mammalia": [["call"], []],
     "Reptilia": [[]],
 }
-_NAMES = ["Rüppell's Warbler", "Pájaro Carpintero", "Grünspecht", "Œil-de-bœuf", "ヤマガラ", "Kōkako",
-          "Common Myna", "Ñandú", "Çetti's Warbler", "Weißstorch"]
+_NAMES = [
+    "Rüppell's Warbler",
+    "Pájaro Carpintero",
+    "Grünspecht",
+    "Œil-de-bœuf",
+    "ヤマガラ",
+    "Kōkako",
+    "Common Myna",
+    "Ñandú",
+    "Çetti's Warbler",
+    "Weißstorch",
+]
 
 
 @dataclass(frozen=True)
@@ -31,8 +42,9 @@ class ExampleClass:
     scientific_name: str = ""
 
 
-def example_classes(n_classes: int, seed: int = 0, low: int = 1, high: int = 500,
-                    taxa: tuple[str, ...] = ("Aves",)) -> list[ExampleClass]:
+def example_classes(
+    n_classes: int, seed: int = 0, low: int = 1, high: int = 500, taxa: tuple[str, ...] = ("Aves",)
+) -> list[ExampleClass]:
     """Classes with long-tailed counts in [low, high] (the rarest has `low`, the largest `high`)."""
     rng = random.Random(seed)
     classes = []

@@ -12,6 +12,7 @@ Three input layouts, told apart by their columns:
 Files are read by tables.py. Every problem names the file, the column and the lines (CSV, 1-based,
 header is line 1) or rows (Parquet, 0-based), and all problems of a file are reported at once.
 """
+
 from __future__ import annotations
 
 import ast
@@ -46,7 +47,7 @@ class ClassStats:
 
 
 def parse_list(text: str) -> list[str]:
-    """"['call', 'flight call']" -> ['call', 'flight call']; also 'call, song', 'call', '' and '[]'."""
+    """ "['call', 'flight call']" -> ['call', 'flight call']; also 'call, song', 'call', '' and '[]'."""
     text = text.strip()
     if not text:
         return []
@@ -72,17 +73,23 @@ def read_classes(path: str | Path, taxonomy: str | Path | None = None) -> list[C
         label_column = table.columns[table.column(*_LABEL_ALIASES) or 0]
     elif table.column("primary_label") is not None:
         if "collection" in table.columns and taxonomy is None:
-            raise InputError(path, [
-                "this is a BirdCLEF 2025+ train.csv (it has a 'collection' column) and needs its "
-                "taxonomy for each class's class_name: pass --taxonomy taxonomy.csv"
-            ])
+            raise InputError(
+                path,
+                [
+                    "this is a BirdCLEF 2025+ train.csv (it has a 'collection' column) and needs its "
+                    "taxonomy for each class's class_name: pass --taxonomy taxonomy.csv"
+                ],
+            )
         classes = _classes_from_recordings(table)
         label_column = "primary_label"
     else:
-        raise InputError(path, [
-            f"missing required column 'primary_label' (one row per recording) or columns 'label' + "
-            f"'count' (one row per class); found columns {table.columns}"
-        ])
+        raise InputError(
+            path,
+            [
+                f"missing required column 'primary_label' (one row per recording) or columns 'label' + "
+                f"'count' (one row per class); found columns {table.columns}"
+            ],
+        )
     if taxonomy is not None:
         classes = _apply_taxonomy(classes, table, label_column, read_table(taxonomy))
     return sorted(classes, key=lambda c: c.label)
@@ -103,9 +110,7 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
             continue
         stats = classes.get(label)
         if stats is None:
-            stats = classes[label] = ClassStats(
-                label, 0, source=table.path, where=table.where("primary_label", [pos])
-            )
+            stats = classes[label] = ClassStats(label, 0, source=table.path, where=table.where("primary_label", [pos]))
         stats.real_count += 1
         if common_col is not None and not stats.common_name:
             stats.common_name = row[common_col]
@@ -148,20 +153,24 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
         if not usable or count is None or label in seen:
             continue
         seen[label] = pos
-        classes.append(ClassStats(
-            label,
-            count,
-            common_name=row[common_col] if common_col is not None else "",
-            scientific_name=row[sci_col] if sci_col is not None else "",
-            taxon_class=(row[class_col] if class_col is not None else "") or DEFAULT_TAXON_CLASS,
-            source=table.path,
-            where=table.where(count_name, [pos]),
-        ))
+        classes.append(
+            ClassStats(
+                label,
+                count,
+                common_name=row[common_col] if common_col is not None else "",
+                scientific_name=row[sci_col] if sci_col is not None else "",
+                taxon_class=(row[class_col] if class_col is not None else "") or DEFAULT_TAXON_CLASS,
+                source=table.path,
+                where=table.where(count_name, [pos]),
+            )
+        )
     problems = _label_problems(table, label_name, empty, unsafe)
     if bad_count:
         problems.append(f"{table.where(count_name, bad_count)}: count is not a whole number >= 0")
     if dup:
-        problems.append(f"{table.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(table.unit, dup)})")
+        problems.append(
+            f"{table.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(table.unit, dup)})"
+        )
     if not classes and not problems:
         problems.append("no data rows")
     if problems:
@@ -179,18 +188,19 @@ def _parse_count(text: str) -> int | None:
     return int(value)
 
 
-def _apply_taxonomy(
-    classes: list[ClassStats], source: RawTable, src_col: str, taxonomy: RawTable
-) -> list[ClassStats]:
+def _apply_taxonomy(classes: list[ClassStats], source: RawTable, src_col: str, taxonomy: RawTable) -> list[ClassStats]:
     """Take names and class_name from the taxonomy; its labels with no rows become zero-count classes."""
     label_col = taxonomy.column("primary_label", "label")
     class_col = taxonomy.column(*_CLASS_ALIASES)
     missing = [name for name, col in (("primary_label", label_col), ("class_name", class_col)) if col is None]
     if missing:
-        raise InputError(taxonomy.path, [
-            f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
-            f"(found columns {taxonomy.columns})"
-        ])
+        raise InputError(
+            taxonomy.path,
+            [
+                f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                f"(found columns {taxonomy.columns})"
+            ],
+        )
     common_col, sci_col = taxonomy.column("common_name"), taxonomy.column("scientific_name")
     entries: dict[str, tuple[list[str], int]] = {}
     empty, dup = [], []
@@ -205,7 +215,9 @@ def _apply_taxonomy(
     label_name = taxonomy.columns[label_col]
     problems = _label_problems(taxonomy, label_name, empty)
     if dup:
-        problems.append(f"{taxonomy.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(taxonomy.unit, dup)})")
+        problems.append(
+            f"{taxonomy.where(label_name, [p for p, _ in dup])}: label listed twice ({_first_at(taxonomy.unit, dup)})"
+        )
     if problems:
         raise InputError(taxonomy.path, problems)
 
@@ -213,10 +225,13 @@ def _apply_taxonomy(
     if absent:
         lines = sorted({p for c in absent for p in _positions_of(source, src_col, c.label)})
         labels = ", ".join(repr(c.label) for c in absent[:10]) + (" ..." if len(absent) > 10 else "")
-        raise InputError(source.path, [
-            f"{source.where(src_col, lines)}: label{'s' if len(absent) > 1 else ''} {labels} "
-            f"not in the taxonomy {taxonomy.path}"
-        ])
+        raise InputError(
+            source.path,
+            [
+                f"{source.where(src_col, lines)}: label{'s' if len(absent) > 1 else ''} {labels} "
+                f"not in the taxonomy {taxonomy.path}"
+            ],
+        )
     by_label = {c.label: c for c in classes}
     for label, (row, pos) in entries.items():
         stats = by_label.get(label)

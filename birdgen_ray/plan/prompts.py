@@ -4,6 +4,7 @@ Every choice for clip `take` of class `label` comes from sha256(plan seed, label
 from a shared random stream: the k-th clip of a class is the same row whatever else is planned.
 The file format is described in birdgen_ray/data/prompt_templates.toml (the shipped defaults).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,8 +114,11 @@ def _parse(data: dict, source: str, digest: str) -> PromptTemplates:
 
 def _as_dict(t: TaxonTemplates) -> dict:
     return {
-        "templates": list(t.templates), "call_types": list(t.call_types), "habitats": list(t.habitats),
-        "styles": list(t.styles), "sounds": {k: list(v) for k, v in t.sounds.items()},
+        "templates": list(t.templates),
+        "call_types": list(t.call_types),
+        "habitats": list(t.habitats),
+        "styles": list(t.styles),
+        "sounds": {k: list(v) for k, v in t.sounds.items()},
         "negative_prompt": t.negative_prompt,
     }
 

@@ -14,10 +14,12 @@ Any other column (taxon class, common name, budget rule, ...) is carried into th
 Validation reads the whole table before any work starts and reports every problem at once, naming
 the column and the (0-based) rows.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
+
 import fsspec
 import numpy as np
 import pyarrow as pa
@@ -87,7 +89,9 @@ def _duplicate_ids(clip_ids: pa.Array | pa.ChunkedArray, limit: int = 10) -> lis
     rows_of: dict[str, list[int]] = {}
     for row in _rows(pc.is_in(clip_ids, value_set=repeated)):
         rows_of.setdefault(clip_ids[row].as_py(), []).append(row)
-    problems = [f"column 'clip_id': duplicate id {cid!r} in {format_rows(rows)}" for cid, rows in list(rows_of.items())[:limit]]
+    problems = [
+        f"column 'clip_id': duplicate id {cid!r} in {format_rows(rows)}" for cid, rows in list(rows_of.items())[:limit]
+    ]
     if len(rows_of) > limit:
         problems.append(f"column 'clip_id': {len(rows_of) - limit} more duplicated ids")
     return problems
@@ -161,8 +165,16 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         clip_ids = given
     else:  # derived from each row's content: Python per row (a hash), the one step that must be
         clip_ids = pa.array(
-            [make_clip_id(*row) for row in zip(table["label"].to_pylist(), table["prompt"].to_pylist(),
-                                               negative.to_pylist(), seeds.to_pylist(), dur.to_pylist())],
+            [
+                make_clip_id(*row)
+                for row in zip(
+                    table["label"].to_pylist(),
+                    table["prompt"].to_pylist(),
+                    negative.to_pylist(),
+                    seeds.to_pylist(),
+                    dur.to_pylist(),
+                )
+            ],
             pa.string(),
         )
         problems += _duplicate_ids(clip_ids)  # the same row twice

@@ -4,6 +4,7 @@ CSV is strict UTF-8 (a BOM is allowed); ragged rows and non-UTF-8 cells are erro
 names the file, the column and the lines (CSV, 1-based, header is line 1) or rows (Parquet,
 0-based), and all problems of a file are reported at once.
 """
+
 from __future__ import annotations
 
 import csv

@@ -3,6 +3,7 @@
 All links in the page are relative, so DEST can be opened as a file, served over HTTP, zipped or
 copied elsewhere as one folder.
 """
+
 from __future__ import annotations
 
 import time
@@ -10,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from birdgen_ray.io.audio import decode_wav
 from birdgen_ray.index.reader import as_output, read_clip_bytes
+from birdgen_ray.io.audio import decode_wav
+from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.report import charts
 from birdgen_ray.report.collect import ReportData, collect
 from birdgen_ray.report.page import render_page
 from birdgen_ray.report.spectrograms import render_spectrogram
-from birdgen_ray.io.storage import Output, write_file_atomic
 
 REPORT_DIR = "report"  # default place inside a local output
 IMG_DIR = "img"

@@ -3,6 +3,7 @@
 Each function writes one PNG and returns its path. Figures use `matplotlib.figure.Figure` (Agg) so
 no pyplot state is touched.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ FAILED = "#d62728"
 
 
 RAW_LEVELS = ("peak_dbfs", "rms_dbfs")  # measured on the model output, before peak normalisation
+
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, format="png", metadata={"Software": None})

@@ -1,4 +1,5 @@
 """Gather what the report shows from an output alone: index, summary, status, a sample per class."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import open_index, select_labels
 from birdgen_ray.index.schema import METRIC_COLUMNS
-from birdgen_ray.io.layout import SUMMARY_FILE
 from birdgen_ray.index.status import output_status
+from birdgen_ray.io.layout import SUMMARY_FILE
 from birdgen_ray.io.storage import Output
 
 # Index metric column -> the GenerationConfig.quality field that gates it.

@@ -1,4 +1,5 @@
 """`birdgen-ray report OUT`: the HTML QA page of an output."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from birdgen_ray.cli_options import line_console, fail, local_path, split_values, storage_options_option, writing_to
+from birdgen_ray.cli_options import fail, line_console, local_path, split_values, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.report.build import ReportConfig, build_report, default_dest
 
@@ -16,7 +17,10 @@ console = line_console()
 def report_cmd(
     out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
     dest: Optional[Path] = typer.Option(
-        None, "--dest", "-d", callback=local_path,
+        None,
+        "--dest",
+        "-d",
+        callback=local_path,
         help="Local folder for the report \\[default: OUT/report; required for s3://].",
     ),
     per_class: int = typer.Option(4, "--per-class", min=0, help="Clips shown (spectrogram + player) per class."),

@@ -1,6 +1,7 @@
 """The report's HTML: one self-contained page (inline CSS, no scripts, no network) with relative links
 to its PNGs and WAVs, so it works opened as a file and served over HTTP alike.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ No axes: drawing tick labels was 80% of a report's time (about 90 ms a clip; 92 
 x 4 clips). The page says what the axes are (time over the whole clip left to right, 0 Hz at the
 bottom to half the sample rate at the top). Pure functions of their inputs, safe from worker threads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,6 +11,7 @@ the lock over (its clips would land a second time, under the resume's other shar
 
 Test hook: BIRDGEN_WRITE_DELAY_S=<seconds> sleeps that long before each commit (a slow store).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,11 +23,11 @@ from dataclasses import dataclass, field
 
 from birdgen_ray.config import RunConfig
 from birdgen_ray.generate.types import ClipGenerator, GeneratedClip
+from birdgen_ray.io.storage import Output
 from birdgen_ray.rows import PlanRow, plan_rows
 from birdgen_ray.schedule.lock import check_holder
 from birdgen_ray.schedule.shards import ShardSpec
 from birdgen_ray.write.shard_writer import commit_shard
-from birdgen_ray.io.storage import Output
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +109,19 @@ class ShardWorker:
             generate_start, start = time.time(), time.perf_counter()
             stages_before = dict(getattr(self.generator, "stage_times", {}))
             clips, oom_splits = self._generate(rows)
-            stages = {
-                k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()
-            }
+            stages = {k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()}
             generate_seconds = time.perf_counter() - start
             generate_end = time.time()
         write_start = time.perf_counter()
         if self._write_delay_s:
             time.sleep(self._write_delay_s)
         nbytes = commit_shard(
-            self.output, shard.shard_id, shard.plan_slice, clips, self.run.generation, self.generator.model_id,
+            self.output,
+            shard.shard_id,
+            shard.plan_slice,
+            clips,
+            self.run.generation,
+            self.generator.model_id,
             before_commit=self._check_lock if self.lock_run_id else None,
         )
         stages["write"] = time.perf_counter() - write_start

@@ -1,4 +1,5 @@
 """`birdgen-ray submit`: the CLI face of the runner."""
+
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from birdgen_ray.cli_options import choices, fail, line_console, finite, parse_env_pairs, storage_options_option, writing_to
+from birdgen_ray.cli_options import (
+    choices,
+    fail,
+    finite,
+    line_console,
+    parse_env_pairs,
+    storage_options_option,
+    writing_to,
+)
 from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lock import OutputLocked
@@ -19,9 +28,14 @@ Generator = choices("Generator", ("audioldm2", "null"))  # what schedule/actor.p
 
 
 def submit_cmd(
-    plan: str = typer.Argument(..., help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s [, clip_id, negative_prompt]."),
+    plan: str = typer.Argument(
+        ...,
+        help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s [, clip_id, negative_prompt].",
+    ),
     out: str = typer.Option(..., "--out", "-o", help="Output folder or object-storage URI (s3://bucket/prefix)."),
-    model: str = typer.Option(DEFAULT_MODEL, help="Hub id, local snapshot folder, or 'tiny' (built-in random model, offline)."),
+    model: str = typer.Option(
+        DEFAULT_MODEL, help="Hub id, local snapshot folder, or 'tiny' (built-in random model, offline)."
+    ),
     scheduler: Scheduler = typer.Option("dpm", help="Sampler."),
     steps: int = typer.Option(25, min=1, help="Denoising steps per clip."),
     guidance: float = typer.Option(3.5, min=0, callback=finite, help="Classifier-free guidance scale (<= 1: off)."),
@@ -31,30 +45,49 @@ def submit_cmd(
     ),
     peak_dbfs: float = typer.Option(-1.0, max=0, callback=finite, help="Peak-normalise every clip to this level."),
     min_clap: Optional[float] = typer.Option(
-        None, min=-1, max=1, callback=finite, show_default=False,
+        None,
+        min=-1,
+        max=1,
+        callback=finite,
+        show_default=False,
         help="Quality gate: reject clips whose CLAP score (-1 to 1) is below this \\[default: off].",
     ),
-    max_retries: int = typer.Option(2, min=0, help="Regenerations (derived seeds) for a clip the quality gate rejects."),
+    max_retries: int = typer.Option(
+        2, min=0, help="Regenerations (derived seeds) for a clip the quality gate rejects."
+    ),
     batch_size: int = typer.Option(8, min=1, help="Clips per model call on one actor (GPU: 32-128)."),
     compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
     shard_size: int = typer.Option(256, min=1, help="Clips per output shard (one tar + one index file)."),
-    num_actors: Optional[int] = typer.Option(None, min=1, help="Generator actors \\[default: one per GPU, else one per 2 CPUs]."),
+    num_actors: Optional[int] = typer.Option(
+        None, min=1, help="Generator actors \\[default: one per GPU, else one per 2 CPUs]."
+    ),
     gpus_per_actor: Optional[float] = typer.Option(
-        None, min=0, callback=finite,
+        None,
+        min=0,
+        callback=finite,
         help="GPUs per actor \\[default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
         "asks for GPU actors (--num-actors of them; an autoscaler adds GPU nodes while they wait); 0: CPU actors.",
     ),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     generator: Generator = typer.Option("audioldm2", help="audioldm2, or null (no model; deterministic test audio)."),
     storage_options: Optional[str] = storage_options_option(),
-    actor_env: List[str] = typer.Option([], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."),
+    actor_env: List[str] = typer.Option(
+        [], "--actor-env", help="NAME=VALUE environment variable for the generator actors (repeatable)."
+    ),
     shard_timeout: Optional[float] = typer.Option(
-        None, min=1, callback=finite, show_default=False,
+        None,
+        min=1,
+        callback=finite,
+        show_default=False,
         help="Seconds an actor may work without finishing a shard; it is then killed and its oldest shard "
         "retried \\[default: off].",
     ),
-    max_shard_attempts: int = typer.Option(3, min=1, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."),
-    break_lock: bool = typer.Option(False, help="Take over the lock of a run that died. Check it is really gone first."),
+    max_shard_attempts: int = typer.Option(
+        3, min=1, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."
+    ),
+    break_lock: bool = typer.Option(
+        False, help="Take over the lock of a run that died. Check it is really gone first."
+    ),
     progress: bool = typer.Option(True, help="Show a live progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
 ) -> None:
@@ -69,7 +102,9 @@ def submit_cmd(
 
       birdgen-ray submit plan.parquet --out s3://bucket/birds --address auto --batch-size 64
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, Stopped, submit
 
     try:
@@ -129,7 +164,9 @@ def submit_cmd(
         for shard, error in failed[:SHOW_FAILED]:
             err.print(f"  failed {shard}: {error}", highlight=False)
         if len(failed) > SHOW_FAILED:
-            err.print(f"  ... and {len(failed) - SHOW_FAILED} more failed shards: birdgen-ray status {out}", highlight=False)
+            err.print(
+                f"  ... and {len(failed) - SHOW_FAILED} more failed shards: birdgen-ray status {out}", highlight=False
+            )
         raise typer.Exit(1)
 
 

@@ -8,6 +8,7 @@ so the same id names the RayJob and `kubectl create` refuses a duplicate too.
 Resuming after a failed or stopped job on the same Ray cluster needs a fresh id: pass `attempt=2`
 (3, ...). The output's own lock and its committed shards make every attempt safe.
 """
+
 from __future__ import annotations
 
 import hashlib

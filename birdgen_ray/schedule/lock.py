@@ -11,6 +11,7 @@ refuses and says how to take it over (`--break-lock`) after the user has checked
 really gone. A run re-reads the lock while it runs and before it cleans up or consolidates, and
 stops if the lock no longer names it.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 On a terminal it is a rich bar redrawn in place. Where stderr is not a terminal (a Ray job's log,
 CI), a bar cannot redraw, so the same figures are printed as a plain line every `log_every_s`.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class RunProgress:
-    def __init__(self, total_clips: int, enabled: bool = True, console: Console | None = None, log_every_s: float = 30.0):
+    def __init__(
+        self, total_clips: int, enabled: bool = True, console: Console | None = None, log_every_s: float = 30.0
+    ):
         self.failures = 0
         self.enabled = enabled
         self.console = console or Console(stderr=True)

@@ -5,6 +5,7 @@ Clip ids derived by `make_clip_id` change with the row's content, but a plan may
 and a hand-edited prompt under a kept id would otherwise be skipped as done while the index keeps
 the old prompt. Such rows are refused, by row and column, before anything runs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,10 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.config import GenerationConfig
-from birdgen_ray.io.layout import committed_shard_ids
-from birdgen_ray.io.layout import RUN_FILE
-from birdgen_ray.plan.schema import PlanError, format_rows
+from birdgen_ray.io.layout import RUN_FILE, committed_shard_ids
 from birdgen_ray.io.storage import Output
+from birdgen_ray.plan.schema import PlanError, format_rows
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,15 @@ def check_unchanged(plan: pa.Table, committed: pa.Table | None, plan_source: str
         differs = pc.fill_null(pc.not_equal(both[column], both[f"committed_{column}"]), True)
         rows = sorted(both.filter(differs)["row"].to_pylist())
         if rows:
-            problems.append(f"column '{column}': differs from the clip already generated under the same clip_id "
-                            f"in {format_rows(rows)}")
+            problems.append(
+                f"column '{column}': differs from the clip already generated under the same clip_id "
+                f"in {format_rows(rows)}"
+            )
     if problems:
-        problems.append(f"those clips are committed in {out_uri}; give changed rows new clip_ids (or drop the "
-                        "clip_id column to derive them from the content), or use a new --out")
+        problems.append(
+            f"those clips are committed in {out_uri}; give changed rows new clip_ids (or drop the "
+            "clip_id column to derive them from the content), or use a new --out"
+        )
         raise PlanError(plan_source, problems)
 
 
@@ -51,9 +55,15 @@ class SettingsMismatch(RuntimeError):
 
 # submit's flag for each GenerationConfig field (and quality.<field>), for messages users can act on
 SETTING_FLAGS = {
-    "model": "--model", "scheduler": "--scheduler", "num_inference_steps": "--steps", "guidance_scale": "--guidance",
-    "candidates_per_clip": "--candidates", "output_sample_rate": "--sample-rate", "peak_dbfs": "--peak-dbfs",
-    "quality.min_clap_score": "--min-clap", "quality.max_retries": "--max-retries",
+    "model": "--model",
+    "scheduler": "--scheduler",
+    "num_inference_steps": "--steps",
+    "guidance_scale": "--guidance",
+    "candidates_per_clip": "--candidates",
+    "output_sample_rate": "--sample-rate",
+    "peak_dbfs": "--peak-dbfs",
+    "quality.min_clap_score": "--min-clap",
+    "quality.max_retries": "--max-retries",
 }
 
 
@@ -94,6 +104,8 @@ def check_settings(output: Output, generation: GenerationConfig, generator: str)
 def _setting_differences(theirs: GenerationConfig, ours: GenerationConfig) -> list[tuple[str, object, object]]:
     """(field, recorded, this run) for each differing setting; quality thresholds one by one."""
     pairs = [(k, getattr(theirs, k), getattr(ours, k)) for k in GenerationConfig.__dataclass_fields__ if k != "quality"]
-    pairs += [(f"quality.{k}", getattr(theirs.quality, k), getattr(ours.quality, k))
-              for k in type(ours.quality).__dataclass_fields__]
+    pairs += [
+        (f"quality.{k}", getattr(theirs.quality, k), getattr(ours.quality, k))
+        for k in type(ours.quality).__dataclass_fields__
+    ]
     return [(name, old, new) for name, old, new in pairs if old != new]

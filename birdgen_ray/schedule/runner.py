@@ -8,6 +8,7 @@ committed shard survives any crash; a rerun skips them by reading their indexes.
 stop`) stops a run like an error does: actors killed, lock released, committed shards kept. A run
 whose lock another run took over (--break-lock) stops, and its actors commit nothing more.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate
 from birdgen_ray.io.layout import FAILURES_DIR, PLAN_FILE, SUMMARY_FILE
+from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
@@ -34,7 +36,6 @@ from birdgen_ray.schedule.shards import ShardSpec, make_shards, pending_rows
 from birdgen_ray.schedule.sizing import size_actor_pool, waiting_line
 from birdgen_ray.schedule.summary import build_summary
 from birdgen_ray.write.shard_writer import remove_uncommitted
-from birdgen_ray.io.storage import Output
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,10 @@ def _submit(run: RunConfig) -> dict:
         shards = make_shards(pending, run.shard_size)
         log.info(
             "%d planned, %d already committed, %d shards to run, %d leftover files removed",
-            plan.num_rows, plan.num_rows - pending.num_rows, len(shards), cleaned,
+            plan.num_rows,
+            plan.num_rows - pending.num_rows,
+            len(shards),
+            cleaned,
         )
         prepare_seconds = time.perf_counter() - phase_start
         drive_result = drive(run, output, shards, lock) if shards else DriveResult()
@@ -125,9 +129,19 @@ def _submit(run: RunConfig) -> dict:
         index = consolidate(output, known=committed)  # reads only the shards this run committed
         prune_failures(output, index)
         drive_result.driver_seconds = {
-            "prepare": prepare_seconds, **drive_result.driver_seconds, "finish": time.perf_counter() - phase_start
+            "prepare": prepare_seconds,
+            **drive_result.driver_seconds,
+            "finish": time.perf_counter() - phase_start,
         }
-        summary = build_summary(run, lock.run_id, plan, index, drive_result, started, already_done=0 if committed is None else committed.num_rows)
+        summary = build_summary(
+            run,
+            lock.run_id,
+            plan,
+            index,
+            drive_result,
+            started,
+            already_done=0 if committed is None else committed.num_rows,
+        )
         output.write_json(SUMMARY_FILE, summary)
     return summary
 
@@ -317,7 +331,9 @@ class StuckActorWatchdog:
             if not work or actor._actor_id.hex() in self.blamed or now - self.since[slot] <= self.timeout_s:
                 continue
             oldest = work[0]  # dispatched first: the one holding the generator (or stuck writing)
-            log.warning("actor %d finished no shard in %g s (shard %s); killing it", slot, self.timeout_s, oldest.shard_id)
+            log.warning(
+                "actor %d finished no shard in %g s (shard %s); killing it", slot, self.timeout_s, oldest.shard_id
+            )
             self.blamed[actor._actor_id.hex()] = oldest.shard_id
             ray.kill(actor, no_restart=True)
 

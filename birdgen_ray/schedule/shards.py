@@ -5,6 +5,7 @@ Pending clips are ordered by (duration, clip_id) so a shard holds clips of one l
 the same pending set always gives the same shards, and a rerun that regenerates a shard writes
 byte-identical files under the same names.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """How big the actor pool is: how many generator actors, with how many GPUs or CPU threads each."""
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,9 @@ def size_actor_pool(run: RunConfig, gpus: float, cpus: float) -> ActorSizing:
             return ActorSizing(_fitting(run.num_actors or fits, fits, "GPU"), per_actor, None, False)
         count = run.num_actors or max(1, fits)
         if count > fits:
-            log.warning("%d GPU actors asked for, %d fit on the cluster now: the others wait for GPU nodes", count, fits)
+            log.warning(
+                "%d GPU actors asked for, %d fit on the cluster now: the others wait for GPU nodes", count, fits
+            )
         return ActorSizing(count, per_actor, None, True)
     count = _fitting(run.num_actors or max(1, int(cpus // 2)), max(1, int(cpus)), "CPU")
     return ActorSizing(count, 0.0, max(1, int(cpus // count)), False)

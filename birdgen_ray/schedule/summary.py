@@ -1,4 +1,5 @@
 """The run summary (OUT/summary.json): counts, throughput, GPU-seconds, stage times, versions, settings."""
+
 from __future__ import annotations
 
 import platform
@@ -42,7 +43,9 @@ def settings(run) -> dict:
     }
 
 
-def build_summary(run, run_id: str, plan: pa.Table, index: pa.Table | None, drive, started: float, already_done: int) -> dict:
+def build_summary(
+    run, run_id: str, plan: pa.Table, index: pa.Table | None, drive, started: float, already_done: int
+) -> dict:
     wall = time.time() - started
     planned_ids = plan["clip_id"]
     in_index = 0 if index is None else pc.sum(pc.is_in(planned_ids, value_set=index["clip_id"])).as_py() or 0

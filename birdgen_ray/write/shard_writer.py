@@ -4,6 +4,7 @@ Tar members are written with fixed metadata (mtime 0, root owner), so the same c
 byte-identical shards. The index records each WAV's byte offset and size inside the tar, so a clip
 can be read with one ranged GET, without downloading or unpacking the shard.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,13 +15,12 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from birdgen_ray.config import GenerationConfig
-from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.generate.types import GeneratedClip
-from birdgen_ray.io.layout import list_shards
 from birdgen_ray.index.schema import INDEX_SCHEMA
-from birdgen_ray.io.layout import SHARDS_DIR, shard_paths
-from birdgen_ray.plan.schema import PLAN_SCHEMA
+from birdgen_ray.io.audio import encode_wav
+from birdgen_ray.io.layout import SHARDS_DIR, list_shards, shard_paths
 from birdgen_ray.io.storage import Output
+from birdgen_ray.plan.schema import PLAN_SCHEMA
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:
@@ -134,4 +134,3 @@ def commit_shard(
         before_commit()  # as late as can be: right before the one write that commits
     output.write_table(index_rel, index)
     return len(data)
-
