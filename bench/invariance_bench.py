@@ -9,7 +9,8 @@ encode_prompt (a correctness check), the engine's alone against encoded together
 texts, and diffusers' alone against padded among longer prompts (the leak the engine avoids). A
 random full-size UNet barely responds to its GPT2 states (on CPU: padding moved them by 0.41, the
 audio by 2e-6, while another prompt moved the audio by 0.13), so there a leak shows in the
-conditioning rows, not in the audio. Each row: relative L2 (||a - b|| / ||a||) and worst element (max |a - b| / max |a|).
+conditioning rows, not in the audio. Each row: relative L2 (||a - b|| / ||a||) and worst element
+(max |a - b| / max |a|).
 
 Exact invariance holds in float64 (tests/test_engine.py); in fp32 and fp16 the kernels a library picks
 for a batch shape round differently, so the engine's figures here are rounding, not leaked mates.

@@ -125,7 +125,8 @@ def main() -> None:
         f"\nmachine: {machine['cpu']}, {cores} cores; {args.clips} clips of {args.durations} s at {args.sample_rate} Hz"
     )
     print(
-        "| shard size | actors | clips/s end to end | clips/s while shards run | actor ms/clip | driver CPU ms/clip | rerun s | load avg before/after |"
+        "| shard size | actors | clips/s end to end | clips/s while shards run | actor ms/clip "
+        "| driver CPU ms/clip | rerun s | load avg before/after |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:

@@ -33,7 +33,10 @@ def parse_storage_options(text: Optional[str]) -> dict:
 
 
 def split_values(values: Iterable[str] | None) -> tuple[str, ...]:
-    """'--label a,b --label c' -> ('a', 'b', 'c'): a list option taken repeated or comma-separated (validate_plan refuses labels with commas)."""
+    """'--label a,b --label c' -> ('a', 'b', 'c'): a list option taken repeated or comma-separated.
+
+    validate_plan refuses labels with commas, so a comma always separates.
+    """
     return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
 
 

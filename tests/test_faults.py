@@ -3,8 +3,8 @@
 Actors are SIGKILLed mid-run (found among this test process's own descendants by the title Ray
 gives a worker while it runs a task, so no other session's processes are touched); the driver is a
 real `birdgen-ray submit` subprocess joined to the same Ray and SIGKILLed (or SIGTERMed, as by
-`ray job stop`) after some shards committed. Every faulty output must end with each planned clip exactly once in index.parquet and
-audio byte-identical to an uninterrupted run.
+`ray job stop`) after some shards committed. Every faulty output must end with each planned clip
+exactly once in index.parquet and audio byte-identical to an uninterrupted run.
 """
 
 from __future__ import annotations

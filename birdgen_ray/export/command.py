@@ -55,7 +55,8 @@ def export_cmd(
     workers: int = typer.Option(0, min=0, show_default=False, help="Encoding threads \\[default: one per CPU core]."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
-    """Write clips as DEST/train_audio/<label>/<clip_id>.ogg (32 kHz) plus DEST/train_metadata.csv (train.csv with --layout 2025).
+    """Write clips as DEST/train_audio/<label>/<clip_id>.ogg (32 kHz) plus DEST/train_metadata.csv
+    (train.csv with --layout 2025).
 
     The CSV has BirdCLEF's columns (filename relative to train_audio) and marks every row
     source=synthetic, so it concatenates with the real train_metadata.csv.

@@ -44,7 +44,8 @@ def status_cmd(
     if st["not_in_plan"]:
         earlier_failing = st["gate_failed_in_output"] - st["gate_failed"]
         console.print(
-            f"  the output also holds {st['not_in_plan']} clips from earlier plans (in index.parquet, export and report)"
+            f"  the output also holds {st['not_in_plan']} clips from earlier plans "
+            "(in index.parquet, export and report)"
             + (f", {earlier_failing} of them failed the quality gate" if earlier_failing else ""),
             highlight=False,
         )

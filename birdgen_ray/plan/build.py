@@ -75,9 +75,8 @@ def excluded_labels(classes: list[ClassStats], options: PlanOptions) -> set[str]
         hints = []
         if any(u.startswith("label") for u in unknown):
             shown = sorted(labels)
-            hints.append(
-                f"labels in the input: {', '.join(shown[:12])}{f' ... ({len(shown)} in all)' if len(shown) > 12 else ''}"
-            )
+            more = f" ... ({len(shown)} in all)" if len(shown) > 12 else ""
+            hints.append(f"labels in the input: {', '.join(shown[:12])}{more}")
         if any(u.startswith("taxon class") for u in unknown):
             hints.append(f"taxon classes in the input: {', '.join(sorted({c.taxon_class for c in classes}))}")
         raise ValueError(f"not in the input: {', '.join(unknown)} ({'; '.join(hints)})")

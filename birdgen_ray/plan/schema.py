@@ -150,7 +150,8 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         bad = _rows(pc.invert(pc.fill_null(pc.match_substring_regex(given, _CLIP_ID.pattern), False)))
         if bad:
             problems.append(
-                f"column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) in {format_rows(bad)}"
+                "column 'clip_id': null or not file-name safe ([A-Za-z0-9_-], at most 95 characters) "
+                f"in {format_rows(bad)}"
             )
         problems += _duplicate_ids(given)
     if problems:

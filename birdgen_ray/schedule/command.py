@@ -30,7 +30,8 @@ Generator = choices("Generator", ("audioldm2", "null"))  # what schedule/actor.p
 def submit_cmd(
     plan: str = typer.Argument(
         ...,
-        help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s [, clip_id, negative_prompt].",
+        help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s "
+        "[, clip_id, negative_prompt].",
     ),
     out: str = typer.Option(..., "--out", "-o", help="Output folder or object-storage URI (s3://bucket/prefix)."),
     model: str = typer.Option(
@@ -155,7 +156,8 @@ def submit_cmd(
     )
     if summary.get("gate_failed"):
         err.print(
-            f"  {summary['gate_failed']} clips failed the quality gate after every retry: kept with a fail:... verdict, "
+            f"  {summary['gate_failed']} clips failed the quality gate after every retry: "
+            "kept with a fail:... verdict, "
             "left out by export and the loaders unless asked for (--include-failed)",
             highlight=False,
         )

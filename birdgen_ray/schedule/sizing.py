@@ -60,7 +60,8 @@ def waiting_line(waiting: int, running: int, sizing: ActorSizing) -> str:
     kind = "GPU" if sizing.gpus_per_actor else "CPU"
     line = (
         f"waiting for {waiting} {kind} actor{'s' if waiting != 1 else ''} to be placed and load the generator "
-        f"({running} running; the cluster has {resources.get('GPU', 0.0):g} GPUs, {resources.get('CPU', 0.0):g} CPUs now)"
+        f"({running} running; the cluster has {resources.get('GPU', 0.0):g} GPUs, "
+        f"{resources.get('CPU', 0.0):g} CPUs now)"
     )
     if sizing.explicit_gpus:
         line += "; an autoscaler adds GPU nodes for them"

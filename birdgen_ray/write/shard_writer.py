@@ -121,7 +121,9 @@ def commit_shard(
     model_id: str,
     before_commit: Callable[[], None] | None = None,
 ) -> int:
-    """Publish audio first, then the shard's index; the shard counts as committed once both exist. Returns bytes written.
+    """Publish audio first, then the shard's index; the shard counts as committed once both exist.
+
+    Returns the bytes written.
 
     `before_commit` runs between the two and may raise to leave the shard uncommitted (a lone tar,
     garbage under the commit rule): the actor's check that its run still holds the output's lock.
