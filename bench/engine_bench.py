@@ -19,20 +19,18 @@ configs with random weights (no download); on a CPU the built-in tiny model at r
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
-import functools
 import gc
 import json
 import os
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import bench_arguments, bench_device  # bench/ is on sys.path
 from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -41,6 +39,7 @@ from birdgen_ray.generate.engine import AudioLDM2Engine, make_scheduler
 from birdgen_ray.generate.model import load_pipeline
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import measure
+from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
 
@@ -100,43 +99,6 @@ PLACES = [
     "over a lake",
     "in tall grass at dusk",
 ]
-
-
-class StageClock:
-    """Wall time per stage; a nested stage's time is taken out of its parent (self time only)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.times: dict[str, float] = defaultdict(float)
-        self._children: list[float] = []
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        self.sync()
-        started = time.perf_counter()
-        self._children.append(0.0)
-        try:
-            yield
-        finally:
-            self.sync()
-            elapsed = time.perf_counter() - started
-            self.times[name] += elapsed - self._children.pop()
-            if self._children:
-                self._children[-1] += elapsed
-
-    def wrap(self, obj, attr: str, name: str) -> None:
-        original = getattr(obj, attr)
-
-        @functools.wraps(original)
-        def timed(*args, **kwargs):
-            with self.stage(name):
-                return original(*args, **kwargs)
-
-        setattr(obj, attr, timed)
 
 
 class UNetCalls:
@@ -380,11 +342,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument(
-        "--model", default=None, help="tiny, full (reference configs, random weights) or a snapshot dir"
-    )
+    parser = bench_arguments(__doc__)
     parser.add_argument("--duration", type=float, default=None, help="clip length in seconds (paper recipe: 5)")
     parser.add_argument("--steps-scale", type=float, default=None, help="multiply 150 DDIM / 25 DPM steps by this")
     parser.add_argument("--naive-clips", type=int, default=None)
@@ -398,17 +356,10 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="add engine_fast_compiled: the fast preset with a compiled UNet (default: on GPU only)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--reference", type=Path, default=None, help="dir of full-size configs (model_index.json)")
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "birdgen-bench")
-    parser.add_argument("--json", type=Path, default=None, help="write the full report here")
     args = parser.parse_args(argv)
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preset = PRESETS["cuda" if device.type == "cuda" else "cpu"]
+    device = bench_device(args)
+    preset = PRESETS[device.type]
     opt = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in preset.items()}
     ddim_steps = max(2, round(150 * opt["steps_scale"]))
     fast_steps = max(2, round(25 * opt["steps_scale"]))

@@ -26,12 +26,12 @@ import dataclasses
 import datetime
 import json
 import sys
-from pathlib import Path
 
 import diffusers
 import numpy as np
 import torch
 import transformers
+from common import bench_arguments, bench_device  # bench/ is on sys.path
 from engine_bench import PRESETS, machine_name, make_rows, prepare_model  # bench/ is on sys.path
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
@@ -170,11 +170,7 @@ def _diff(a, b) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument(
-        "--model", default=None, help="tiny, full (reference configs, random weights) or a snapshot dir"
-    )
+    parser = bench_arguments(__doc__)
     parser.add_argument("--duration", type=float, default=None, help="clip length in seconds")
     parser.add_argument("--steps", type=int, default=None, help="DPM-Solver++ steps (default: 25 on GPU, 3 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="the largest batch compared")
@@ -184,15 +180,9 @@ def main(argv: list[str] | None = None) -> dict:
         default=True,
         help="on GPU, also measure in fp32 (the model runs fp16 there)",
     )
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--reference", type=Path, default=None)
-    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "birdgen-bench")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preset = PRESETS["cuda" if device.type == "cuda" else "cpu"]
+    device = bench_device(args)
+    preset = PRESETS[device.type]
     duration = args.duration or preset["duration"]
     steps = args.steps or (25 if device.type == "cuda" else 3)
     batch = args.batch or preset["batch"]

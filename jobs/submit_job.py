@@ -33,7 +33,7 @@ import sys
 
 import yaml
 
-from birdgen_ray.cli_options import parse_env_pairs
+from birdgen_ray.cli.options import parse_env_pairs
 from birdgen_ray.config import DEFAULT_MODEL
 from birdgen_ray.schedule.job_id import normalize_out, submission_id
 

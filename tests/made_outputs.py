@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.config import RunConfig
-from birdgen_ray.plan.example_data import example_classes, write_recordings
 from birdgen_ray.schedule.runner import submit
+from tests.example_data import example_classes, write_recordings
 from tests.plans import write_plan
 
 

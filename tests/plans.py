@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from birdgen_ray.plan.build import PLAN_METADATA_KEY
 
 PROMPTS = [
     "a bird song",
@@ -30,3 +33,9 @@ def plan_table(n: int, labels=("asbfly", "comkin1", "grnwar1"), durations=(1.0, 
 def write_plan(path: Path, table: pa.Table) -> str:
     pq.write_table(table, path)
     return str(path)
+
+
+def read_plan_metadata(path: str | Path) -> dict:
+    """The per-class allocations and options recorded in a plan written by write_plan."""
+    schema = pq.read_schema(path)
+    return json.loads((schema.metadata or {})[PLAN_METADATA_KEY])

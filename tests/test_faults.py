@@ -29,10 +29,11 @@ from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import shard_paths
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import validate_plan
-from birdgen_ray.schedule import runner
+from birdgen_ray.schedule import drive, runner
 from birdgen_ray.schedule.actor import ShardWorker
+from birdgen_ray.schedule.drive import ActorStartFailed
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.schedule.runner import ActorStartFailed, Stopped, submit
+from birdgen_ray.schedule.runner import Stopped, submit
 from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
 
@@ -347,7 +348,7 @@ def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_
     plan_path, _ = reference
     out = tmp_path / "out"
     if noticed_by == "driver":
-        monkeypatch.setattr(runner, "LOCK_CHECK_S", 0.2)
+        monkeypatch.setattr(drive, "LOCK_CHECK_S", 0.2)
     in_flight_tar = out / "shards" / "shard-of-the-new-holder.tar"  # its index not written yet
 
     def take_over() -> None:

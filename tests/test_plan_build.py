@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from birdgen_ray.plan.budget import BudgetConfig
-from birdgen_ray.plan.build import PlanOptions, build_plan, read_plan_metadata, write_plan
-from birdgen_ray.plan.example_data import example_classes, write_counts, write_recordings, write_taxonomy
+from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
 from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import load_templates
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.plan.tables import InputError
+from tests.example_data import example_classes, write_counts, write_recordings, write_taxonomy
+from tests.plans import read_plan_metadata
 
 IDENTITY = ["clip_id", "label", "prompt", "negative_prompt", "seed", "duration_s", "take", "call_type"]
 

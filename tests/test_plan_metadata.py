@@ -8,7 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from birdgen_ray.plan.example_data import (
+from birdgen_ray.plan.metadata import parse_list, read_classes
+from birdgen_ray.plan.tables import InputError
+from tests.example_data import (
     LAYOUTS,
     ExampleClass,
     example_classes,
@@ -16,8 +18,6 @@ from birdgen_ray.plan.example_data import (
     write_recordings,
     write_taxonomy,
 )
-from birdgen_ray.plan.metadata import parse_list, read_classes
-from birdgen_ray.plan.tables import InputError
 
 
 def write_csv(path, header, rows):

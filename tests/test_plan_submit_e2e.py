@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
-from birdgen_ray.plan.example_data import example_classes, write_recordings, write_taxonomy
 from birdgen_ray.plan.schema import read_plan
+from tests.example_data import example_classes, write_recordings, write_taxonomy
 
 runner = CliRunner()
 COMMON_ARGS = ["--sample-rate", "16000", "--shard-size", "4", "--num-actors", "1", "--no-progress"]

@@ -18,7 +18,7 @@ from birdgen_ray.io.layout import committed_shard_ids, shard_paths
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import validate_plan
 from birdgen_ray.schedule.actor import WRITE_DELAY_ENV, ShardResult, ShardWorker
-from birdgen_ray.schedule.runner import drive
+from birdgen_ray.schedule.drive import drive
 from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
 from tests.test_faults import OutOfMemoryAboveTwo

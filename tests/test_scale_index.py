@@ -13,7 +13,7 @@ import pytest
 from birdgen_ray.index.reader import _one_row_per_clip
 from birdgen_ray.io.layout import FAILURES_DIR
 from birdgen_ray.io.storage import Output
-from birdgen_ray.schedule.runner import prune_failures
+from birdgen_ray.schedule.failures import prune_failures
 from birdgen_ray.schedule.shards import pending_rows
 
 ROWS = 100_000

@@ -20,9 +20,11 @@ from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.schema import INDEX_SCHEMA
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import PlanError, validate_plan
-from birdgen_ray.schedule import runner
+from birdgen_ray.schedule import drive as drive_module
+from birdgen_ray.schedule.drive import ActorStartFailed, drive
 from birdgen_ray.schedule.lock import OutputLock, OutputLocked
-from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, drive, submit
+from birdgen_ray.schedule.resume import SettingsMismatch
+from birdgen_ray.schedule.runner import submit
 from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
 from tests.plans import plan_table, write_plan
@@ -196,7 +198,7 @@ def test_actors_get_the_gpus_asked_for(ray_local, tmp_path, asked, gpus_each):
 def test_gpu_actors_that_cannot_be_placed_are_waited_for_out_loud_without_stalling_the_run(
     ray_local, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(runner, "PLACEMENT_REPORT_S", 0.2)
+    monkeypatch.setattr(drive_module, "PLACEMENT_REPORT_S", 0.2)
     path = write_plan(tmp_path / "plan.parquet", plan_table(16))
     # Three 1-GPU actors on the session's two GPUs and no autoscaler: the third never gets placed.
     run = null_run(path, tmp_path / "out", gpus_per_actor=1.0, num_actors=3, shard_size=2, actor_env={SLEEP_ENV: "0.1"})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.ranking import ClapScorer
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
+from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.rows import PlanRow
 
@@ -110,11 +110,12 @@ class AudioLDM2Engine:
     def __init__(self, generation: GenerationConfig, engine: EngineConfig):
         self.generation = generation
         self.engine = engine
-        self.stage_times: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.pipe, self.model_id = load_pipeline(generation.model, engine.device)
         self.pipe.scheduler = make_scheduler(generation.scheduler, self.pipe.scheduler.config)
         self.device = self.pipe._execution_device
         self.source_rate = int(self.pipe.vocoder.config.sampling_rate)
+        self.clock = StageClock(self.device, STAGES)
+        self._stage = self.clock.stage
         self.encoder = PromptEncoder(self.pipe, self._stage)
         self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=engine.batch_size)
         self.batch_size = engine.batch_size
@@ -133,18 +134,14 @@ class AudioLDM2Engine:
             raise ValueError(f"batch_size must be >= 1, got {value}")
         self._batch_size = self.scorer.batch_size = int(value)
 
-    @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
-        """Add the wall time of the block to stage_times[name] (after the GPU has finished it)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.stage_times[name] += time.perf_counter() - started
+    @property
+    def stage_times(self) -> dict[str, float]:
+        """Seconds per stage since the engine was built (or since stage_times was last set)."""
+        return self.clock.times
+
+    @stage_times.setter
+    def stage_times(self, times: dict[str, float]) -> None:
+        self.clock.times = dict(times)
 
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
         clips: list[GeneratedClip | None] = [None] * len(rows)

@@ -148,9 +148,3 @@ def write_plan(result: PlanResult, path: str | Path) -> None:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
     write_file_atomic(path, buffer.getvalue())
-
-
-def read_plan_metadata(path: str | Path) -> dict:
-    """The per-class allocations and options recorded in a plan written by write_plan."""
-    schema = pq.read_schema(path)
-    return json.loads((schema.metadata or {})[PLAN_METADATA_KEY])

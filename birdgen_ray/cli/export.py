@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from birdgen_ray.cli_options import (
+from birdgen_ray.cli.options import (
     choices,
     fail,
     line_console,

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from birdgen_ray.cli_options import (
+from birdgen_ray.cli.options import (
     choices,
     fail,
     finite,
@@ -106,7 +106,9 @@ def submit_cmd(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from birdgen_ray.schedule.runner import ActorStartFailed, SettingsMismatch, Stopped, submit
+    from birdgen_ray.schedule.drive import ActorStartFailed
+    from birdgen_ray.schedule.resume import SettingsMismatch
+    from birdgen_ray.schedule.runner import Stopped, submit
 
     try:
         run = RunConfig(

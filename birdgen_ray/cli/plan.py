@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from birdgen_ray.cli_options import fail, line_console, local_path, split_values, writing_to
+from birdgen_ray.cli.options import fail, line_console, local_path, split_values, writing_to
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan

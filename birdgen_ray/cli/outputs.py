@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import typer
 
-from birdgen_ray.cli_options import fail, line_console, local_path, storage_options_option, writing_to
+from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 

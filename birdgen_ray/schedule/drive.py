@@ -1,0 +1,206 @@
+"""The drive loop: feed shards to a pool of generator actors until every one is done or failed.
+
+A plain Ray Core loop (as in datatrove's executor): a bounded number of shards in flight per actor,
+`ray.wait` with a timeout, a dead actor replaced and its shards retried elsewhere, a shard that keeps
+failing recorded in failures/ while the run goes on. An actor gets shards only once it has started,
+so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. A run whose
+lock another run took over (--break-lock) stops, and its actors commit nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from birdgen_ray.config import RunConfig
+from birdgen_ray.io.layout import FAILURES_DIR
+from birdgen_ray.io.storage import Output
+from birdgen_ray.schedule.actor import ShardResult, actor_class
+from birdgen_ray.schedule.cluster import init_ray
+from birdgen_ray.schedule.failures import record_failure, short_error
+from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.progress import RunProgress
+from birdgen_ray.schedule.shards import ShardSpec
+from birdgen_ray.schedule.sizing import size_actor_pool, waiting_line
+from birdgen_ray.schedule.watchdog import StuckActorWatchdog
+
+log = logging.getLogger(__name__)
+
+PLACEMENT_REPORT_S = 30.0  # how often the driver says which actors it is still waiting for
+LOCK_CHECK_S = 30.0  # how often the driver re-reads the lock (one small read) to notice a takeover
+
+
+class ActorStartFailed(RuntimeError):
+    """The generator could not be built in an actor (unknown model, missing weights, bad device)."""
+
+
+@dataclass
+class DriveResult:
+    results: list[ShardResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # shard_id -> last error
+    failed_clips: int = 0
+    retries: int = 0
+    actors: int = 0
+    actors_replaced: int = 0
+    gpus_per_actor: float = 0.0
+    actor_info: list[dict] = field(default_factory=list)  # every actor that started: pid, model, GPU ids
+    model_id: str | None = None
+    driver_seconds: dict[str, float] = field(default_factory=dict)  # prepare, start_actors, run_shards, finish
+
+
+def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputLock | None = None) -> DriveResult:
+    """Run shards on a pool of actors; an actor gets shards once it has started (placed, generator built).
+
+    With the output's `lock`, the driver re-reads it every LOCK_CHECK_S and its actors before each
+    commit: once another run has taken it over, this one stops (OutputLocked) and commits no more.
+    """
+    import ray
+    from ray.exceptions import RayActorError, RayError
+
+    phase_start = time.perf_counter()
+    init_ray(run)  # counted with start_actors: a local Ray starts here
+    resources = ray.cluster_resources()
+    sizing = size_actor_pool(run, resources.get("GPU", 0.0), resources.get("CPU", 1.0))
+    count = min(sizing.count, len(shards))
+    options: dict = {"num_cpus": 1}
+    if sizing.gpus_per_actor:
+        options["num_gpus"] = sizing.gpus_per_actor
+    if run.actor_env:
+        options["runtime_env"] = {"env_vars": dict(run.actor_env)}
+    Actor = actor_class(max_concurrency=max(2, run.max_inflight_per_actor))  # generate one, write another
+    result = DriveResult(actors=count, gpus_per_actor=sizing.gpus_per_actor)
+
+    actors: list = [None] * count
+    starting: dict = {}  # info() ref -> slot, until that actor has started
+    ready = [False] * count
+    failed_starts = [0] * count  # in a row, per slot
+
+    def start_actor(slot: int) -> None:
+        if actors[slot] is not None:  # a dead or failed actor must not keep its GPU reservation
+            ray.kill(actors[slot], no_restart=True)
+        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads, lock.run_id if lock else None)
+        ready[slot] = False
+        starting[actors[slot].info.remote()] = slot
+
+    def started(ref) -> None:
+        slot = starting.pop(ref)
+        try:
+            info = ray.get(ref)
+        except RayError as exc:
+            failed_starts[slot] += 1
+            # No actor of this run has started: the generator cannot be built (bad model id, no
+            # weights); fail fast instead of retrying every shard. Later, a replacement may just
+            # have lost its node: try again, a few times.
+            if not result.actor_info:
+                raise ActorStartFailed(f"the generator actors could not start: {short_error(exc)}") from None
+            if failed_starts[slot] < run.max_shard_attempts:
+                log.warning("actor %d failed to start (%s); starting another", slot, short_error(exc))
+                start_actor(slot)
+            else:
+                log.warning("actor %d failed to start %d times; going on without it", slot, failed_starts[slot])
+            return
+        if not result.actor_info:
+            result.model_id = info["model_id"]
+            result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
+        result.actor_info.append(info)
+        ready[slot], failed_starts[slot] = True, 0
+
+    queue: deque[ShardSpec] = deque(shards)
+    attempts: Counter[str] = Counter()
+    inflight: dict = {}  # ObjectRef -> (shard, actor slot, the actor handle it went to)
+    watchdog = StuckActorWatchdog(run.shard_timeout_s, count) if run.shard_timeout_s else None
+    load = [0] * count
+    # one listing instead of a delete request per committed shard (thousands, on object storage)
+    failure_records = {name[: -len(".json")] for name in output.list(FAILURES_DIR, ".json")}
+    progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
+    last_report = last_lock_check = time.monotonic()
+    try:
+        for slot in range(count):
+            start_actor(slot)
+        while queue or inflight:
+            for slot in range(count):
+                while ready[slot] and queue and load[slot] < run.max_inflight_per_actor:
+                    if watchdog:
+                        watchdog.handing_over(slot, inflight, actors)
+                    shard = queue.popleft()
+                    ref = actors[slot].run_shard.remote(shard)
+                    inflight[ref] = (shard, slot, actors[slot])
+                    load[slot] += 1
+            if not inflight and not starting:
+                raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
+            ready_refs, waiting = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
+            if ready_refs and waiting:  # everything else already done too: handled before the watchdog looks
+                ready_refs += ray.wait(waiting, num_returns=len(waiting), timeout=0)[0]
+            for ref in ready_refs:
+                if ref in starting:
+                    started(ref)
+                    continue
+                shard, slot, actor = inflight.pop(ref)
+                load[slot] -= 1
+                if watchdog and actor is actors[slot]:
+                    watchdog.finished(slot)
+                try:
+                    done: ShardResult = ray.get(ref)
+                except RayError as exc:  # the task raised, its actor died, or its result was lost
+                    if lock and isinstance(getattr(exc, "cause", None), OutputLocked):
+                        lock.check()  # an actor found the lock taken over: stop before recording anything
+                    error = short_error(exc)
+                    blamed = watchdog.blamed.get(actor._actor_id.hex()) if watchdog else None
+                    if blamed == shard.shard_id:
+                        error = f"timed out after {run.shard_timeout_s:g} s (its actor was killed): {error}"
+                    if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
+                        log.warning("actor %d died (%s); starting a replacement", slot, error)
+                        start_actor(slot)
+                        result.actors_replaced += 1
+                    if blamed is not None and blamed != shard.shard_id and isinstance(exc, RayActorError):
+                        result.retries += 1  # it only shared an actor with a stuck shard: not its attempt
+                        queue.append(shard)
+                        continue
+                    attempts[shard.shard_id] += 1
+                    if attempts[shard.shard_id] < run.max_shard_attempts:
+                        result.retries += 1
+                        queue.append(shard)
+                    else:
+                        record_failure(output, shard, error, attempts[shard.shard_id])
+                        result.failed[shard.shard_id] = error
+                        result.failed_clips += shard.num_clips
+                        progress.failed(shard.num_clips)
+                    continue
+                if shard.shard_id in failure_records:  # an earlier run's record of this very shard
+                    output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
+                result.results.append(done)
+                progress.advance(done.clips)
+            if watchdog:  # after the finished shards are counted: one that just finished is not stuck
+                watchdog.kill_stuck(inflight, actors)
+            if lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
+                last_lock_check = time.monotonic()
+                _check_lock(lock)
+            if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
+                last_report = time.monotonic()
+                progress.console.print(waiting_line(len(starting), sum(ready), sizing), highlight=False)
+    finally:
+        now = time.perf_counter()
+        started_at = phase_start + result.driver_seconds.setdefault("start_actors", now - phase_start)
+        result.driver_seconds["run_shards"] = now - started_at
+        progress.close()
+        for actor in filter(None, actors):  # a long-lived driver (notebook, tests) must not keep them and their GPUs
+            ray.kill(actor)
+    return result
+
+
+def _check_lock(lock: OutputLock) -> None:
+    """A takeover stops the run; a storage hiccup reading the lock must not end hours of work."""
+    try:
+        lock.check()
+    except OutputLocked:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any read error: look again next time
+        log.warning("could not read the output's lock (%s); going on", short_error(exc))
+
+
+def _died_here(exc, actor) -> bool:
+    """True once per death: the other in-flight tasks of an already-replaced actor start no more actors."""
+    dead = getattr(exc, "actor_id", None)
+    return dead is None or dead == actor._actor_id.hex()
