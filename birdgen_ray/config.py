@@ -110,7 +110,11 @@ class RunConfig:
     max_shard_attempts: int = 3
     shard_timeout_s: float | None = None  # a shard still running after this (from dispatch) kills its actor
     actor_env: dict = field(default_factory=dict)  # environment variables for the generator actors
-    break_lock: bool = False
+    break_lock: bool = False  # take over even a fresh lease (a stale one is taken over anyway)
+    lease_ttl_s: float = 300.0  # the output's lease expires this long after its last renewal
+    lease_renew_s: float = 30.0  # the driver renews it this often
+    placement_timeout_s: float = 1800.0  # no actor placed and started for this long ends the run; 0: wait forever
+    allow_cpu: bool = False  # on a cluster without GPUs, generate on CPU actors instead of refusing
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -121,5 +125,11 @@ class RunConfig:
         for name in ("shard_size", "max_inflight_per_actor", "max_shard_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.lease_renew_s < self.lease_ttl_s:
+            raise ValueError(
+                f"lease_renew_s ({self.lease_renew_s:g}) must be > 0 and below lease_ttl_s ({self.lease_ttl_s:g})"
+            )
+        if not self.placement_timeout_s >= 0:
+            raise ValueError(f"placement_timeout_s must be >= 0 (0: wait forever), got {self.placement_timeout_s}")
         if self.shard_timeout_s is not None and not self.shard_timeout_s > 0:
             raise ValueError(f"shard_timeout_s must be > 0 (or None: no timeout), got {self.shard_timeout_s}")

@@ -20,7 +20,7 @@ from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES
 from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.index.status import output_status
-from birdgen_ray.io.layout import LOCK_FILE
+from birdgen_ray.io.layout import LEASE_FILE
 from tests.made_outputs import null_output
 from tests.plans import plan_table, write_plan
 
@@ -300,4 +300,4 @@ def test_ctrl_c_during_submit_says_what_is_kept_and_releases_the_lock(ray_local,
     last = stderr.strip().splitlines()[-1]  # after Ray's own "Connecting to existing Ray cluster" lines
     assert last == f"interrupted: {status['done']}/24 clips are committed and kept; run the same command to resume."
     assert "Traceback" not in stderr
-    assert not (out / LOCK_FILE).exists()
+    assert not (out / LEASE_FILE).exists()

@@ -9,7 +9,9 @@ exactly once in index.parquet and audio byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -26,13 +28,13 @@ from birdgen_ray.config import EngineConfig, RunConfig
 from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.reader import open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
-from birdgen_ray.io.layout import shard_paths
+from birdgen_ray.io.layout import LEASE_FILE, shard_paths
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import validate_plan
-from birdgen_ray.schedule import drive, runner
+from birdgen_ray.schedule import runner
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.drive import ActorStartFailed
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.runner import Stopped, submit
 from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
@@ -128,7 +130,7 @@ def test_actors_killed_mid_run_are_replaced_and_each_clip_lands_once(reference, 
     assert_exactly_once_and_identical(out, plan_path, reference_bytes)
 
 
-def start_driver(ray_local, plan_path: str, out: Path) -> subprocess.Popen:
+def start_driver(ray_local, plan_path: str, out: Path, *extra: str) -> subprocess.Popen:
     """A real `birdgen-ray submit` process joined to the session's Ray, slowed to 0.1 s per clip."""
     command = [
         *CLI,
@@ -147,6 +149,7 @@ def start_driver(ray_local, plan_path: str, out: Path) -> subprocess.Popen:
         ray_local.get_runtime_context().gcs_address,
         "--actor-env",
         f"{SLEEP_ENV}=0.1",
+        *extra,
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -156,41 +159,74 @@ def committed_shards(out: Path) -> int:
     return len(list((out / "shards").glob("*.parquet"))) if (out / "shards").exists() else 0
 
 
-def test_sigkilled_driver_resumes_to_exactly_once_and_a_concurrent_submit_is_refused(ray_local, reference, tmp_path):
+def kill_group(driver: subprocess.Popen) -> None:
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started
+    except ProcessLookupError:  # it had already exited
+        pass
+    driver.wait(timeout=30)
+
+
+def test_a_driver_sigkilled_at_three_random_points_resumes_with_no_flag_to_exactly_once(ray_local, reference, tmp_path):
+    """No --break-lock: on the same host a lease whose holder's process is gone is stale at once."""
     plan_path, reference_bytes = reference
     out = tmp_path / "out"
-    driver = start_driver(ray_local, plan_path, out)
-    try:
-        committed = lambda: committed_shards(out)  # noqa: E731
-        wait_until(lambda: committed() >= 2 or driver.poll() is not None, 180, "two committed shards")
-        assert driver.poll() is None, driver.stdout.read().decode()
-
-        # A second writer while the first is alive: refused, naming the live holder.
-        with pytest.raises(
-            OutputLocked, match=rf"pid {driver.pid}.*Process {driver.pid} is still running.*--break-lock"
-        ):
-            submit(null_run(plan_path, out))
-    finally:
+    seed = int(os.environ.get("BIRDGEN_TEST_SEED") or time.time())
+    rng = random.Random(seed)
+    for kill in range(3):
+        before = committed_shards(out)
+        driver = start_driver(ray_local, plan_path, out, "--actor-env", f"{SLEEP_ENV}=0.3")  # 1.2 s a shard
         try:
-            os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started
-        except ProcessLookupError:  # it had already exited (the assertion above says why)
-            pass
-        driver.wait(timeout=30)
-    at_kill = committed()
-    assert at_kill < PLAN_CLIPS // 4, "the driver finished before it could be killed"
+            wanted = before + rng.randint(1, 2)  # a random number of shards more, then a random moment
+            wait_until(lambda w=wanted, d=driver: committed_shards(out) >= w or d.poll() is not None, 120, "commits")
+            assert driver.poll() is None, driver.stdout.read().decode()
+            if kill == 0:  # a second writer while the first is alive: refused, naming the live holder
+                with pytest.raises(OutputLocked, match=rf"pid {driver.pid}.*renewed \d+ s ago.*--break-lock"):
+                    submit(null_run(plan_path, out))
+            time.sleep(rng.uniform(0.0, 0.5))
+        finally:
+            kill_group(driver)
+        assert (out / LEASE_FILE).exists(), f"seed {seed}: the killed driver's lease stays behind"
+    at_kill = committed_shards(out)
+    assert at_kill < PLAN_CLIPS // 4, f"seed {seed}: the driver finished before the third kill"
 
-    # Its lock stays behind: refused until taken over explicitly.
-    with pytest.raises(OutputLocked, match="looks dead.*--break-lock"):
-        submit(null_run(plan_path, out))
-    summary = submit(null_run(plan_path, out, break_lock=True))
-
-    assert summary["status"] == "complete"
+    started = time.monotonic()
+    summary = submit(null_run(plan_path, out))  # the same command, no flag
+    assert summary["status"] == "complete", f"seed {seed}"
+    assert summary["history"][-1]["took_over_from"]["reason"].endswith("is gone from this host")
+    assert summary["driver_seconds"]["prepare"] < 30 and time.monotonic() - started < 120  # at once, no TTL wait
     assert summary["already_done_before_run"] >= 4 * at_kill  # committed shards were skipped, not redone
-    assert summary["generated_this_run"] == PLAN_CLIPS - summary["already_done_before_run"]  # only what was missing
+    assert summary["generated_this_run"] == PLAN_CLIPS - summary["already_done_before_run"]
     assert_exactly_once_and_identical(out, plan_path, reference_bytes)
-    assert not (out / "_birdgen" / "lock.json").exists()
-    # The dead driver's actors are reaped by Ray, ours by the runner: no generator process remains.
+    assert not (out / LEASE_FILE).exists()
     wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")
+
+
+def test_a_driver_paused_past_its_ttl_finds_its_lease_taken_and_commits_nothing(ray_local, reference, tmp_path):
+    plan_path, _ = reference
+    out = tmp_path / "out"
+    driver = start_driver(ray_local, plan_path, out, "--lease-ttl-s", "2", "--lease-renew-s", "0.3")
+    try:
+        wait_until(lambda: committed_shards(out) >= 1 or driver.poll() is not None, 120, "a committed shard")
+        assert driver.poll() is None, driver.stdout.read().decode()
+        os.kill(driver.pid, signal.SIGSTOP)  # a hung pod, a long GC pause, a laptop lid
+        time.sleep(2.5)  # past the TTL: its actors, still running, must not commit any more
+        taker = OutputLease(Output(str(out)))
+        taker.acquire()  # expired: a new run takes it over without --break-lock
+        assert taker.taken_over["reason"].startswith("its lease expired")
+        at_takeover = sorted(p.name for p in (out / "shards").glob("*.parquet"))
+        os.kill(driver.pid, signal.SIGCONT)
+        output = driver.communicate(timeout=60)[0].decode()
+    finally:
+        kill_group(driver)
+    assert driver.returncode == 2, output
+    flat = " ".join(output.split())
+    assert "this run stops" in flat or "commits nothing more" in flat, output
+    assert "Traceback" not in output
+    assert sorted(p.name for p in (out / "shards").glob("*.parquet")) == at_takeover  # nothing committed since
+    assert json.loads((out / LEASE_FILE).read_text())["token"] == taker.token  # still the taker's
+    assert not (out / "summary.json").exists()
+    taker.release()
 
 
 def test_sigterm_stops_the_driver_releases_its_lock_and_a_plain_rerun_completes(ray_local, reference, tmp_path):
@@ -208,8 +244,8 @@ def test_sigterm_stops_the_driver_releases_its_lock_and_a_plain_rerun_completes(
             driver.wait(timeout=30)
 
     assert driver.returncode == 128 + signal.SIGTERM, output
-    assert "stopped by SIGTERM: committed shards are kept and the lock is released" in " ".join(output.split())
-    assert not (out / "_birdgen" / "lock.json").exists()
+    assert "stopped by SIGTERM: committed shards are kept and the lease is released" in " ".join(output.split())
+    assert not (out / "_birdgen" / "lease.json").exists()
     wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "the stopped driver's actors to exit")
     at_stop = committed_shards(out)
     assert 1 <= at_stop < PLAN_CLIPS // 4, "the driver finished before it could be stopped"
@@ -239,7 +275,7 @@ def test_sigterm_before_ray_starts_also_releases_the_lock_and_restores_the_handl
     with pytest.raises(Stopped, match="stopped by SIGTERM"):
         submit(null_run(plan_path, tmp_path / "out"))
     assert (tmp_path / "out" / "_birdgen" / "run.json").exists()  # it was inside the locked block
-    assert not (tmp_path / "out" / "_birdgen" / "lock.json").exists()
+    assert not (tmp_path / "out" / "_birdgen" / "lease.json").exists()
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -334,7 +370,7 @@ def test_a_generator_that_cannot_start_fails_fast_and_leaves_no_actor_or_lock(re
     plan_path, _ = reference
     with pytest.raises(ActorStartFailed, match="could not start: .*unknown generator 'no-such-model'"):
         submit(null_run(plan_path, tmp_path / "out", generator="no-such-model"))
-    assert not (tmp_path / "out" / "_birdgen" / "lock.json").exists()
+    assert not (tmp_path / "out" / "_birdgen" / "lease.json").exists()
     wait_until(lambda: not my_processes("ray::ShardWorker"), 60, "generator actors to exit")
 
 
@@ -344,27 +380,26 @@ def test_a_run_whose_lock_was_taken_over_stops_and_leaves_the_new_holders_files_
 ):
     """--break-lock on a run that was not dead after all (a partitioned node, a hung pod): the old
     driver must not go on to clean up, consolidate or summarise under the new holder's feet. It
-    notices by re-reading the lock (every LOCK_CHECK_S) or when an actor refuses to commit."""
+    notices when its lease renewer reads the lease or when an actor refuses to commit."""
     plan_path, _ = reference
     out = tmp_path / "out"
-    if noticed_by == "driver":
-        monkeypatch.setattr(drive, "LOCK_CHECK_S", 0.2)
+    renew = {"lease_renew_s": 0.2} if noticed_by == "driver" else {}  # the renewer reads the lease
     in_flight_tar = out / "shards" / "shard-of-the-new-holder.tar"  # its index not written yet
 
     def take_over() -> None:
         wait_until(lambda: committed_shards(out) >= 1, 60, "a committed shard")
-        OutputLock(Output(str(out)), break_lock=True).acquire()
+        OutputLease(Output(str(out)), break_lock=True).acquire()
         in_flight_tar.write_bytes(b"the new run's audio")
 
     thief = threading.Thread(target=take_over, daemon=True)
     thief.start()
     with pytest.raises(OutputLocked, match="taken over"):
-        submit(null_run(plan_path, out, actor_env={SLEEP_ENV: "0.1"}))
+        submit(null_run(plan_path, out, actor_env={SLEEP_ENV: "0.1"}, **renew))
     thief.join()
 
     assert in_flight_tar.exists()  # not removed as a crash leftover
     assert not (out / "index.parquet").exists() and not (out / "summary.json").exists()
-    assert (out / "_birdgen" / "lock.json").exists()  # still the new holder's
+    assert (out / "_birdgen" / "lease.json").exists()  # still the new holder's
     assert committed_shards(out) < PLAN_CLIPS // 4  # it stopped instead of running the plan to the end
     assert not (out / "failures").exists()  # the refused commits are not failures to record
 
@@ -376,7 +411,7 @@ def test_a_late_writer_of_a_run_whose_lock_was_taken_over_commits_nothing(refere
     plan_path, _ = reference
     plan = validate_plan(pq.read_table(plan_path))
     out = tmp_path / "out"
-    dead_run = OutputLock(Output(str(out)))
+    dead_run = OutputLease(Output(str(out)))
     dead_run.acquire()  # and never released: its driver died
     writer = ShardWorker(null_run(plan_path, out), lock_run_id=dead_run.run_id)  # one of its actors
 
@@ -384,7 +419,7 @@ def test_a_late_writer_of_a_run_whose_lock_was_taken_over_commits_nothing(refere
     writer.run_shard(before)  # while the lock is its run's: committed
     assert all((out / rel).exists() for rel in shard_paths(before.shard_id))
 
-    OutputLock(Output(str(out)), break_lock=True).acquire()  # the resume takes over
+    OutputLease(Output(str(out)), break_lock=True).acquire()  # the resume takes over
     late = make_shards(plan.slice(4, 4), 4)[0]
     with pytest.raises(OutputLocked, match="taken over"):
         writer.run_shard(late)

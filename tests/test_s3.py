@@ -20,7 +20,7 @@ from birdgen_ray.index.reader import open_index, read_clip, read_clip_bytes
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import PlanError
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.runner import submit
 from tests.plans import plan_table, write_plan
 
@@ -65,7 +65,7 @@ def test_submit_to_s3_writes_a_readable_resumable_output(ray_local, s3_server, t
     shard_keys = [k for k in stored if k.startswith("shards/")]
     assert len(shard_keys) == 2 * 4  # 17 clips / 5 per shard: a tar and an index each
     assert {"plan.parquet", "index.parquet", "summary.json", "_birdgen/run.json"} <= set(stored)
-    assert "_birdgen/lock.json" not in stored  # released
+    assert "_birdgen/lease.json" not in stored  # released
 
     # Read back through s3 only, and compare with the same plan written to local disk.
     local = tmp_path / "local"
@@ -102,7 +102,7 @@ def test_s3_lock_is_an_exclusive_create_and_refuses_a_second_writer(ray_local, s
     plan_path = write_plan(tmp_path / "plan.parquet", plan_table(4))
     out = f"s3://{BUCKET}/run-b"
 
-    holder = OutputLock(Output(out, options))
+    holder = OutputLease(Output(out, options))
     holder.acquire()
     # Our exclusive create is refused by the server itself for an existing key (a conditional PUT,
     # If-None-Match: *), which is what makes the lock exclusive between machines.
@@ -110,26 +110,26 @@ def test_s3_lock_is_an_exclusive_create_and_refuses_a_second_writer(ray_local, s
     assert Output(out, options).create_exclusive("_birdgen/probe.json", b"{}") is False
     client.delete_object(Bucket=BUCKET, Key="run-b/_birdgen/probe.json")
     with pytest.raises(botocore.exceptions.ClientError, match="PreconditionFailed"):
-        client.put_object(Bucket=BUCKET, Key="run-b/_birdgen/lock.json", Body=b"{}", IfNoneMatch="*")
+        client.put_object(Bucket=BUCKET, Key="run-b/_birdgen/lease.json", Body=b"{}", IfNoneMatch="*")
 
-    with pytest.raises(OutputLocked, match=rf"run {holder.run_id}.*--break-lock"):
+    with pytest.raises(OutputLocked, match=rf"run {holder.run_id}.*expires in .*--break-lock"):
         submit(null_run(plan_path, out, options))
     assert "plan.parquet" not in keys(client, "run-b")  # refused before writing anything
 
     summary = submit(null_run(plan_path, out, options, break_lock=True))
     assert summary["status"] == "complete"
-    assert "_birdgen/lock.json" not in keys(client, "run-b")
+    assert "_birdgen/lease.json" not in keys(client, "run-b")
 
-    first, second = OutputLock(Output(out, options)), OutputLock(Output(out, options), break_lock=True)
+    first, second = OutputLease(Output(out, options)), OutputLease(Output(out, options), break_lock=True)
     first.acquire()
     second.acquire()  # takes the lock over
     first.release()  # a holder whose lock was taken over must not remove the new holder's
     assert (
-        json.loads(client.get_object(Bucket=BUCKET, Key="run-b/_birdgen/lock.json")["Body"].read())["run_id"]
+        json.loads(client.get_object(Bucket=BUCKET, Key="run-b/_birdgen/lease.json")["Body"].read())["run_id"]
         == second.run_id
     )
     second.release()
-    assert "_birdgen/lock.json" not in keys(client, "run-b")
+    assert "_birdgen/lease.json" not in keys(client, "run-b")
 
 
 def test_plan_on_s3_is_read_with_the_same_storage_options(ray_local, s3_server, tmp_path):

@@ -17,7 +17,7 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, RunConfig
 from birdgen_ray.generate.null import FAIL_LABEL_ENV, SILENT_LABEL_ENV
 from birdgen_ray.io.storage import Output
-from birdgen_ray.schedule.lock import OutputLock
+from birdgen_ray.schedule.lease import OutputLease
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.runner import submit
 from tests.plans import plan_table, write_plan
@@ -108,12 +108,13 @@ def test_cli_submit_exits_non_zero_on_failures_and_status_reports_from_the_outpu
     assert st["failures"][0]["clips"] == 4 and "injected failure" in st["failures"][0]["error"]
     assert st["running"] is None and st["last_run"]["status"] == "incomplete"
 
-    lock = OutputLock(Output(out))
+    lock = OutputLease(Output(out))
     lock.acquire()  # a run in progress shows up as such
     text = runner.invoke(app, ["status", out])
     lock.release()
     assert "planned 12, done 8, failed 4, pending 0 (2 shards)" in flat(text.output)
-    assert f"locked by run {lock.run_id}" in flat(text.output) and "last run: incomplete" in flat(text.output)
+    assert f"lease held by run {lock.run_id}" in flat(text.output)
+    assert "last run that generated clips: incomplete" in flat(text.output)
 
     fixed = runner.invoke(app, base)  # the cause is gone: the rerun makes only the 4 missing clips
     assert fixed.exit_code == 0, fixed.output

@@ -13,6 +13,7 @@ import typer
 from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
+from birdgen_ray.io.errors import storage_error
 
 console = line_console()
 
@@ -27,6 +28,11 @@ def status_cmd(
         st = output_status(as_output(out, storage_options))
     except FileNotFoundError as exc:
         raise fail(str(exc)) from None
+    except Exception as exc:  # a storage error (unreachable store, corrupt file): one line, exit 2
+        message = storage_error(exc, out)
+        if message is None:
+            raise
+        raise fail(message) from None
     if as_json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return
@@ -51,16 +57,19 @@ def status_cmd(
         )
     for f in st["failures"]:
         console.print(f"  failed shard {f['shard_id']} ({f['clips']} clips): {f['error']}", highlight=False)
+    if st["run"]:
+        console.print(f"  {st['run']}", highlight=False)
     if st["running"]:
         r = st["running"]
         console.print(
-            f"  locked by run {r.get('run_id')} on {r.get('host')} pid {r.get('pid')} since {r.get('started_at')}"
+            f"  lease held by run {r.get('run_id')} on {r.get('host')} pid {r.get('pid')} since {r.get('started_at')}",
+            highlight=False,
         )
     if st["last_run"]:
         lr = st["last_run"]
         console.print(
-            f"  last run: {lr['status']}, {lr.get('generated_this_run', 0)} clips generated at "
-            f"{lr['clips_per_second']} clips/s, finished {lr['finished_at']}",
+            f"  last run that generated clips: {lr.get('status')}, {lr.get('generated_this_run', 0)} clips at "
+            f"{lr.get('clips_per_second')} clips/s, finished {lr.get('finished_at')}",
             highlight=False,
         )
 

@@ -18,8 +18,9 @@ from birdgen_ray.cli.options import (
     writing_to,
 )
 from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
+from birdgen_ray.io.errors import storage_error
 from birdgen_ray.plan.schema import PlanError
-from birdgen_ray.schedule.lock import OutputLocked
+from birdgen_ray.schedule.lease import OutputLocked
 
 err = line_console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
@@ -87,7 +88,22 @@ def submit_cmd(
         3, min=1, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."
     ),
     break_lock: bool = typer.Option(
-        False, help="Take over the lock of a run that died. Check it is really gone first."
+        False,
+        help="Take over the output's lease even while it is fresh (a dead run's expired lease is taken over "
+        "without it). Check the other run is really gone first.",
+    ),
+    lease_ttl_s: float = typer.Option(
+        300.0, min=1, callback=finite, help="Seconds without renewal after which the output's lease expires."
+    ),
+    lease_renew_s: float = typer.Option(30.0, min=0.1, callback=finite, help="How often the run renews its lease."),
+    placement_timeout_s: float = typer.Option(
+        1800.0,
+        min=0,
+        callback=finite,
+        help="End the run when no generator actor can be placed and started for this long (0: wait forever).",
+    ),
+    allow_cpu: bool = typer.Option(
+        False, help="On a cluster without GPUs, generate on CPU actors instead of refusing to start."
     ),
     progress: bool = typer.Option(True, help="Show a live progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
@@ -106,7 +122,7 @@ def submit_cmd(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from birdgen_ray.schedule.drive import ActorStartFailed
+    from birdgen_ray.schedule.drive import ActorStartFailed, PlacementTimeout
     from birdgen_ray.schedule.resume import SettingsMismatch
     from birdgen_ray.schedule.runner import Stopped, submit
 
@@ -135,21 +151,30 @@ def submit_cmd(
             shard_timeout_s=shard_timeout,
             actor_env=parse_env_pairs(actor_env, "--actor-env"),
             break_lock=break_lock,
+            lease_ttl_s=lease_ttl_s,
+            lease_renew_s=lease_renew_s,
+            placement_timeout_s=placement_timeout_s,
+            allow_cpu=allow_cpu,
             progress=progress,
         )
         with writing_to(out):
             summary = submit(run)
-    except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, ValueError) as exc:
+    except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, PlacementTimeout, ValueError) as exc:
         raise fail(str(exc)) from None
     except Stopped as exc:  # `ray job stop`, a pod being terminated
         err.print(
-            f"{exc}: committed shards are kept and the lock is released; run the same command to resume.",
+            f"{exc}: committed shards are kept and the lease is released; run the same command to resume.",
             highlight=False,
         )
         raise typer.Exit(128 + signal.SIGTERM) from None
     except KeyboardInterrupt:  # Ctrl-C: the runner has released the lock on its way out
         err.print(f"interrupted: {_committed(out, storage_options)}; run the same command to resume.", highlight=False)
         raise typer.Exit(128 + signal.SIGINT) from None
+    except Exception as exc:  # a storage error (full disk, unreachable store, ...): one line, exit 2
+        message = storage_error(exc, out)
+        if message is None:
+            raise
+        raise fail(message) from None
     err.print(
         f"{summary['status']}: {summary['done']}/{summary['planned']} clips in {out} "
         f"({summary['generated_this_run']} new, {summary['failed_clips']} failed, "

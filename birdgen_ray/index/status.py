@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import committed_index, gate_failing_ids
-from birdgen_ray.io.layout import FAILURES_DIR, LOCK_FILE, PLAN_FILE, SUMMARY_FILE
+from birdgen_ray.index.run_status import productive_run, run_line
+from birdgen_ray.io.layout import FAILURES_DIR, LEASE_FILE, PLAN_FILE, PROGRESS_FILE, SUMMARY_FILE
 from birdgen_ray.io.storage import Output
 
 
@@ -37,6 +38,8 @@ def output_status(output: Output) -> dict:
             failures.append({"shard_id": record["shard_id"], "clips": len(still_failed), "error": record["error"]})
             failed = pa.concat_arrays([failed, still_failed])
     failed_count = len(pc.unique(failed))
+    lease, progress = _read_json_or_none(output, LEASE_FILE), _read_json_or_none(output, PROGRESS_FILE)
+    summary = _read_json_or_none(output, SUMMARY_FILE)
     return {
         "out": output.uri,
         "planned": len(planned),
@@ -48,8 +51,10 @@ def output_status(output: Output) -> dict:
         "not_in_plan": len(committed) - _count(pc.is_in(committed, value_set=planned)),
         "shards": 0 if shards is None else len(pc.unique(shards["shard"])),
         "failures": failures,
-        "running": _read_json_or_none(output, LOCK_FILE),
-        "last_run": _read_json_or_none(output, SUMMARY_FILE),
+        "running": lease,  # the lease record, while a run holds it (or a dead run left it)
+        "progress": progress,  # _birdgen/progress.json: the current or last run
+        "run": run_line(progress, lease),  # that, in one line
+        "last_run": productive_run(summary) or None,  # the last run that generated clips
     }
 
 
@@ -60,6 +65,7 @@ def _count(mask: pa.Array) -> int:
 def _read_json_or_none(output: Output, rel: str) -> dict | None:
     """A file that a running submit may create or remove at any moment (lock, summary)."""
     try:
-        return output.read_json(rel)
-    except FileNotFoundError:
+        record = output.read_json(rel)
+    except (FileNotFoundError, ValueError):  # not there, or half-written by an older writer: no record
         return None
+    return record if isinstance(record, dict) else None

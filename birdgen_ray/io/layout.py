@@ -7,9 +7,11 @@
                                 when both exist (a lone tar or index is a crash leftover, removed)
       failures/<shard_id>.json  a shard that kept failing, with its error (removed once it succeeds)
       index.parquet             all shard indexes, one row per clip_id (rebuilt after each run)
-      summary.json              the last run's counts, throughput, stage times, versions, settings
+      summary.json              the last run's counts, throughput, stage times, versions, settings,
+                                and a short history of every run
       _birdgen/run.json         generation settings the output was started with (reruns must match)
-      _birdgen/lock.json        the one-writer lock
+      _birdgen/lease.json       the one-writer lease (schedule/lease.py), renewed by its holder
+      _birdgen/progress.json    the current or last run's state, rewritten every few seconds
 
 A clip is readable from its index row alone: `shard` (path relative to OUT), `offset` and `size`
 locate the WAV bytes inside the tar. Plan columns beyond the core ones (taxon class, common name,
@@ -29,7 +31,10 @@ INDEX_FILE = "index.parquet"
 SUMMARY_FILE = "summary.json"
 META_DIR = "_birdgen"
 RUN_FILE = f"{META_DIR}/run.json"
-LOCK_FILE = f"{META_DIR}/lock.json"
+LEASE_FILE = f"{META_DIR}/lease.json"
+PROGRESS_FILE = f"{META_DIR}/progress.json"
+# Where writers leave temporary files (`*.tmp-*`) when they die mid-write; the next run removes them.
+TEMPORARY_DIRS = ("", SHARDS_DIR, FAILURES_DIR, META_DIR)
 
 
 def shard_paths(shard_id: str) -> tuple[str, str]:

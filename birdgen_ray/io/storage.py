@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from birdgen_ray.io.errors import CorruptFile
+
 TMP_MARKER = ".tmp-"
 
 
@@ -31,10 +33,14 @@ def read_parquet(data: bytes) -> pa.Table:
     command exiting), Python ends such a thread with pthread_exit and the C++ runtime aborts:
     "terminate called without an active exception", exit status 134. Memory Arrow allocated
     itself is released without Python.
+
+    Page checksums (CRC32, written by `write_table` below and by `plan`) are verified: a flipped bit
+    in a page is an error, never a silently changed prompt or seed. A file without them (pandas,
+    older writers) reads as before.
     """
     buffer = pa.allocate_buffer(len(data))
     np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
-    return pq.read_table(pa.BufferReader(buffer))
+    return pq.read_table(pa.BufferReader(buffer), page_checksum_verification=True)
 
 
 @dataclass
@@ -85,7 +91,12 @@ class Output:
         return json.loads(self.read_bytes(rel))
 
     def read_table(self, rel: str) -> pa.Table:
-        return read_parquet(self.read_bytes(rel))
+        """A Parquet file of the output; a checksum mismatch or unparsable bytes raise CorruptFile naming it."""
+        data = self.read_bytes(rel)
+        try:
+            return read_parquet(data)
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptFile(f"{self.uri.rstrip('/')}/{rel}", str(exc).strip().splitlines()[0]) from None
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder, temporary files excluded, sorted."""
@@ -110,14 +121,27 @@ class Output:
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd", write_page_checksum=True)
         self.write_bytes(rel, buf.getvalue())
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
-        """Create `rel` only if it does not exist; False if it already does (lock files)."""
+        """Create `rel` with `data` only if it does not exist; False if it already does (the lease).
+
+        Never a half-written file: on local disk the data goes to a temporary file that is then
+        hard-linked into place (link fails if the target exists); on object storage it is one
+        conditional PUT.
+        """
         target = self.path(rel)
         if self.is_local:
             os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = _write_temporary(target, data)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            finally:
+                os.remove(tmp)
+            return True
         try:
             with self.fs.open(target, "xb") as fh:
                 fh.write(data)
@@ -150,12 +174,24 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write a local file under a unique temporary name, then rename: readers never see half a file."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    os.replace(_write_temporary(path, data), path)
+
+
+def _write_temporary(path: str, data: bytes) -> str:
+    """`data` in a new temporary file beside `path`; removed again if writing fails (a full disk)."""
     tmp = f"{path}{TMP_MARKER}{uuid.uuid4().hex[:8]}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    return tmp
 
 
 def _protocols(fs) -> tuple[str, ...]:

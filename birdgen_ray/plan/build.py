@@ -146,5 +146,13 @@ def write_plan(result: PlanResult, path: str | Path) -> None:
     meta = {PLAN_METADATA_KEY: json.dumps(result.metadata, sort_keys=True, ensure_ascii=False).encode("utf-8")}
     table = result.table.replace_schema_metadata(meta)
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
+    pq.write_table(
+        table,
+        buffer,
+        compression="zstd",
+        compression_level=3,
+        use_dictionary=True,
+        write_statistics=True,
+        write_page_checksum=True,  # submit verifies them: a flipped bit is an error, not a changed prompt
+    )
     write_file_atomic(path, buffer.getvalue())

@@ -2,7 +2,8 @@
 
 Required columns:
   label            string   class label (e.g. BirdCLEF primary_label); it becomes a folder name on
-                            export and a comma-separated CLI value, so no '/', '\\', ',', NUL, '.', '..'
+                            export and a comma-separated CLI value, so no '/', '\\', ',', control
+                            characters (newline, tab, NUL), '.', '..'
   prompt           string   text prompt, non-empty
   seed             int64    >= 0; with the prompt and settings it fully decides the audio
   duration_s       float64  > 0, seconds
@@ -32,9 +33,10 @@ REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "d
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 # Labels become folder names (export) and are passed comma-separated (--label, --include).
-UNSAFE_LABEL = re.compile(r"[/\\,\x00]|^\.{1,2}$")
+UNSAFE_LABEL = re.compile(r"[/\\,\x00-\x1f\x7f]|^\.{1,2}$")
 UNSAFE_LABEL_PROBLEM = (
-    "label contains '/', '\\', ',' or NUL, or is '.' or '..' (labels become folder names on export "
+    "label contains '/', '\\', ',' or a control character (newline, tab, NUL, ...), or is '.' or '..' "
+    "(labels become folder names on export "
     "and comma-separated values of --label/--include)"
 )
 # Tar (USTAR) member names hold 100 bytes: "<clip_id>.json" must fit. No "." either: WebDataset
@@ -204,9 +206,14 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
     fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
     try:
         with fs.open(fs_path, "rb") as fh:
-            table = read_parquet(fh.read())  # not pq.read_table(fh): see read_parquet
+            data = fh.read()
     except FileNotFoundError:
         raise PlanError(path, ["file not found"]) from None
-    except pa.ArrowInvalid as exc:
-        raise PlanError(path, [f"not a readable Parquet file: {exc}"]) from None
+    try:
+        table = read_parquet(data)  # not pq.read_table(fh): see read_parquet
+    except (pa.ArrowException, OSError) as exc:  # a checksum mismatch, bad compressed data, not Parquet at all
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PlanError(
+            path, [f"corrupt or not a Parquet file ({reason}); write it again with `birdgen-ray plan`"]
+        ) from None
     return validate_plan(table, source=path)

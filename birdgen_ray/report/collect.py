@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import open_index, select_labels
+from birdgen_ray.index.run_status import productive_run
 from birdgen_ray.index.schema import METRIC_COLUMNS
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import SUMMARY_FILE
@@ -119,7 +120,8 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
         thresholds=thresholds,
         model_ids=sorted(pc.unique(index["model_id"]).to_pylist()),
         settings=settings,
-        summary=output.read_json(SUMMARY_FILE) if output.exists(SUMMARY_FILE) else None,
+        # the last run that generated clips: a no-op rerun must not show 0 clips/s
+        summary=productive_run(output.read_json(SUMMARY_FILE)) if output.exists(SUMMARY_FILE) else None,
         status=_status(output),
     )
 

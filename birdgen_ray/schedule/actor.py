@@ -5,9 +5,10 @@ The actor runs two shard calls at once (a threaded Ray actor): while one shard i
 uploaded, the next one already generates, so the GPU does not wait for storage. Only generation is
 serialised (one model, one batch size); a shard's result still returns only after its commit.
 
-An actor of a run that holds the output's lock (`lock_run_id`) checks the lock is still its run's
-right before each commit: an actor that outlived its driver commits nothing once a resume took
-the lock over (its clips would land a second time, under the resume's other shard ids).
+An actor of a run that holds the output's lease (`lock_run_id`: the lease token) checks the lease
+still names its run and has not expired right before each commit: an actor that outlived its
+driver commits nothing once a resume took the lease over or the lease expired (its clips would land
+a second time, under the resume's other shard ids).
 
 Test hook: BIRDGEN_WRITE_DELAY_S=<seconds> sleeps that long before each commit (a slow store).
 """
@@ -25,7 +26,7 @@ from birdgen_ray.config import RunConfig
 from birdgen_ray.generate.types import ClipGenerator, GeneratedClip
 from birdgen_ray.io.storage import Output
 from birdgen_ray.rows import PlanRow, plan_rows
-from birdgen_ray.schedule.lock import check_holder
+from birdgen_ray.schedule.lease import check_lease
 from birdgen_ray.schedule.shards import ShardSpec
 from birdgen_ray.write.shard_writer import commit_shard
 
@@ -140,7 +141,7 @@ class ShardWorker:
         )
 
     def _check_lock(self) -> None:
-        check_holder(self.output, self.lock_run_id)
+        check_lease(self.output, self.lock_run_id)
 
     def _generate(self, rows: list[PlanRow], oom_splits: int = 0) -> tuple[list[GeneratedClip], int]:
         """Generate; on CUDA out-of-memory halve the batch and try again (a clip does not depend on its

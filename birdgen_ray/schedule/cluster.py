@@ -22,3 +22,28 @@ def init_ray(run: RunConfig) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if sigterm is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, sigterm)  # ray.init puts its own sys.exit there: keep the caller's
+
+
+def has_autoscaler() -> bool:
+    """Whether an autoscaler can add nodes to the cluster this driver joined (best effort).
+
+    An autoscaler (KubeRay's, `ray up`'s) reports the cluster's node types to the GCS: autoscaler v2
+    as the cluster config, v1 in its status report, which maps live nodes to configured node-type
+    names. A plain `ray start` or a local Ray runs a monitor too, but it reports no config and maps
+    each node to itself (`node_<id>`).
+    """
+    import json
+
+    import ray._private.state as ray_state
+    from ray._private import ray_constants
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    try:
+        if ray_state.state.get_cluster_config():
+            return True
+        raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+        report = json.loads(raw).get("autoscaler_report", {}) if raw else {}
+    except Exception:  # noqa: BLE001 - private APIs: if they moved, say nothing about an autoscaler
+        return False
+    mapping = report.get("node_type_mapping") or {}
+    return any(kind not in (node, f"node_{node}") for node, kind in mapping.items())

@@ -3,8 +3,11 @@
 A plain Ray Core loop (as in datatrove's executor): a bounded number of shards in flight per actor,
 `ray.wait` with a timeout, a dead actor replaced and its shards retried elsewhere, a shard that keeps
 failing recorded in failures/ while the run goes on. An actor gets shards only once it has started,
-so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. A run whose
-lock another run took over (--break-lock) stops, and its actors commit nothing more.
+so actors still waiting for a node (an autoscaler adding GPU workers) hold no work back. An actor
+whose node went away before it loaded the model is started again like any dead actor; only a model
+that fails to load on a live node ends the run (ActorStartFailed). A run with no started actor for
+--placement-timeout-s ends (PlacementTimeout), committed shards kept. A run whose lease was lost
+(taken over, or expired while the driver was paused) stops, and its actors commit nothing more.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from birdgen_ray.config import RunConfig
 from birdgen_ray.io.layout import FAILURES_DIR
 from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.actor import ShardResult, actor_class
-from birdgen_ray.schedule.cluster import init_ray
+from birdgen_ray.schedule.cluster import has_autoscaler, init_ray
 from birdgen_ray.schedule.failures import record_failure, short_error
-from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.progress import RunProgress
+from birdgen_ray.schedule.run_state import RunState
 from birdgen_ray.schedule.shards import ShardSpec
 from birdgen_ray.schedule.sizing import size_actor_pool, waiting_line
 from birdgen_ray.schedule.watchdog import StuckActorWatchdog
@@ -29,11 +33,14 @@ from birdgen_ray.schedule.watchdog import StuckActorWatchdog
 log = logging.getLogger(__name__)
 
 PLACEMENT_REPORT_S = 30.0  # how often the driver says which actors it is still waiting for
-LOCK_CHECK_S = 30.0  # how often the driver re-reads the lock (one small read) to notice a takeover
 
 
 class ActorStartFailed(RuntimeError):
-    """The generator could not be built in an actor (unknown model, missing weights, bad device)."""
+    """The generator could not be built in an actor on a live node (unknown model, missing weights, bad device)."""
+
+
+class PlacementTimeout(RuntimeError):
+    """No generator actor could be placed and started within --placement-timeout-s."""
 
 
 @dataclass
@@ -50,11 +57,18 @@ class DriveResult:
     driver_seconds: dict[str, float] = field(default_factory=dict)  # prepare, start_actors, run_shards, finish
 
 
-def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputLock | None = None) -> DriveResult:
+def drive(
+    run: RunConfig,
+    output: Output,
+    shards: list[ShardSpec],
+    lock: OutputLease | None = None,
+    state: RunState | None = None,
+) -> DriveResult:
     """Run shards on a pool of actors; an actor gets shards once it has started (placed, generator built).
 
-    With the output's `lock`, the driver re-reads it every LOCK_CHECK_S and its actors before each
-    commit: once another run has taken it over, this one stops (OutputLocked) and commits no more.
+    With the output's lease (`lock`), the driver checks it every loop (no I/O: its renewer thread
+    reads it) and its actors read it before each commit: once it is lost, this run stops (LeaseLost)
+    and commits no more. `state` is the progress.json record, rewritten every few seconds.
     """
     import ray
     from ray.exceptions import RayActorError, RayError
@@ -80,7 +94,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
     def start_actor(slot: int) -> None:
         if actors[slot] is not None:  # a dead or failed actor must not keep its GPU reservation
             ray.kill(actors[slot], no_restart=True)
-        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads, lock.run_id if lock else None)
+        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads, lock.token if lock else None)
         ready[slot] = False
         starting[actors[slot].info.remote()] = slot
 
@@ -90,10 +104,10 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
             info = ray.get(ref)
         except RayError as exc:
             failed_starts[slot] += 1
-            # No actor of this run has started: the generator cannot be built (bad model id, no
-            # weights); fail fast instead of retrying every shard. Later, a replacement may just
-            # have lost its node: try again, a few times.
-            if not result.actor_info:
+            # The constructor raised on a live node (bad model id, no weights, no CUDA) before any
+            # actor of this run started: fail fast instead of retrying every shard. An actor whose
+            # node died (or one failing after others started) is tried again, a few times.
+            if getattr(exc, "actor_init_failed", False) and not result.actor_info:
                 raise ActorStartFailed(f"the generator actors could not start: {short_error(exc)}") from None
             if failed_starts[slot] < run.max_shard_attempts:
                 log.warning("actor %d failed to start (%s); starting another", slot, short_error(exc))
@@ -115,7 +129,9 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
     # one listing instead of a delete request per committed shard (thousands, on object storage)
     failure_records = {name[: -len(".json")] for name in output.list(FAILURES_DIR, ".json")}
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
-    last_report = last_lock_check = time.monotonic()
+    last_report = time.monotonic()
+    autoscaler = None  # asked the cluster only when there is something to wait for
+    placement_deadline = _deadline(run.placement_timeout_s)
     try:
         for slot in range(count):
             start_actor(slot)
@@ -130,6 +146,14 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
                     load[slot] += 1
             if not inflight and not starting:
                 raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
+            if any(ready):
+                placement_deadline = _deadline(run.placement_timeout_s)
+            elif time.monotonic() > placement_deadline:
+                raise PlacementTimeout(
+                    f"no generator actor could be placed and started within --placement-timeout-s "
+                    f"{run.placement_timeout_s:g} ({waiting_line(len(starting), 0, sizing, bool(autoscaler))}); "
+                    f"{len(queue)} shards left, committed shards kept; run the same command to resume"
+                )
             ready_refs, waiting = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
             if ready_refs and waiting:  # everything else already done too: handled before the watchdog looks
                 ready_refs += ray.wait(waiting, num_returns=len(waiting), timeout=0)[0]
@@ -145,7 +169,7 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
                     done: ShardResult = ray.get(ref)
                 except RayError as exc:  # the task raised, its actor died, or its result was lost
                     if lock and isinstance(getattr(exc, "cause", None), OutputLocked):
-                        lock.check()  # an actor found the lock taken over: stop before recording anything
+                        lock.verify()  # an actor found the lease lost: stop before recording anything
                     error = short_error(exc)
                     blamed = watchdog.blamed.get(actor._actor_id.hex()) if watchdog else None
                     if blamed == shard.shard_id:
@@ -167,19 +191,26 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
                         result.failed[shard.shard_id] = error
                         result.failed_clips += shard.num_clips
                         progress.failed(shard.num_clips)
+                        if state:
+                            state.failed(shard.num_clips)
                     continue
                 if shard.shard_id in failure_records:  # an earlier run's record of this very shard
                     output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
                 result.results.append(done)
                 progress.advance(done.clips)
+                if state:
+                    state.committed(done.clips, slot, shard.shard_id)
             if watchdog:  # after the finished shards are counted: one that just finished is not stuck
                 watchdog.kill_stuck(inflight, actors)
-            if lock and time.monotonic() - last_lock_check >= LOCK_CHECK_S:
-                last_lock_check = time.monotonic()
-                _check_lock(lock)
+            if lock:
+                lock.check()
+            if state:
+                state.maybe_write()
             if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
                 last_report = time.monotonic()
-                progress.console.print(waiting_line(len(starting), sum(ready), sizing), highlight=False)
+                autoscaler = has_autoscaler() if autoscaler is None else autoscaler
+                line = waiting_line(len(starting), sum(ready), sizing, autoscaler, run.placement_timeout_s)
+                progress.console.print(line, highlight=False)
     finally:
         now = time.perf_counter()
         started_at = phase_start + result.driver_seconds.setdefault("start_actors", now - phase_start)
@@ -190,14 +221,8 @@ def drive(run: RunConfig, output: Output, shards: list[ShardSpec], lock: OutputL
     return result
 
 
-def _check_lock(lock: OutputLock) -> None:
-    """A takeover stops the run; a storage hiccup reading the lock must not end hours of work."""
-    try:
-        lock.check()
-    except OutputLocked:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any read error: look again next time
-        log.warning("could not read the output's lock (%s); going on", short_error(exc))
+def _deadline(timeout_s: float) -> float:
+    return time.monotonic() + timeout_s if timeout_s else float("inf")
 
 
 def _died_here(exc, actor) -> bool:

@@ -1,10 +1,12 @@
-"""`submit`: validate, lock, skip what is committed, drive the shards, consolidate, summarise.
+"""`submit`: validate, lease, skip what is committed, drive the shards, consolidate, summarise.
 
 The bookkeeping around one run, top to bottom: the plan is valid and the output's settings match
-before anything is touched; what a crashed run left half-written is removed; only pending clips are
-cut into shards and driven (schedule/drive.py); then the index is consolidated, stale failure
-records pruned and the summary written. SIGTERM (`ray job stop`) stops a run like an error does:
-actors killed, lock released, committed shards kept.
+before anything is touched; what a crashed run left half-written is removed (temporary files too);
+only pending clips are cut into shards and driven (schedule/drive.py); then the index is
+consolidated, stale failure records pruned and the summary written (with the run appended to its
+history). SIGTERM (`ray job stop`) stops a run like an error does: actors killed, lease released,
+committed shards kept. Throughout, `_birdgen/progress.json` says what the run is doing, and how it
+ended (finished, failed, interrupted, stopped).
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from contextlib import contextmanager
 
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate
-from birdgen_ray.io.layout import PLAN_FILE, SUMMARY_FILE
+from birdgen_ray.io.layout import PLAN_FILE, SHARDS_DIR, SUMMARY_FILE, TEMPORARY_DIRS
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.drive import DriveResult, drive
-from birdgen_ray.schedule.failures import prune_failures
-from birdgen_ray.schedule.lock import OutputLock
+from birdgen_ray.schedule.failures import prune_failures, short_error
+from birdgen_ray.schedule.lease import LeaseLost, LeaseTimes, OutputLease
 from birdgen_ray.schedule.resume import check_settings, check_unchanged
+from birdgen_ray.schedule.run_state import RunState
 from birdgen_ray.schedule.shards import make_shards, pending_rows
-from birdgen_ray.schedule.summary import build_summary
+from birdgen_ray.schedule.summary import build_summary, previous_summary, with_history
 from birdgen_ray.write.shard_writer import remove_uncommitted
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ class Stopped(KeyboardInterrupt):
 def submit(run: RunConfig) -> dict:
     """Run (or resume) a job to completion; returns the run summary (also written to OUT/summary.json).
 
-    Raises `Stopped` on SIGTERM once the actors are killed and the lock is released.
+    Raises `Stopped` on SIGTERM once the actors are killed and the lease is released.
     """
     with _stop_on_sigterm():
         return _submit(run)
@@ -75,10 +78,11 @@ def _submit(run: RunConfig) -> dict:
     started = time.time()
     plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
     output = Output(run.out, run.storage_options)
-    with OutputLock(output, run.break_lock) as lock:
+    with OutputLease(output, run.break_lock, LeaseTimes(run.lease_ttl_s, run.lease_renew_s)) as lock:
         phase_start = time.perf_counter()
         check_settings(output, run.generation, run.generator)
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
+        cleaned += sum(output.remove_leftovers(d) for d in TEMPORARY_DIRS if d != SHARDS_DIR)
         committed = committed_index(output)
         check_unchanged(plan, committed, run.plan_path, output.uri)
         output.write_table(PLAN_FILE, plan)  # only a plan that will run replaces the last one
@@ -92,25 +96,48 @@ def _submit(run: RunConfig) -> dict:
             cleaned,
         )
         prepare_seconds = time.perf_counter() - phase_start
-        drive_result = drive(run, output, shards, lock) if shards else DriveResult()
-        phase_start = time.perf_counter()
-        lock.check()  # never clean up or consolidate under the feet of a run that took the lock over
-        remove_uncommitted(output)  # what actors killed during this run left
-        index = consolidate(output, known=committed)  # reads only the shards this run committed
-        prune_failures(output, index)
-        drive_result.driver_seconds = {
-            "prepare": prepare_seconds,
-            **drive_result.driver_seconds,
-            "finish": time.perf_counter() - phase_start,
-        }
-        summary = build_summary(
-            run,
-            lock.run_id,
-            plan,
-            index,
-            drive_result,
-            started,
-            already_done=0 if committed is None else committed.num_rows,
-        )
-        output.write_json(SUMMARY_FILE, summary)
+        state = RunState(output, lock.run_id, plan.num_rows, plan.num_rows - pending.num_rows, run.lease_ttl_s)
+        state.write()
+        try:
+            summary = _run(run, output, plan, committed, shards, lock, state, started, prepare_seconds)
+        except LeaseLost:
+            state.enabled = False  # the output is another run's now: leave its progress.json alone
+            raise
+        except Stopped:
+            state.write("stopped", "stopped by SIGTERM")
+            raise
+        except KeyboardInterrupt:
+            state.write("interrupted")
+            raise
+        except BaseException as exc:
+            state.write("failed", short_error(exc))
+            raise
+        state.write("finished")
+    return summary
+
+
+def _run(run, output, plan, committed, shards, lock, state, started, prepare_seconds) -> dict:
+    """Drive the shards, then consolidate and summarise: the part whose ending progress.json records."""
+    drive_result = drive(run, output, shards, lock, state) if shards else DriveResult()
+    phase_start = time.perf_counter()
+    lock.verify()  # never clean up or consolidate under the feet of a run that took the lease over
+    remove_uncommitted(output)  # what actors killed during this run left
+    index = consolidate(output, known=committed)  # reads only the shards this run committed
+    prune_failures(output, index)
+    drive_result.driver_seconds = {
+        "prepare": prepare_seconds,
+        **drive_result.driver_seconds,
+        "finish": time.perf_counter() - phase_start,
+    }
+    summary = build_summary(
+        run,
+        lock.run_id,
+        plan,
+        index,
+        drive_result,
+        started,
+        already_done=0 if committed is None else committed.num_rows,
+    )
+    summary = with_history(summary, previous_summary(output), taken_over=lock.taken_over)
+    output.write_json(SUMMARY_FILE, summary)
     return summary

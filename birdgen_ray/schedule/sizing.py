@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
-from birdgen_ray.config import RunConfig
+from birdgen_ray.config import TINY_MODEL, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def size_actor_pool(run: RunConfig, gpus: float, cpus: float) -> ActorSizing:
     explicit = per_actor is not None and per_actor > 0
     if per_actor is None:
         per_actor = 1.0 if gpus >= 1.0 else 0.0
+        if not per_actor:
+            _cpu_fallback(run)
     if per_actor > 0:
         fits = int(gpus // per_actor)
         if not explicit:
@@ -44,6 +47,20 @@ def size_actor_pool(run: RunConfig, gpus: float, cpus: float) -> ActorSizing:
     return ActorSizing(count, 0.0, max(1, int(cpus // count)), False)
 
 
+def _cpu_fallback(run: RunConfig) -> None:
+    """Auto sizing found no GPU: never drop to the CPU silently. On a cluster that was joined (where
+    GPUs are the point) refuse unless --allow-cpu; on a local Ray, warn. The null generator and the
+    tiny test model need none."""
+    if run.generator == "null" or run.generation.model == TINY_MODEL or run.allow_cpu:
+        return
+    if run.address or os.environ.get("RAY_ADDRESS"):
+        raise ValueError(
+            "the Ray cluster has no GPU now: pass --gpus-per-actor 1 to wait for GPU nodes, "
+            "or --allow-cpu to generate on CPU actors (far slower)"
+        )
+    log.warning("no GPU on this machine: generating on CPU actors (far slower); --gpus-per-actor 1 waits for a GPU")
+
+
 def _fitting(wanted: int, fits: int, resource: str) -> int:
     """Unasked-for actors the cluster cannot place would only ever wait: cap them instead."""
     if wanted > fits:
@@ -52,7 +69,7 @@ def _fitting(wanted: int, fits: int, resource: str) -> int:
     return wanted
 
 
-def waiting_line(waiting: int, running: int, sizing: ActorSizing) -> str:
+def waiting_line(waiting: int, running: int, sizing: ActorSizing, autoscaler: bool, timeout_s: float = 0.0) -> str:
     """What the driver waits for: actors not placed yet (no room, or an autoscaler adding nodes) or loading."""
     import ray
 
@@ -63,6 +80,10 @@ def waiting_line(waiting: int, running: int, sizing: ActorSizing) -> str:
         f"({running} running; the cluster has {resources.get('GPU', 0.0):g} GPUs, "
         f"{resources.get('CPU', 0.0):g} CPUs now)"
     )
-    if sizing.explicit_gpus:
-        line += "; an autoscaler adds GPU nodes for them"
+    if sizing.explicit_gpus and autoscaler:
+        line += "; the autoscaler adds GPU nodes for them"
+    elif sizing.explicit_gpus:
+        line += "; this cluster has no autoscaler: they start only once GPU nodes join it"
+    if timeout_s:
+        line += f"; the run stops if none can start within --placement-timeout-s {timeout_s:g}"
     return line + "..."

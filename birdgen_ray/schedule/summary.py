@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import gate_failing_ids
+from birdgen_ray.index.run_status import productive_run
+from birdgen_ray.io.layout import SUMMARY_FILE
 
 PACKAGES = ("birdgen-ray", "ray", "torch", "diffusers", "transformers", "pyarrow", "soxr", "soundfile")
 
@@ -103,3 +105,51 @@ def _model_of(index: pa.Table | None) -> str | None:
     if index is None or index.num_rows == 0 or "model_id" not in index.column_names:
         return None
     return index["model_id"][0].as_py()
+
+
+HISTORY_KEPT = 500  # runs remembered in summary.json (a few hundred bytes each)
+HISTORY_FIELDS = (
+    "run_id",
+    "status",
+    "finished_at",
+    "planned",
+    "done",
+    "generated_this_run",
+    "failed_clips",
+    "wall_seconds",
+    "clips_per_second",
+    "actors",
+    "model_id",
+)
+
+
+def previous_summary(output) -> dict | None:
+    """The summary.json an earlier run left, or None (none yet, or unreadable: it is rewritten anyway)."""
+    try:
+        previous = output.read_json(SUMMARY_FILE)
+    except (FileNotFoundError, ValueError):
+        return None
+    return previous if isinstance(previous, dict) else None
+
+
+def with_history(summary: dict, previous: dict | None, taken_over: dict | None = None) -> dict:
+    """`summary` with every earlier run's entry and its own appended (`history`), and, when this run
+    generated nothing, the last run that did (`last_productive_run`): a no-op rerun must not hide
+    the figures of the run that did the work."""
+    previous = previous or {}
+    history = list(previous.get("history") or ([_entry(previous)] if previous.get("run_id") else []))
+    entry = _entry(summary)
+    if taken_over:
+        entry["took_over_from"] = {k: taken_over.get(k) for k in ("run_id", "host", "pid", "reason")}
+    summary = {**summary, "history": [*history, entry][-HISTORY_KEPT:]}
+    if not summary.get("generated_this_run") and previous:
+        productive = productive_run(previous)
+        if productive.get("generated_this_run"):
+            summary["last_productive_run"] = {
+                k: v for k, v in productive.items() if k not in ("history", "last_productive_run")
+            }
+    return summary
+
+
+def _entry(summary: dict) -> dict:
+    return {k: summary.get(k) for k in HISTORY_FIELDS}
