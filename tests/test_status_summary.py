@@ -201,5 +201,5 @@ def test_clips_kept_with_a_failing_verdict_and_clips_of_earlier_plans_are_counte
     assert "3 of them failed the quality gate" in text
     assert "last run that generated clips: complete, 2 clips at" in text
     assert runner.invoke(app, ["submit", second, *base]).exit_code == 0  # nothing left to do
-    assert "last run: complete, 0 clips generated" in flat(runner.invoke(app, ["status", out]).output)
+    assert "last run that generated clips: complete, 2 clips at" in flat(runner.invoke(app, ["status", out]).output)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["model_id"] == "null"  # from the index

@@ -170,6 +170,8 @@ def submit_cmd(
     except KeyboardInterrupt:  # Ctrl-C: the runner has released the lock on its way out
         err.print(f"interrupted: {_committed(out, storage_options)}; run the same command to resume.", highlight=False)
         raise typer.Exit(128 + signal.SIGINT) from None
+    except typer.Exit:  # already one line (writing_to's)
+        raise
     except Exception as exc:  # a storage error (full disk, unreachable store, ...): one line, exit 2
         message = storage_error(exc, out)
         if message is None:
