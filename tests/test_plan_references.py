@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from birdgen_ray.cli import app
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.io.recordings import load_recording, loudest_window_start
-from birdgen_ray.plan.build import read_plan_metadata
+from birdgen_ray.plan.build import PLAN_METADATA_KEY
 from birdgen_ray.plan.references import parse_strength, row_strength
 from birdgen_ray.plan.schema import read_plan
 from tests.shared_audio import AUDIO, needs_audio
@@ -59,7 +60,9 @@ def test_plan_without_references_is_byte_for_byte_what_it_was(counts, tmp_path):
     out = tmp_path / "plan.parquet"
     assert run(counts, "--target", 5, "--seed", 3, "--duration", 2, "-o", out).exit_code == 0
     assert hashlib.sha256(out.read_bytes()).hexdigest() == PLAN_BEFORE_REFERENCES_SHA256
-    assert "reference" not in pq.read_schema(out).names and "references" not in read_plan_metadata(out)
+    assert "reference" not in pq.read_schema(out).names and "references" not in json.loads(
+        pq.read_schema(out).metadata[PLAN_METADATA_KEY]
+    )
 
 
 @needs_audio
