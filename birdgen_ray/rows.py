@@ -19,13 +19,21 @@ class PlanRow:
     negative_prompt: str
     seed: int
     duration_s: float
+    # Reference-conditioned rows (SDEdit); all None on a text-only row
+    reference: str | None = None  # recording, relative to reference_root (or absolute)
+    reference_root: str | None = None  # where the plan's references were found (local or fsspec URI)
+    reference_start_s: float | None = None  # where the row's duration_s window starts in it
+    strength: float | None = None  # 0: the reference itself ... 1: the whole schedule from noise
 
 
-# PlanRow's fields in order: the core columns of a plan (plan.schema.PLAN_SCHEMA types them).
-PLAN_COLUMNS = tuple(PlanRow.__dataclass_fields__)
+# The core columns of a plan, in order (plan.schema.PLAN_SCHEMA types them); then the optional
+# reference columns, which only plans made with references have.
+PLAN_COLUMNS = ("clip_id", "label", "prompt", "negative_prompt", "seed", "duration_s")
+REFERENCE_COLUMNS = ("reference", "reference_root", "reference_start_s", "strength")
 
 
 def plan_rows(table) -> list[PlanRow]:
     """A plan table's rows as PlanRows (any table with `column.to_pylist()`; no pyarrow import here)."""
-    cols = [table[c].to_pylist() for c in PLAN_COLUMNS]
-    return [PlanRow(*values) for values in zip(*cols)]
+    names = [c for c in (*PLAN_COLUMNS, *REFERENCE_COLUMNS) if c in PLAN_COLUMNS or c in table.column_names]
+    cols = [table[c].to_pylist() for c in names]
+    return [PlanRow(**dict(zip(names, values))) for values in zip(*cols)]

@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from birdgen_ray.cli.options import fail, line_console, local_path, split_values, writing_to
+from birdgen_ray.cli.options import fail, line_console, local_path, split_values, storage_options_option, writing_to
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
 from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
+from birdgen_ray.plan.references import ReferenceOptions, parse_strength, summary_line
 from birdgen_ray.plan.tables import InputError
 
 
@@ -90,6 +91,19 @@ def plan_cmd(
         Optional[Path],
         typer.Option(help="Where the balance report goes (CSV + PNG); default: next to --out.", callback=local_path),
     ] = None,
+    references: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="ROOT",
+            help="Start each class's clips from its own recordings (SDEdit): BirdCLEF's train_audio/<label>/<file> "
+            "(local or s3://), or a CSV of label,path. Classes without recordings stay text-only.",
+        ),
+    ] = None,
+    strength: Annotated[
+        str,
+        typer.Option(help="With --references: 0 keeps the recording, 1 starts from noise; lo:hi samples per row."),
+    ] = "0.5",
+    storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Turn a class-imbalanced training set into a balanced, varied prompt plan.
 
@@ -120,12 +134,17 @@ def plan_cmd(
             duration_s=duration,
         )
         prompt_templates = load_templates(templates)
+        reference_options = (
+            ReferenceOptions(references, parse_strength(strength), storage_options or {}) if references else None
+        )
         classes = read_classes(input_path, taxonomy)
-        result = build_plan(classes, options, prompt_templates)
+        result = build_plan(classes, options, prompt_templates, reference_options)
     except (InputError, TemplateError, ValueError) as exc:
         raise fail(str(exc)) from None
 
     print_summary(classes, result.allocations, console)
+    if "references" in result.metadata:
+        console.print(summary_line(result.metadata["references"]))
     if result.table.num_rows == 0:
         # Write nothing: a new report beside an older plan file would contradict it.
         kept = f"; the existing {out} was left untouched" if out.exists() else ""

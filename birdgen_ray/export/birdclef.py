@@ -7,7 +7,10 @@
 real one (`pd.concat([real, synthetic])`) and the audio folders merge into the real train_audio.
 Every synthetic row has `source` = "synthetic" (real rows have none after the concat); the 2025
 layout's own `collection` column says "synthetic" too. Extra columns after the layout's record how
-each clip was made (clip_id, prompt, seeds, model, gate verdict, CLAP score).
+each clip was made (clip_id, prompt, seeds, model, gate verdict, CLAP score). An output made with
+references (plan --references) also gets `reference_filename` (the recording the clip was made from,
+relative to the references' train_audio, as in BirdCLEF's own `filename`) and `strength`: a clip must
+go to the fold of its reference (docs/using-results.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
 METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2025": "train.csv"}
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
+REFERENCE_EXTRA_COLUMNS = ["reference_filename", "strength"]  # only for outputs made with references
 AUDIO_FORMATS = tuple(ENCODINGS)  # ogg (Vorbis, what BirdCLEF ships), flac, wav
 # Index columns the export reads (when present): to locate each clip and fill the metadata CSV.
 EXPORT_INDEX_COLUMNS = {
@@ -49,6 +53,8 @@ EXPORT_INDEX_COLUMNS = {
     "call_type",
     "scientific_name",
     "common_name",
+    "reference",
+    "strength",
 }
 
 
@@ -127,7 +133,8 @@ def export_birdclef(
     with ThreadPoolExecutor(max_workers=config.workers or os.cpu_count() or 1) as pool:
         records = list(pool.map(export_one, kept))
     metadata_csv = dest / METADATA_FILES[config.layout]
-    write_file_atomic(metadata_csv, _csv_bytes(records, LAYOUTS[config.layout] + EXTRA_COLUMNS))
+    extra = EXTRA_COLUMNS + (REFERENCE_EXTRA_COLUMNS if "reference" in index.column_names else [])
+    write_file_atomic(metadata_csv, _csv_bytes(records, LAYOUTS[config.layout] + extra))
     return ExportResult(metadata_csv, audio_dir, len(records), len(rows) - len(kept))
 
 
@@ -159,6 +166,8 @@ def metadata_row(row: dict, filename: str, config: ExportConfig) -> dict:
         "verdict": row["verdict"],
         "clap_score": row["clap_score"],
         "duration_s": row["duration_s"],
+        "reference_filename": row.get("reference"),
+        "strength": row.get("strength"),
     }
 
 

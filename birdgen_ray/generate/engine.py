@@ -8,6 +8,9 @@ For each group of rows with the same duration (one tensor shape):
   3. the quality gate measures the kept take's raw audio; a rejected clip is redone with a derived
      seed, up to `quality.max_retries` times, and is kept with a "fail:..." verdict after that;
   4. the kept audio is resampled to the output rate, fitted to the exact length and peak-normalised.
+A row with a reference recording starts its diffusion part-way, from the recording's encoding
+(SDEdit: generate/denoise.py, generate/references.py); rows are batched with others that start at
+the same step, so a batch shares one scheduler state.
 Non-finite model output is never returned: its clips are rerun (in fp32 when fp16 keeps failing);
 a take still non-finite fails the gate ("nonfinite") and its clip is redone with a derived seed.
 """
@@ -19,17 +22,19 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
+from birdgen_ray.generate.denoise import DenoiseBatch, denoise, latent_height
 from birdgen_ray.generate.encode import PromptEncoder
 from birdgen_ray.generate.model import load_pipeline
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.ranking import ClapScorer
+from birdgen_ray.generate.references import ReferenceLatents, start_step
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.generate.types import GeneratedClip
@@ -107,7 +112,9 @@ class _ClipState:
 class AudioLDM2Engine:
     """ClipGenerator backed by an AudioLDM2 pipeline, loaded once per actor."""
 
-    def __init__(self, generation: GenerationConfig, engine: EngineConfig):
+    def __init__(
+        self, generation: GenerationConfig, engine: EngineConfig, storage_options: dict[str, Any] | None = None
+    ):
         self.generation = generation
         self.engine = engine
         self.pipe, self.model_id = load_pipeline(generation.model, engine.device)
@@ -118,6 +125,7 @@ class AudioLDM2Engine:
         self._stage = self.clock.stage
         self.encoder = PromptEncoder(self.pipe, self._stage)
         self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=engine.batch_size)
+        self.references = ReferenceLatents(self.pipe, storage_options)  # fsspec options of the run
         self.batch_size = engine.batch_size
         if engine.compile_unet:
             self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
@@ -202,6 +210,7 @@ class AudioLDM2Engine:
                 attempts=state.attempts,
                 verdict=verdict(state.reasons),
                 metrics=state.metrics,
+                reference_sha256=self.references.sha256(state.row),
             )
             for state, audio in zip(states, audios)
         ]
@@ -215,26 +224,29 @@ class AudioLDM2Engine:
     ) -> Iterator[tuple[list[_Take], np.ndarray, np.ndarray]]:
         """Yield (takes, raw audio, generations spent per take) batch by batch.
 
-        Batches always hold batch_size items (the last is padded by repeating its last take,
-        whose output is dropped), so the UNet sees one shape per duration.
+        Takes are batched with takes that start at the same scheduler step (text-only rows at 0,
+        reference rows at steps - round(strength x steps)), in their order otherwise. Batches always
+        hold batch_size items (the last is padded by repeating its last take, whose output is
+        dropped), so the UNet sees one shape per duration.
         """
-        size = self.batch_size
-        for start in range(0, len(takes), size):
-            batch = takes[start : start + size]
-            padded = batch + [batch[-1]] * (size - len(batch))
-            audio, spent = self._render_batch(
-                [rows[t.clip].prompt for t in padded],
-                [rows[t.clip].negative_prompt for t in padded],
-                [t.seed for t in padded],
-                duration,
-            )
-            yield batch, audio[: len(batch)], spent[: len(batch)]
+        size, steps = self.batch_size, self.generation.num_inference_steps
+        by_start: dict[int, list[_Take]] = {}
+        for take in takes:
+            by_start.setdefault(start_step(rows[take.clip], steps), []).append(take)
+        for first_step, group in sorted(by_start.items()):
+            for start in range(0, len(group), size):
+                batch = group[start : start + size]
+                padded = batch + [batch[-1]] * (size - len(batch))
+                audio, spent = self._render_batch(
+                    [rows[t.clip] for t in padded], [t.seed for t in padded], first_step, duration
+                )
+                yield batch, audio[: len(batch)], spent[: len(batch)]
 
     def _render_batch(
-        self, prompts: list[str], negatives: list[str], seeds: list[int], duration: float
+        self, rows: list[PlanRow], seeds: list[int], first_step: int, duration: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Raw audio (batch, samples) with only finite samples; reruns clips that came out NaN/inf."""
-        audio = self._synthesize(prompts, negatives, seeds, duration)
+        audio = self._synthesize(rows, seeds, first_step, duration)
         spent = np.ones(len(seeds), dtype=np.int64)
         # Once more as is (a transient fault), then in fp32 when running fp16 (overflow). Only the
         # bad clips are rerun (an fp32 rerun of a whole batch needs twice the activation memory),
@@ -247,11 +259,7 @@ class AudioLDM2Engine:
             logger.warning("non-finite audio for seeds %s; rerunning them in %s", [seeds[i] for i in bad], dtype)
             with _eager():
                 audio[bad] = self._synthesize(
-                    [prompts[i] for i in bad],
-                    [negatives[i] for i in bad],
-                    [seeds[i] for i in bad],
-                    duration,
-                    dtype=dtype,
+                    [rows[i] for i in bad], [seeds[i] for i in bad], first_step, duration, dtype=dtype
                 )
             spent[bad] += 1
         bad = ~np.isfinite(audio).all(axis=1)
@@ -266,26 +274,24 @@ class AudioLDM2Engine:
         return audio, spent
 
     def _synthesize(
-        self, prompts: list[str], negatives: list[str], seeds: list[int], duration: float, dtype=None
+        self, rows: list[PlanRow], seeds: list[int], first_step: int, duration: float, dtype=None
     ) -> np.ndarray:
         """One batch through the UNet loop, VAE and vocoder: float32 audio (batch, samples)."""
         pipe, gen = self.pipe, self.generation
         native = pipe.dtype
         with _weights_in(pipe, dtype) if dtype is not None and dtype != native else nullcontext():
             # the fp32 rerun encodes afresh: a NaN may have come from the fp16 text encoders themselves
-            conditioning = self.encoder.batch(prompts, negatives, cached=pipe.dtype == native)
+            conditioning = self.encoder.batch(
+                [r.prompt for r in rows], [r.negative_prompt for r in rows], cached=pipe.dtype == native
+            )
+            height = latent_height(pipe, duration)
+            with self._stage("vae"):  # reference encodings (cached per dtype: a rerun's are its own)
+                references = [self.references.latents(r, height) for r in rows]
             # CPU generators: the starting noise of a seed is the same on every device
             generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+            batch = DenoiseBatch(conditioning, generators, height, first_step, references)
             with self._stage("unet"):
-                latents = pipe(
-                    audio_length_in_s=duration,
-                    num_inference_steps=gen.num_inference_steps,
-                    guidance_scale=gen.guidance_scale,
-                    num_waveforms_per_prompt=1,  # never diffusers' cross-prompt ranking
-                    generator=generators,
-                    output_type="latent",
-                    **conditioning,
-                ).audios
+                latents = denoise(pipe, batch, gen.num_inference_steps, gen.guidance_scale)
             with self._stage("vae"):
                 mel = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
             with self._stage("vocoder"):

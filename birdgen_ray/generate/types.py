@@ -23,6 +23,7 @@ class GeneratedClip:
     attempts: int = 1  # generations spent on this clip, retries and candidates included
     verdict: str = "pass"  # "pass" or "fail:<reason>[,<reason>]" after the retry budget ran out
     metrics: dict[str, float] = field(default_factory=dict)  # clap_score, peak_dbfs, rms_dbfs, ...
+    reference_sha256: str | None = None  # of the reference recording's bytes, for a reference row
 
 
 class ClipGenerator(Protocol):

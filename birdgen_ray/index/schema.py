@@ -36,4 +36,8 @@ INDEX_SCHEMA = pa.schema(
         ("nonfinite", pa.bool_()),
     ]
 )
+# Reference-conditioned runs (plan --references) add, after the plan's other columns: the plan's
+# reference, reference_root, reference_start_s and strength (null on text-only rows), then this
+# sha256 of the reference file's bytes as the engine read it. Text-only runs have none of them.
+REFERENCE_SHA256 = pa.field("reference_sha256", pa.string())
 METRIC_COLUMNS = ("clap_score", "peak_dbfs", "rms_dbfs", "silence_fraction", "clipping_fraction")

@@ -19,6 +19,7 @@ from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
 from birdgen_ray.plan.metadata import ClassStats
 from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
+from birdgen_ray.plan.references import ReferenceOptions, add_references
 from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
 from birdgen_ray.plan.tables import InputError
 
@@ -95,7 +96,14 @@ def excluded_labels(classes: list[ClassStats], options: PlanOptions) -> set[str]
     return out
 
 
-def build_plan(classes: list[ClassStats], options: PlanOptions, templates: PromptTemplates) -> PlanResult:
+def build_plan(
+    classes: list[ClassStats],
+    options: PlanOptions,
+    templates: PromptTemplates,
+    references: ReferenceOptions | None = None,
+) -> PlanResult:
+    """The plan; with `references`, rows of classes that have recordings also get reference columns
+    (plan/references.py). Without them the plan is exactly what it was before references existed."""
     excluded = excluded_labels(classes, options)
     empty = [c for c in classes if c.real_count == 0 and c.label not in excluded]
     if empty:
@@ -129,13 +137,16 @@ def build_plan(classes: list[ClassStats], options: PlanOptions, templates: Promp
             for name, value in row.items():
                 columns[name].append(value)
     table = pa.table(columns, schema=FULL_SCHEMA)
-    if table.num_rows:
-        table = validate_plan(table, source="generated plan")
     metadata = {
         "format": 1,
         "options": {**asdict(options), "templates_sha256": templates.digest},
         "classes": [asdict(allocations[c.label]) | {"taxon_class": c.taxon_class} for c in classes],
     }
+    if references is not None and table.num_rows:
+        # never the storage options: they may hold credentials
+        table, metadata["references"] = add_references(table, references, options.seed)
+    if table.num_rows:
+        table = validate_plan(table, source="generated plan")
     return PlanResult(table, classes, allocations, metadata)
 
 

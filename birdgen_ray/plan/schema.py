@@ -10,6 +10,11 @@ Required columns:
 Optional columns:
   clip_id          string   stable id, safe as a file name; derived from the row's content if absent
   negative_prompt  string   defaults to DEFAULT_NEGATIVE_PROMPT when absent or null
+Optional reference columns (plans made with `plan --references`; null on text-only rows):
+  reference        string   recording the row starts from, relative to reference_root (or absolute)
+  reference_root   string   where the references are (local folder or fsspec URI)
+  reference_start_s float64 >= 0: where the row's window starts in the recording
+  strength         float64  in [0, 1]: share of the schedule run from the noised reference
 Any other column (taxon class, common name, budget rule, ...) is carried into the index unchanged.
 
 Validation reads the whole table before any work starts and reports every problem at once, naming
@@ -30,6 +35,14 @@ from birdgen_ray.io.storage import read_parquet
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
 
 REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
+OPTIONAL_COLUMNS = {
+    "clip_id": "string",
+    "negative_prompt": "string",
+    "reference": "string",
+    "reference_root": "string",
+    "reference_start_s": "number",
+    "strength": "number",
+}
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 # Labels become folder names (export) and are passed comma-separated (--label, --include).
@@ -107,6 +120,20 @@ def _type_ok(kind: str, typ: pa.DataType) -> bool:
     return pa.types.is_integer(typ) or pa.types.is_floating(typ)
 
 
+def _reference_problems(table: pa.Table) -> list[str]:
+    """Null is fine (a text-only row); a value must be in range."""
+    problems = []
+    for col, low, high in (("strength", 0.0, 1.0), ("reference_start_s", 0.0, float("inf"))):
+        if col in table.column_names:
+            values = pc.cast(table[col], pa.float64())
+            outside = pc.or_kleene(pc.invert(pc.is_finite(values)), pc.less(values, low))
+            outside = pc.or_kleene(outside, pc.greater(values, high))
+            bad = _rows(pc.fill_null(outside, False))
+            if bad:
+                problems.append(f"column '{col}': NaN, infinite or outside [{low:g}, {high:g}] in {format_rows(bad)}")
+    return problems
+
+
 def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     """Check every rule, then return the plan normalised to PLAN_SCHEMA (+ extra columns).
 
@@ -119,9 +146,9 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
             problems.append(f"column '{col}': missing (required, {kind})")
         elif not _type_ok(kind, table.schema.field(col).type):
             problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
-    for col in ("clip_id", "negative_prompt"):
-        if col in names and not _type_ok("string", table.schema.field(col).type):
-            problems.append(f"column '{col}': expected string, got {table.schema.field(col).type}")
+    for col, kind in OPTIONAL_COLUMNS.items():
+        if col in names and not _type_ok(kind, table.schema.field(col).type):
+            problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
     if problems:
         raise PlanError(source, problems)
     if table.num_rows == 0:
@@ -147,6 +174,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         problems.append(
             f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {format_rows(bad_dur)}"
         )
+    problems += _reference_problems(table)
     if "clip_id" in names:  # ids given by the plan: checked with everything else, in one report
         given = pc.cast(table["clip_id"], pa.string())
         bad = _rows(pc.invert(pc.fill_null(pc.match_substring_regex(given, _CLIP_ID.pattern), False)))

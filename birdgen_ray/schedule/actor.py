@@ -59,7 +59,7 @@ def build_generator(run: RunConfig) -> ClipGenerator:
     if run.generator == "audioldm2":
         from birdgen_ray.generate.engine import AudioLDM2Engine
 
-        return AudioLDM2Engine(run.generation, run.engine)
+        return AudioLDM2Engine(run.generation, run.engine, run.storage_options)
     raise ValueError(f"unknown generator {run.generator!r} (choose audioldm2 or null)")
 
 

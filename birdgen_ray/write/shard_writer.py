@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from birdgen_ray.config import GenerationConfig
 from birdgen_ray.generate.types import GeneratedClip
-from birdgen_ray.index.schema import INDEX_SCHEMA
+from birdgen_ray.index.schema import INDEX_SCHEMA, REFERENCE_SHA256
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.io.layout import SHARDS_DIR, list_shards, shard_paths
 from birdgen_ray.io.storage import Output
@@ -93,6 +93,9 @@ def index_table(
     for name in plan_slice.column_names:  # plan extras (taxon class, names, ...) ride along
         if name not in table.column_names:
             table = table.append_column(plan_slice.schema.field(name), plan_slice[name])
+    if "reference" in plan_slice.column_names:  # provenance: exactly which recording the clip was made from
+        sha256 = pa.array([c.reference_sha256 for c in clips], REFERENCE_SHA256.type)
+        table = table.append_column(REFERENCE_SHA256, sha256)
     return table
 
 
