@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -15,12 +16,15 @@ from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.io.recordings import load_recording, loudest_window_start
 from birdgen_ray.plan.build import PLAN_METADATA_KEY
 from birdgen_ray.plan.references import parse_strength, row_strength
-from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.plan.schema import PlanError, read_plan
+from birdgen_ray.schedule.resume import check_unchanged
 from tests.shared_audio import AUDIO, needs_audio
 
 runner = CliRunner()
-# The plan below as written before references existed (commit 1ab9206, pyarrow as installed in the venv)
-PLAN_BEFORE_REFERENCES_SHA256 = "caba47ac742f4479425315b0289e72b95ca68fb2dfbd96e79db692e5045b6173"
+# The plan below as written before references existed (pyarrow as installed in the venv)
+# sha256 of this test's plan as written by 4c5bbdd, the last commit before references (the lease work
+# there began writing Parquet page checksums, which changed the bytes of every plan once).
+PLAN_BEFORE_REFERENCES_SHA256 = "79cb1e74b908ee90117f0ea1ee8b87f21bd13de1f6a084bb78be0fc5dcd91195"
 
 
 def run(*args):
@@ -132,3 +136,23 @@ def test_strength_option_is_checked():
     for text in ("1.5", "0.7:0.3", "a", "0.1:0.2:0.3"):
         with pytest.raises(ValueError, match="--strength must be"):
             parse_strength(text)
+
+
+@needs_audio
+def test_a_reference_row_is_another_clip_than_the_same_row_without_it(counts, train_audio, tmp_path):
+    """Its clip_id keys on the recording, window and strength, and a rerun refuses a changed strength."""
+    text_only, with_refs = tmp_path / "text.parquet", tmp_path / "refs.parquet"
+    assert run(counts, "--target", 5, "--seed", 3, "--duration", 2, "-o", text_only).exit_code == 0
+    made = run(counts, "--target", 5, "--seed", 3, "--duration", 2, "--references", train_audio, "-o", with_refs)
+    assert made.exit_code == 0, made.output
+    before = {r["label"] + str(r["take"]): r["clip_id"] for r in read_plan(str(text_only)).to_pylist()}
+    rows = read_plan(str(with_refs)).to_pylist()
+    for row in rows:  # gamma has no recordings: its rows keep their text-only ids
+        assert (row["clip_id"] == before[row["label"] + str(row["take"])]) == (row["reference"] is None)
+    assert len({r["clip_id"] for r in rows}) == len(rows)
+
+    committed = pa.Table.from_pylist(rows)
+    check_unchanged(pa.Table.from_pylist(rows), committed, "plan", "out")  # the same plan: nothing to refuse
+    changed = [dict(r, strength=0.9) if r["reference"] else r for r in rows]
+    with pytest.raises(PlanError, match="column 'strength': differs"):
+        check_unchanged(pa.Table.from_pylist(changed), committed, "plan", "out")

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
 from birdgen_ray.io.recordings import load_recording, loudest_window_start, reference_problem, reference_uri
+from birdgen_ray.plan.schema import make_clip_id
 from birdgen_ray.plan.tables import InputError
 
 REFERENCE_SCHEMA = pa.schema(
@@ -148,7 +149,18 @@ def add_references(table: pa.Table, options: ReferenceOptions, seed: int) -> tup
         table = table.append_column(
             REFERENCE_SCHEMA.field(name), pa.array(columns[name], REFERENCE_SCHEMA.field(name).type)
         )
-    return table, summary
+    return _with_reference_clip_ids(table), summary
+
+
+def _with_reference_clip_ids(table: pa.Table) -> pa.Table:
+    """Give reference rows their own ids (make_clip_id keys on the reference); text-only rows keep theirs."""
+    names = ("label", "prompt", "negative_prompt", "seed", "duration_s", "reference", "reference_start_s", "strength")
+    ids = [
+        make_clip_id(*row) if row[5] is not None else clip_id
+        for clip_id, *row in zip(table["clip_id"].to_pylist(), *(table[n].to_pylist() for n in names))
+    ]
+    position = table.schema.get_field_index("clip_id")
+    return table.set_column(position, table.schema.field("clip_id"), pa.array(ids, pa.string()))
 
 
 def _check(uri: str, options: ReferenceOptions, duration: float, problems: list[str]) -> float | None:

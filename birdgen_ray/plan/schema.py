@@ -76,12 +76,33 @@ class PlanError(ValueError):
         super().__init__(f"invalid plan {source}:\n  " + "\n  ".join(problems))
 
 
-def make_clip_id(label: str, prompt: str, negative_prompt: str, seed: int, duration_s: float) -> str:
-    """A file-name-safe id that follows from the row's content: same row, same id, on any machine."""
-    key = "\x1f".join([label, prompt, negative_prompt, str(int(seed)), repr(float(duration_s))])
+def make_clip_id(
+    label: str,
+    prompt: str,
+    negative_prompt: str,
+    seed: int,
+    duration_s: float,
+    reference: str | None = None,
+    reference_start_s: float | None = None,
+    strength: float | None = None,
+) -> str:
+    """A file-name-safe id that follows from the row's content: same row, same id, on any machine.
+
+    A reference-conditioned row is another clip than the same row without its reference, so its
+    recording, window and strength join the key; a text-only row's id is what it always was.
+    """
+    parts = [label, prompt, negative_prompt, str(int(seed)), repr(float(duration_s))]
+    if reference is not None:
+        parts += [reference, repr(float(reference_start_s or 0.0)), repr(float(strength or 0.0))]
+    key = "\x1f".join(parts)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     stem = _SAFE.sub("-", label).strip("-")[:48] or "clip"
     return f"{stem}-{digest}"
+
+
+def _optional(table: pa.Table, name: str) -> list:
+    """A column's values, or None for every row where the plan has no such column."""
+    return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
 
 
 def _rows(mask: pa.Array | pa.ChunkedArray) -> list[int]:
@@ -204,6 +225,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
                     negative.to_pylist(),
                     seeds.to_pylist(),
                     dur.to_pylist(),
+                    *(_optional(table, name) for name in ("reference", "reference_start_s", "strength")),
                 )
             ],
             pa.string(),

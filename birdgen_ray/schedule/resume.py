@@ -21,20 +21,34 @@ from birdgen_ray.plan.schema import PlanError, format_rows
 log = logging.getLogger(__name__)
 
 CONTENT_COLUMNS = ("label", "prompt", "negative_prompt", "seed", "duration_s")
+REFERENCE_CONTENT_COLUMNS = ("reference", "reference_start_s", "strength")
+
+
+def _with_columns(committed: pa.Table, plan: pa.Table, columns: list[str]) -> pa.Table:
+    """clip_id and `columns` of the committed index; a column it lacks (made without references) is null."""
+    picked = {"clip_id": committed["clip_id"]}
+    for name in columns:
+        if name in committed.column_names:
+            picked[name] = committed[name]
+        else:
+            picked[name] = pa.nulls(committed.num_rows, plan.schema.field(name).type)
+    return pa.table(picked)
 
 
 def check_unchanged(plan: pa.Table, committed: pa.Table | None, plan_source: str, out_uri: str) -> None:
     """Raise PlanError naming every plan row whose clip_id is committed with other content."""
     if committed is None or committed.num_rows == 0:
         return
-    ours = plan.select(["clip_id", *CONTENT_COLUMNS]).append_column("row", pa.array(range(plan.num_rows), pa.int64()))
-    theirs = committed.select(["clip_id", *CONTENT_COLUMNS]).rename_columns(
-        ["clip_id", *(f"committed_{c}" for c in CONTENT_COLUMNS)]
-    )
+    # a reference-conditioned plan also compares what conditions each clip
+    columns = [*CONTENT_COLUMNS, *(c for c in REFERENCE_CONTENT_COLUMNS if c in plan.column_names)]
+    ours = plan.select(["clip_id", *columns]).append_column("row", pa.array(range(plan.num_rows), pa.int64()))
+    theirs = _with_columns(committed, plan, columns).rename_columns(["clip_id", *(f"committed_{c}" for c in columns)])
     both = ours.join(theirs, "clip_id", join_type="inner")
     problems = []
-    for column in CONTENT_COLUMNS:
-        differs = pc.fill_null(pc.not_equal(both[column], both[f"committed_{column}"]), True)
+    for column in columns:
+        ours_value, theirs_value = both[column], both[f"committed_{column}"]
+        both_null = pc.and_(pc.is_null(ours_value), pc.is_null(theirs_value))
+        differs = pc.and_(pc.invert(both_null), pc.fill_null(pc.not_equal(ours_value, theirs_value), True))
         rows = sorted(both.filter(differs)["row"].to_pylist())
         if rows:
             problems.append(
