@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from birdgen_ray.cli import export, outputs, plan, report, submit
+from birdgen_ray.cli import export, outputs, plan, report, submit, verify
 
 app = typer.Typer(
     name="birdgen-ray",
@@ -27,3 +27,4 @@ app.command("status")(outputs.status_cmd)
 app.command("extract")(outputs.extract_cmd)
 app.command("report")(report.report_cmd)
 app.command("export")(export.export_cmd)
+app.command("verify")(verify.verify_cmd)

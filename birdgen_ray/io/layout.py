@@ -3,8 +3,13 @@
     OUT/
       plan.parquet              the validated plan of the latest submit
       shards/<shard_id>.tar     WAV clips as tar members "<clip_id>.wav" (WebDataset-style)
-      shards/<shard_id>.parquet that shard's index, written after its tar: a shard is committed
-                                when both exist (a lone tar or index is a crash leftover, removed)
+      shards/<shard_id>.embeddings.parquet  (a verifying run) clip_id + BirdNET embedding per clip,
+                                written after the tar and before the index
+      shards/<shard_id>.parquet that shard's index, written LAST: a shard is committed when its tar
+                                and index exist (a lone tar or index is a crash leftover, removed),
+                                with all its files: the index is written only after the others
+      shards/<shard_id>.species.parquet  `birdgen-ray verify OUT`'s sidecar for a committed shard:
+                                species columns + embedding, one atomic file (exists = done)
       failures/<shard_id>.json  a shard that kept failing, with its error (removed once it succeeds)
       index.parquet             all shard indexes, one row per clip_id (rebuilt after each run)
       summary.json              the last run's counts, throughput, stage times, versions, settings,
@@ -37,9 +42,24 @@ PROGRESS_FILE = f"{META_DIR}/progress.json"
 TEMPORARY_DIRS = ("", SHARDS_DIR, FAILURES_DIR, META_DIR)
 
 
+EMBEDDINGS_SUFFIX = ".embeddings.parquet"
+SPECIES_SUFFIX = ".species.parquet"
+SIDECAR_SUFFIXES = (EMBEDDINGS_SUFFIX, SPECIES_SUFFIX)
+
+
 def shard_paths(shard_id: str) -> tuple[str, str]:
     """(tar, index) paths of a shard, relative to the output root; the tar's is the index's `shard`."""
     return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"
+
+
+def embeddings_path(shard_id: str) -> str:
+    """A verifying run's embeddings of a shard, committed with it (written before its index)."""
+    return f"{SHARDS_DIR}/{shard_id}{EMBEDDINGS_SUFFIX}"
+
+
+def species_path(shard_id: str) -> str:
+    """`verify OUT`'s sidecar of a committed shard."""
+    return f"{SHARDS_DIR}/{shard_id}{SPECIES_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -49,13 +69,17 @@ class ShardListing:
     committed: list[str]  # shard ids with both files
     orphan_tars: list[str]  # audio whose index never came (writer died mid-commit): garbage
     dangling_indexes: list[str]  # an index whose tar was cleaned away under a late writer: garbage
+    stray_sidecars: list[str] = ()  # file names of sidecars of an uncommitted shard: garbage
 
 
 def list_shards(output: Output) -> ShardListing:
     names = output.list(SHARDS_DIR)
     tars = {n[: -len(".tar")] for n in names if n.endswith(".tar")}
-    indexes = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")}
-    return ShardListing(sorted(tars & indexes), sorted(tars - indexes), sorted(indexes - tars))
+    sidecars = {n: n[: -len(suffix)] for n in names for suffix in SIDECAR_SUFFIXES if n.endswith(suffix)}
+    indexes = {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and n not in sidecars}
+    committed = tars & indexes
+    stray = sorted(name for name, shard_id in sidecars.items() if shard_id not in committed)
+    return ShardListing(sorted(committed), sorted(tars - indexes), sorted(indexes - tars), stray)
 
 
 def committed_shard_ids(output: Output) -> list[str]:

@@ -112,7 +112,9 @@ def remove_uncommitted(output: Output) -> int:
         output.remove(tar_rel)
     for index_rel in (shard_paths(sid)[1] for sid in listing.dangling_indexes):
         output.remove(index_rel)
-    return removed + len(listing.orphan_tars) + len(listing.dangling_indexes)
+    for name in listing.stray_sidecars:
+        output.remove(f"{SHARDS_DIR}/{name}")
+    return removed + len(listing.orphan_tars) + len(listing.dangling_indexes) + len(listing.stray_sidecars)
 
 
 def commit_shard(

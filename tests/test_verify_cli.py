@@ -1,0 +1,134 @@
+"""`birdgen-ray verify`: --audio on real recordings, OUT as Ray CPU tasks (once, resumable), no extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from birdgen_ray.cli import app
+from birdgen_ray.io.layout import committed_shard_ids, species_path
+from tests.made_outputs import birdclef_plan, null_output
+from tests.real_audio import AUDIO, REPO, birdnet_or_skip, needs_real_audio
+
+birdnet_or_skip()
+BIRDS = AUDIO / "opensoundscape-birds_10s.wav"
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", **extra}
+
+
+@needs_real_audio
+def test_audio_gives_a_per_window_table_and_the_same_as_json():
+    args = ["verify", "--audio", str(BIRDS), "--audio", str(AUDIO / "opensoundscape-great_plains_toad.wav")]
+    args += ["--species", "Leiothlypis peregrina"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    birds, toad = json.loads(result.stdout)
+    assert [w["start_s"] for w in birds["windows"]] == [0.0, 3.0, 6.0, 9.0]
+    assert birds["species"] == "Leiothlypis peregrina_Tennessee Warbler"
+    assert birds["species_confidence"] == pytest.approx(0.79, abs=0.03)
+    assert birds["species_confidence"] == max(w["species_confidence"] for w in birds["windows"])
+    assert len(toad["windows"]) == 15 and toad["species_top1_confidence"] < 0.5
+    assert birds["verifier"] == "birdnet-2.4-fp32"
+
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "Leiothlypis peregrina_Tennessee Warbler" in table.stdout and "0.791" in table.stdout
+    assert "CC BY-NC-SA 4.0" in table.stdout
+
+
+@needs_real_audio
+def test_an_unknown_species_or_unreadable_file_is_one_error_line(tmp_path):
+    result = CliRunner().invoke(app, ["verify", "--audio", str(BIRDS), "--species", "Leiothlypis peregrinus"])
+    assert result.exit_code == 2 and "not a BirdNET v2.4 label" in result.output
+    bad = tmp_path / "bad.ogg"
+    bad.write_bytes(b"not audio")
+    result = CliRunner().invoke(app, ["verify", "--audio", str(bad)])
+    assert result.exit_code == 2 and f"{bad}: not a readable audio file" in result.output
+    result = CliRunner().invoke(app, ["verify"])
+    assert result.exit_code == 2 and "either OUT or --audio" in result.output
+
+
+def test_without_the_extra_the_command_says_how_to_install_it_and_exits_2():
+    code = textwrap.dedent(
+        f"""
+        import sys
+        class Block:  # as if ai-edge-litert were not installed
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "ai_edge_litert":
+                    raise ModuleNotFoundError(f"No module named {{name!r}}")
+        sys.meta_path.insert(0, Block())
+        from birdgen_ray.cli import app
+        sys.argv = ["birdgen-ray", "verify", "--audio", {str(BIRDS)!r}]
+        app()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "install birdgen-ray[birdnet]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _sidecars(out) -> dict[str, float]:
+    """sidecar file -> mtime, for every committed shard that has one."""
+    paths = [out / species_path(s) for s in committed_shard_ids_local(out)]
+    return {p.name: p.stat().st_mtime_ns for p in paths if p.exists()}
+
+
+def committed_shard_ids_local(out):
+    from birdgen_ray.io.storage import Output
+
+    return committed_shard_ids(Output(str(out)))
+
+
+def test_verify_out_writes_each_sidecar_once_and_a_kill_halfway_loses_and_duplicates_nothing(tmp_path):
+    plan = birdclef_plan(tmp_path / "plan", n_classes=2, target=8, duration_s=1.0)
+    out = null_output(tmp_path, plan, shard_size=4)  # several shards of null-generator audio
+    shards = committed_shard_ids_local(out)
+    assert len(shards) >= 3
+    cli = [sys.executable, "-c", "from birdgen_ray.cli import app; app()", "verify", str(out), "--json"]
+    env = _env(BIRDGEN_VERIFY_DELAY_S="1.5")
+
+    # 1. killed once the first sidecar is there
+    proc = subprocess.Popen([*cli], env={**env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 150  # a cold Ray start on a busy 2-core box
+    while not _sidecars(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    first = _sidecars(out)
+    assert 1 <= len(first) < len(shards), f"the kill should land halfway: {proc.stderr.read().decode()[-2000:]}"
+
+    # 2. the rerun (taking over the dead run's lock) does only the rest
+    done = subprocess.run([*cli, "--break-lock"], env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["verified"] == len(shards) - summary["already_verified"]
+    second = _sidecars(out)
+    assert set(second) == {species_path(s).split("/")[-1] for s in shards}
+    assert {name: second[name] for name in first} == first  # nothing written twice
+
+    # 3. every clip once, with its species columns and an embedding
+    index = pq.read_table(out / "index.parquet")
+    tables = [pq.read_table(out / "shards" / name) for name in sorted(second)]
+    ids = [i for t in tables for i in t["clip_id"].to_pylist()]
+    assert sorted(ids) == sorted(index["clip_id"].to_pylist())
+    assert all(t.schema.field("embedding").type.list_size == 1024 for t in tables)
+    assert {v for t in tables for v in t["verifier"].to_pylist()} == {"birdnet-2.4-fp32"}
+    assert all(0.0 <= c <= 1.0 for t in tables for c in t["species_top1_confidence"].to_pylist())
+
+    # 4. a rerun adds nothing
+    again = CliRunner().invoke(app, ["verify", str(out), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["verified"] == 0
+    assert _sidecars(out) == second
