@@ -21,9 +21,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_index": "birdgen_ray.index.reader",
     "read_clip": "birdgen_ray.index.reader",
+    "open_embeddings": "birdgen_ray.index.embeddings",
 }
 
-__all__ = ["open_index", "read_clip", "__version__"]
+__all__ = ["open_index", "read_clip", "open_embeddings", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

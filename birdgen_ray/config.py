@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass, field
 TINY_MODEL = "tiny"
 DEFAULT_MODEL = "cvssp/audioldm2"
 SCHEDULERS = ("ddim", "dpm", "unipc", "pndm")
+VERIFIERS = ("birdnet",)  # species verifiers `submit --verify` knows (birdgen_ray/verify)
+RANK_BY = ("clap", "species")  # what picks the kept take among candidates_per_clip
+# BirdNET threads a verifying GPU actor runs beside its model: 5 s clips at 75 clips/s per GPU are
+# 150 windows/s, and one core scores about 25 windows/s (BENCHMARKS.md).
+GPU_VERIFIER_THREADS = 6
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,14 @@ class QualityThresholds:
     max_clipping_fraction: float = 0.01  # share of samples at |x| >= 0.999 before normalisation
     min_peak_dbfs: float = -80.0  # a clip quieter than this is treated as empty
     max_retries: int = 2  # regenerations with a derived seed after a rejected clip
+    # the target species' BirdNET confidence (max over 3 s windows); None disables; needs a verifier
+    min_species_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.min_species_confidence is not None and not 0.0 <= self.min_species_confidence <= 1.0:
+            raise ValueError(f"min_species_confidence must be within [0, 1], got {self.min_species_confidence}")
         for name in ("max_silence_fraction", "max_clipping_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
@@ -46,6 +55,11 @@ class GenerationConfig:
     output_sample_rate: int = 32_000
     peak_dbfs: float = -1.0
     quality: QualityThresholds = field(default_factory=QualityThresholds)
+    verifier: str | None = None  # "birdnet": score every take's species (CPU threads beside the model)
+    rank_by: str = "clap"  # with candidates_per_clip > 1: keep the take closest to its prompt, or its species
+    # label -> BirdNET label, resolved per run from the plan's scientific names and --species-map. Not in
+    # the settings JSON or fingerprint: a plan that adds classes adds labels, and must still resume.
+    species_labels: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -60,9 +74,24 @@ class GenerationConfig:
             raise ValueError("peak_dbfs must be <= 0")
         if not self.guidance_scale >= 0:  # also refuses nan
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.verifier is not None and self.verifier not in VERIFIERS:
+            raise ValueError(f"verifier must be one of {VERIFIERS}, got {self.verifier!r}")
+        if self.rank_by not in RANK_BY:
+            raise ValueError(f"rank_by must be one of {RANK_BY}, got {self.rank_by!r}")
+        if self.verifier is None and (self.rank_by == "species" or self.quality.min_species_confidence is not None):
+            raise ValueError("--rank-by species and --min-species-confidence need a verifier (--verify birdnet)")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The settings as JSON. Options added later are left out while they are off, so an output
+        made before they existed keeps its fingerprint and can be resumed."""
+        data = asdict(self)
+        data.pop("species_labels")
+        for name, off in _ADDED_OFF.items():
+            if data.get(name) == off:
+                data.pop(name)
+        if data["quality"].get("min_species_confidence") is None:
+            data["quality"].pop("min_species_confidence")
+        return json.dumps(data, sort_keys=True)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
@@ -74,6 +103,9 @@ class GenerationConfig:
         return cls(**data)
 
 
+_ADDED_OFF = {"verifier": None, "rank_by": "clap"}  # fields added with the verifier
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How one actor runs the model: speed knobs that never change a clip's audio."""
@@ -82,8 +114,17 @@ class EngineConfig:
     compile_unet: bool = False
     device: str | None = None  # None: cuda when available, else cpu
     postprocess_threads: int = 2
+    verifier_threads: int | None = None  # BirdNET threads when verifying; None: 6 on a GPU actor, 1 on a CPU one
+    verifier_batch_size: int = 4  # 3 s windows per BirdNET call (the fastest per window on one core)
+
+    def verifier_threads_for(self, gpu: bool) -> int:
+        return self.verifier_threads or (GPU_VERIFIER_THREADS if gpu else 1)
 
     def __post_init__(self) -> None:
+        if self.verifier_threads is not None and self.verifier_threads < 1:
+            raise ValueError(f"verifier_threads must be >= 1, got {self.verifier_threads}")
+        if self.verifier_batch_size < 1:
+            raise ValueError(f"verifier_batch_size must be >= 1, got {self.verifier_batch_size}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.postprocess_threads < 1:
@@ -116,6 +157,7 @@ class RunConfig:
     placement_timeout_s: float = 1800.0  # no actor placed and started for this long ends the run; 0: wait forever
     allow_cpu: bool = False  # on a cluster without GPUs, generate on CPU actors instead of refusing
     progress: bool = True
+    species_map: str | None = None  # CSV label,birdnet_label for the verifier (overrides scientific names)
 
     def __post_init__(self) -> None:
         if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
@@ -131,5 +173,7 @@ class RunConfig:
             )
         if not self.placement_timeout_s >= 0:
             raise ValueError(f"placement_timeout_s must be >= 0 (0: wait forever), got {self.placement_timeout_s}")
+        if self.generation.verifier is not None and self.generator != "audioldm2":
+            raise ValueError("--verify needs the audioldm2 generator (the null generator makes no bird sound)")
         if self.shard_timeout_s is not None and not self.shard_timeout_s > 0:
             raise ValueError(f"shard_timeout_s must be > 0 (or None: no timeout), got {self.shard_timeout_s}")

@@ -17,7 +17,16 @@ from birdgen_ray.cli.options import (
     storage_options_option,
     writing_to,
 )
-from birdgen_ray.config import DEFAULT_MODEL, SCHEDULERS, EngineConfig, GenerationConfig, QualityThresholds, RunConfig
+from birdgen_ray.config import (
+    DEFAULT_MODEL,
+    RANK_BY,
+    SCHEDULERS,
+    VERIFIERS,
+    EngineConfig,
+    GenerationConfig,
+    QualityThresholds,
+    RunConfig,
+)
 from birdgen_ray.io.errors import storage_error
 from birdgen_ray.plan.schema import PlanError
 from birdgen_ray.schedule.lease import OutputLocked
@@ -26,6 +35,8 @@ err = line_console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
 Scheduler = choices("Scheduler", SCHEDULERS)
 Generator = choices("Generator", ("audioldm2", "null"))  # what schedule/actor.py builds
+Verifier = choices("Verifier", VERIFIERS)
+RankBy = choices("RankBy", RANK_BY)
 
 
 def submit_cmd(
@@ -56,6 +67,32 @@ def submit_cmd(
     ),
     max_retries: int = typer.Option(
         2, min=0, help="Regenerations (derived seeds) for a clip the quality gate rejects."
+    ),
+    verify: Optional[Verifier] = typer.Option(
+        None,
+        "--verify",
+        help="Score every take's species with BirdNET v2.4 on CPU threads beside the model (needs "
+        "birdgen-ray[birdnet]; model licence CC BY-NC-SA 4.0) \\[default: off].",
+    ),
+    min_species_confidence: Optional[float] = typer.Option(
+        None,
+        min=0,
+        max=1,
+        callback=finite,
+        show_default=False,
+        help="Quality gate (with --verify): reject takes whose species confidence is below this; after the "
+        "retries such a clip is kept as fail:species \\[default: off].",
+    ),
+    rank_by: RankBy = typer.Option(
+        "clap",
+        help="With --candidates > 1: keep the take closest to its prompt (clap) "
+        "or the one BirdNET hears as its species most confidently (species).",
+    ),
+    species_map: Optional[str] = typer.Option(
+        None, "--species-map", help="CSV label,birdnet_label: overrides or fills in scientific-name matches."
+    ),
+    verifier_threads: Optional[int] = typer.Option(
+        None, min=1, help="BirdNET threads per actor \\[default: 6 on a GPU actor, 1 on a CPU actor]."
     ),
     batch_size: int = typer.Option(8, min=1, help="Clips per model call on one actor (GPU: 32-128)."),
     compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
@@ -125,6 +162,7 @@ def submit_cmd(
     from birdgen_ray.schedule.drive import ActorStartFailed, PlacementTimeout
     from birdgen_ray.schedule.resume import SettingsMismatch
     from birdgen_ray.schedule.runner import Stopped, submit
+    from birdgen_ray.verify.birdnet import MissingExtra
 
     try:
         run = RunConfig(
@@ -139,9 +177,14 @@ def submit_cmd(
                 candidates_per_clip=candidates,
                 output_sample_rate=sample_rate,
                 peak_dbfs=peak_dbfs,
-                quality=QualityThresholds(min_clap_score=min_clap, max_retries=max_retries),
+                quality=QualityThresholds(
+                    min_clap_score=min_clap, max_retries=max_retries, min_species_confidence=min_species_confidence
+                ),
+                verifier=verify.value if verify else None,
+                rank_by=rank_by.value,
             ),
-            engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet),
+            engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet, verifier_threads=verifier_threads),
+            species_map=species_map,
             generator=generator.value,
             address=address,
             num_actors=num_actors,
@@ -159,7 +202,9 @@ def submit_cmd(
         )
         with writing_to(out):
             summary = submit(run)
-    except (PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, PlacementTimeout, ValueError) as exc:
+    except (
+        PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, PlacementTimeout, MissingExtra, ValueError
+    ) as exc:
         raise fail(str(exc)) from None
     except Stopped as exc:  # `ray job stop`, a pod being terminated
         err.print(
@@ -188,6 +233,13 @@ def submit_cmd(
             f"  {summary['gate_failed']} clips failed the quality gate after every retry: "
             "kept with a fail:... verdict, "
             "left out by export and the loaders unless asked for (--include-failed)",
+            highlight=False,
+        )
+    if summary.get("unverifiable_classes"):
+        names = ", ".join(summary["unverifiable_classes"][:10])
+        err.print(
+            f"  {len(summary['unverifiable_classes'])} classes have no BirdNET label and are unverifiable: {names} "
+            "(map them with --species-map)",
             highlight=False,
         )
     if summary["status"] != "complete":

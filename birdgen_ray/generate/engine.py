@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -36,13 +37,16 @@ from birdgen_ray.generate.quality import judge, measure, verdict
 from birdgen_ray.generate.ranking import ClapScorer
 from birdgen_ray.generate.references import ReferenceLatents, start_step
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
+from birdgen_ray.generate.species import SpeciesVerifier, rank_key
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.rows import PlanRow
+from birdgen_ray.verify.score import ClipScore
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("text_encoding", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess")
+# species_wait: the GPU waiting for the BirdNET threads (the verifier's own time is `species`, off the GPU)
+STAGES = ("text_encoding", "gpt2", "unet", "vae", "vocoder", "scoring", "species_wait", "postprocess")
 
 
 def make_scheduler(name: str, config):
@@ -107,6 +111,8 @@ class _ClipState:
     score: float = float("-inf")  # its CLAP similarity to the row's prompt
     reasons: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    species: ClipScore | None = None  # BirdNET's scores of the kept take (None: not verifying)
+    rank: tuple = ()  # what the kept take won with (generate/species.py: rank_key)
 
 
 class AudioLDM2Engine:
@@ -130,6 +136,10 @@ class AudioLDM2Engine:
         if engine.compile_unet:
             self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
         self._postprocess_pool = ThreadPoolExecutor(max_workers=max(1, engine.postprocess_threads))
+        self.verifier = None
+        if generation.verifier == "birdnet":
+            threads = engine.verifier_threads_for(gpu=self.device.type == "cuda")
+            self.verifier = SpeciesVerifier(generation, threads, engine.verifier_batch_size)
 
     @property
     def batch_size(self) -> int:
@@ -144,12 +154,17 @@ class AudioLDM2Engine:
 
     @property
     def stage_times(self) -> dict[str, float]:
-        """Seconds per stage since the engine was built (or since stage_times was last set)."""
-        return self.clock.times
+        """Seconds per stage since the engine was built (or since stage_times was last set); when
+        verifying, `species` is the BirdNET threads' time, which overlaps the other stages."""
+        if self.verifier is None:
+            return self.clock.times
+        return {**self.clock.times, "species": self.verifier.busy_seconds}
 
     @stage_times.setter
     def stage_times(self, times: dict[str, float]) -> None:
-        self.clock.times = dict(times)
+        self.clock.times = {k: v for k, v in times.items() if k != "species"}
+        if self.verifier is not None:
+            self.verifier.busy_seconds = times.get("species", 0.0)
 
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
         clips: list[GeneratedClip | None] = [None] * len(rows)
@@ -169,28 +184,36 @@ class AudioLDM2Engine:
         pending = list(range(len(rows)))
         for attempt in range(gen.quality.max_retries + 1):
             for state in (states[i] for i in pending):  # a retry starts over: only its own takes compete
-                state.audio, state.seed, state.score = None, None, float("-inf")
+                state.audio, state.seed, state.score, state.species = None, None, float("-inf"), None
             takes = [
                 _Take(i, take_seed(attempt_seed(rows[i].seed, attempt), take))
                 for i in pending
                 for take in range(gen.candidates_per_clip)
             ]
+            inflight: deque = deque()  # batches whose species scores are still being computed
             for batch, audio, spent in self._render(takes, rows, duration):
                 finite = np.isfinite(audio).all(axis=1)
-                scores = self.scorer.score(
-                    [rows[t.clip].prompt for t in batch], list(np.where(finite[:, None], audio, 0.0)), self.source_rate
-                )
+                clean = np.where(finite[:, None], audio, 0.0)
+                # species on CPU threads first, so they run while CLAP and the next batch use the GPU
+                species = None
+                if self.verifier is not None:
+                    species = self.verifier.submit(clean, [rows[t.clip].label for t in batch], self.source_rate)
+                scores = self.scorer.score([rows[t.clip].prompt for t in batch], list(clean), self.source_rate)
                 # no usable score (non-finite audio, or a NaN from an fp16 CLAP overflow) ranks below every
                 # real one: a NaN would otherwise win or lose every comparison whatever the other scores
                 scores = [score if ok and math.isfinite(score) else float("-inf") for score, ok in zip(scores, finite)]
-                for take, take_audio, take_spent, score in zip(batch, audio, spent, scores):
-                    state = states[take.clip]
-                    state.attempts += int(take_spent)
-                    if state.audio is None or score > state.score:  # ties keep the earlier take
-                        state.seed, state.audio, state.score = take.seed, take_audio.copy(), score
+                inflight.append((batch, audio, spent, scores, species))
+                while inflight and (inflight[0][4] is None or inflight[0][4].done()):
+                    self._offer(states, *inflight.popleft())
+            with self._stage("species_wait"):  # the GPU idles here: the verifier fell behind
+                while inflight:
+                    self._offer(states, *inflight.popleft())
             with self._stage("scoring"):
                 for state in (states[i] for i in pending):
                     state.metrics = {**measure(state.audio, self.source_rate, gen.quality), "clap_score": state.score}
+                    if state.species is not None:
+                        state.metrics["species_confidence"] = state.species.species_confidence
+                        state.metrics["species_top1_confidence"] = state.species.species_top1_confidence
                     state.reasons = judge(state.metrics, state.score, gen.quality)
             pending = [i for i in pending if states[i].reasons]
             if not pending:
@@ -211,9 +234,23 @@ class AudioLDM2Engine:
                 verdict=verdict(state.reasons),
                 metrics=state.metrics,
                 reference_sha256=self.references.sha256(state.row),
+                species_top1=state.species.species_top1 if state.species is not None else "",
+                embedding=state.species.embedding if state.species is not None else None,
+                verifier=self.verifier.verifier if self.verifier is not None else "",
             )
             for state, audio in zip(states, audios)
         ]
+
+    def _offer(self, states: list[_ClipState], batch, audio, spent, scores, species) -> None:
+        """Each take of a rendered batch competes for its clip's place (ties keep the earlier take)."""
+        verified = species.result() if species is not None else [None] * len(batch)
+        for take, take_audio, take_spent, score, take_species in zip(batch, audio, spent, scores, verified):
+            state = states[take.clip]
+            state.attempts += int(take_spent)
+            key = rank_key(self.generation.rank_by, score, take_species)
+            if state.audio is None or key > state.rank:
+                state.seed, state.audio, state.score, state.rank = take.seed, take_audio.copy(), score, key
+                state.species = take_species
 
     def _postprocess(self, raw: np.ndarray, duration: float) -> np.ndarray:
         gen = self.generation

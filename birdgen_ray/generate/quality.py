@@ -22,6 +22,7 @@ TOO_QUIET = "too_quiet"
 SILENT = "silent"
 CLIPPING = "clipping"
 LOW_CLAP = "low_clap"
+SPECIES = "species"  # BirdNET's confidence in the clip's own species is below min_species_confidence
 
 
 def _dbfs(amplitude: float) -> float:
@@ -90,6 +91,14 @@ def judge(metrics: dict[str, float], clap_score: float | None, thresholds: Quali
             raise ValueError("quality.min_clap_score is set but no CLAP score was computed for this clip")
         if not (clap_score >= thresholds.min_clap_score):  # NaN scores fail too
             reasons.append(LOW_CLAP)
+    if thresholds.min_species_confidence is not None:
+        if "species_confidence" not in metrics:
+            raise ValueError("quality.min_species_confidence is set but the species verifier did not run")
+        # NaN: the class has no BirdNET label (unverifiable). A retry cannot change that, so it is not
+        # rejected here; it never counts as a species pass either (report, status).
+        confidence = metrics["species_confidence"]
+        if not math.isnan(confidence) and confidence < thresholds.min_species_confidence:
+            reasons.append(SPECIES)
     return reasons
 
 

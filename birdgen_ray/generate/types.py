@@ -24,6 +24,10 @@ class GeneratedClip:
     verdict: str = "pass"  # "pass" or "fail:<reason>[,<reason>]" after the retry budget ran out
     metrics: dict[str, float] = field(default_factory=dict)  # clap_score, peak_dbfs, rms_dbfs, ...
     reference_sha256: str | None = None  # of the reference recording's bytes, for a reference row
+    # the species verifier's view of the kept take (metrics hold species_confidence, species_top1_confidence)
+    species_top1: str = ""  # BirdNET label heard most confidently; "" when not verified
+    embedding: np.ndarray | None = None  # [1024] float32 BirdNET embedding (mean over 3 s windows)
+    verifier: str = ""  # e.g. "birdnet-2.4-fp32"; "" when not verified
 
 
 class ClipGenerator(Protocol):

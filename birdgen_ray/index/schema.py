@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from birdgen_ray.plan.schema import PLAN_SCHEMA
+from birdgen_ray.verify.columns import SPECIES_FIELDS
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -34,6 +35,9 @@ INDEX_SCHEMA = pa.schema(
         ("silence_fraction", pa.float32()),
         ("clipping_fraction", pa.float32()),
         ("nonfinite", pa.bool_()),
+        # the species verifier (submit --verify): species_confidence, species_top1(_confidence), verifier;
+        # NaN / "" when the run did not verify (BirdNET v2.4 model: CC BY-NC-SA 4.0)
+        *SPECIES_FIELDS,
     ]
 )
 # Reference-conditioned runs (plan --references) add, after the plan's other columns: the plan's

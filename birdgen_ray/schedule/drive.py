@@ -78,7 +78,10 @@ def drive(
     resources = ray.cluster_resources()
     sizing = size_actor_pool(run, resources.get("GPU", 0.0), resources.get("CPU", 1.0))
     count = min(sizing.count, len(shards))
+    # A verifying actor asks for its BirdNET threads too (docs/verification.md): 1 + 6 on a GPU actor
     options: dict = {"num_cpus": 1}
+    if run.generation.verifier:
+        options["num_cpus"] = 1 + run.engine.verifier_threads_for(gpu=bool(sizing.gpus_per_actor))
     if sizing.gpus_per_actor:
         options["num_gpus"] = sizing.gpus_per_actor
     if run.actor_env:

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate
@@ -29,6 +30,8 @@ from birdgen_ray.schedule.resume import check_settings, check_unchanged
 from birdgen_ray.schedule.run_state import RunState
 from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.summary import build_summary, previous_summary, with_history
+from birdgen_ray.verify.birdnet import LICENCE, birdnet_labels, require_extra
+from birdgen_ray.verify.species import describe_unverifiable, plan_species
 from birdgen_ray.write.shard_writer import remove_uncommitted
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,7 @@ def _stop_on_sigterm():
 def _submit(run: RunConfig) -> dict:
     started = time.time()
     plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
+    run = _with_species(run, plan)
     output = Output(run.out, run.storage_options)
     with OutputLease(output, run.break_lock, LeaseTimes(run.lease_ttl_s, run.lease_renew_s)) as lock:
         phase_start = time.perf_counter()
@@ -139,5 +143,21 @@ def _run(run, output, plan, committed, shards, lock, state, started, prepare_sec
         already_done=0 if committed is None else committed.num_rows,
     )
     summary = with_history(summary, previous_summary(output), taken_over=lock.taken_over)
+    if run.generation.verifier:
+        summary["verifier_licence"] = LICENCE
+        summary["unverifiable_classes"] = sorted(set(plan["label"].to_pylist()) - set(run.generation.species_labels))
     output.write_json(SUMMARY_FILE, summary)
     return summary
+
+
+def _with_species(run: RunConfig, plan) -> RunConfig:
+    """A verifying run with each class's BirdNET label; the classes that have none are named."""
+    if not run.generation.verifier:
+        return run
+    require_extra()  # here, with the install hint, not in every actor
+    species = plan_species(plan, birdnet_labels(), run.species_map)
+    if species.unverifiable:
+        log.warning(describe_unverifiable(species))
+    labels = birdnet_labels()
+    generation = replace(run.generation, species_labels={k: labels[i] for k, i in species.index.items()})
+    return replace(run, generation=generation)

@@ -70,6 +70,12 @@ def _interpreter_class():
     return Interpreter
 
 
+def require_extra() -> None:
+    """Raise MissingExtra (with the install hint) unless the model files and LiteRT are installed."""
+    model_dir()
+    _interpreter_class()
+
+
 def split_windows(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono audio at any rate -> [n, 144000] float32 windows at 48 kHz; the last one zero-padded.
 

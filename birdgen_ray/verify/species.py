@@ -96,3 +96,12 @@ def describe_unverifiable(species: SpeciesMap, limit: int = 10) -> str | None:
         f"{len(species.unverifiable)} classes have no BirdNET label and are unverifiable: {names}{more} "
         "(add them to a label,birdnet_label mapping file with --species-map)"
     )
+
+
+def plan_species(plan, birdnet_labels: Sequence[str], mapping_path: str | None = None) -> SpeciesMap:
+    """The SpeciesMap of a plan table (its `label` and, when present, `scientific_name` columns)."""
+    labels = plan["label"].to_pylist()
+    names = plan["scientific_name"].to_pylist() if "scientific_name" in plan.column_names else [None] * len(labels)
+    classes = dict(zip(labels, names))
+    mapping = read_mapping(mapping_path) if mapping_path else {}
+    return resolve_species(classes, birdnet_labels, mapping, str(mapping_path))

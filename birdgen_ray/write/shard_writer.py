@@ -18,9 +18,10 @@ from birdgen_ray.config import GenerationConfig
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.index.schema import INDEX_SCHEMA, REFERENCE_SHA256
 from birdgen_ray.io.audio import encode_wav
-from birdgen_ray.io.layout import SHARDS_DIR, list_shards, shard_paths
+from birdgen_ray.io.layout import SHARDS_DIR, embeddings_path, list_shards, shard_paths
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import PLAN_SCHEMA
+from birdgen_ray.verify.columns import embeddings_table
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:
@@ -88,6 +89,10 @@ def index_table(
         silence_fraction=metric("silence_fraction"),
         clipping_fraction=metric("clipping_fraction"),
         nonfinite=[bool(c.metrics.get("nonfinite", 0.0)) for c in clips],
+        species_confidence=metric("species_confidence"),
+        species_top1=[c.species_top1 for c in clips],
+        species_top1_confidence=metric("species_top1_confidence"),
+        verifier=[c.verifier for c in clips],
     )
     table = pa.table({f.name: pa.array(columns[f.name], f.type) for f in INDEX_SCHEMA}, schema=INDEX_SCHEMA)
     for name in plan_slice.column_names:  # plan extras (taxon class, names, ...) ride along
@@ -126,7 +131,8 @@ def commit_shard(
     model_id: str,
     before_commit: Callable[[], None] | None = None,
 ) -> int:
-    """Publish audio first, then the shard's index; the shard counts as committed once both exist.
+    """Publish audio first, then its embeddings (a verifying run), then the shard's index: the shard
+    counts as committed once its tar and index exist, and then has all its files.
 
     Returns the bytes written.
 
@@ -137,6 +143,12 @@ def commit_shard(
     data, locations = pack_shard(plan_slice, clips)
     index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id)
     output.write_bytes(tar_rel, data)
+    if any(c.embedding is not None for c in clips):
+        if not all(c.embedding is not None for c in clips):
+            raise ValueError(f"shard {shard_id}: the verifier scored only some of its clips")
+        output.write_table(
+            embeddings_path(shard_id), embeddings_table([c.clip_id for c in clips], [c.embedding for c in clips])
+        )
     if before_commit is not None:
         before_commit()  # as late as can be: right before the one write that commits
     output.write_table(index_rel, index)
