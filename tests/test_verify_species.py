@@ -42,7 +42,7 @@ def test_scientific_names_match_exactly_and_a_mapping_overrides_or_fills_in(tmp_
     assert species.target("other") is None
     assert species.unverifiable == ("blank", "nosuch")
     line = describe_unverifiable(species)
-    assert "2 classes" in line and "blank, nosuch" in line
+    assert "2 classes have no BirdNET label" in line and "blank, nosuch" in line
     assert describe_unverifiable(resolve_species({"woothr": "Hylocichla mustelina"}, LABELS)) is None
 
 
@@ -58,3 +58,22 @@ def test_a_bad_mapping_file_is_named_with_its_row(tmp_path):
         resolve_species({"woothr": None}, LABELS, {"woothr": "Hylocichla mustelinus"}, "map.csv")
     with pytest.raises(MappingError, match="file not found"):
         read_mapping(tmp_path / "absent.csv")
+
+
+def test_plan_names_the_classes_birdnet_cannot_check(tmp_path):
+    from typer.testing import CliRunner
+
+    from birdgen_ray.cli import app
+    from tests.example_data import ExampleClass, write_counts
+
+    counts = write_counts(
+        tmp_path / "counts.csv",
+        [
+            ExampleClass("woothr", 3, scientific_name="Hylocichla mustelina", common_name="Wood Thrush"),
+            ExampleClass("gptoad", 2, "Amphibia", scientific_name="Anaxyrus cognatus", common_name="Toad"),
+            ExampleClass("fakbrd", 1, scientific_name="Nonexistens fictus", common_name="Fake"),
+        ],
+    )
+    result = CliRunner().invoke(app, ["plan", str(counts), "--target", "4", "-o", str(tmp_path / "plan.parquet")])
+    assert result.exit_code == 0, result.output
+    assert "species verification: 1 class has no BirdNET label and is unverifiable: fakbrd" in result.output

@@ -163,3 +163,17 @@ def plan_cmd(
     with writing_to(report_files, within=report_dir):
         write_report(classes, result.allocations, report_dir, out.stem, target)
     console.print(f"wrote {out} ({result.table.num_rows} clips); report: {report_files}")
+    _name_unverifiable(result.table, console)
+
+
+def _name_unverifiable(plan, console) -> None:
+    """Classes the species verifier (submit --verify birdnet) cannot check; silent without the extra."""
+    from birdgen_ray.verify.birdnet import MissingExtra, birdnet_labels
+    from birdgen_ray.verify.species import describe_unverifiable, plan_species
+
+    try:
+        line = describe_unverifiable(plan_species(plan, birdnet_labels()))
+    except MissingExtra:
+        return
+    if line:
+        console.print(f"species verification: {line}", highlight=False)

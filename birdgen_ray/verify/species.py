@@ -92,8 +92,10 @@ def describe_unverifiable(species: SpeciesMap, limit: int = 10) -> str | None:
         return None
     names = ", ".join(species.unverifiable[:limit])
     more = f" and {len(species.unverifiable) - limit} more" if len(species.unverifiable) > limit else ""
+    count = len(species.unverifiable)
+    verb = "class has no BirdNET label and is" if count == 1 else "classes have no BirdNET label and are"
     return (
-        f"{len(species.unverifiable)} classes have no BirdNET label and are unverifiable: {names}{more} "
+        f"{count} {verb} unverifiable: {names}{more} "
         "(add them to a label,birdnet_label mapping file with --species-map)"
     )
 
