@@ -127,7 +127,17 @@ def test_verify_out_writes_each_sidecar_once_and_a_kill_halfway_loses_and_duplic
     assert {v for t in tables for v in t["verifier"].to_pylist()} == {"birdnet-2.4-fp32"}
     assert all(0.0 <= c <= 1.0 for t in tables for c in t["species_top1_confidence"].to_pylist())
 
-    # 4. a rerun adds nothing
+    # 4. the report reads the sidecars; summary.json names the verifier and its licence
+    from birdgen_ray.io.storage import Output
+    from birdgen_ray.report.collect import collect
+
+    species = collect(Output(str(out)), per_class=0).species
+    assert species.clips == index.num_rows and species.verifiers == ["birdnet-2.4-fp32"]
+    assert sum(g.clips for g in species.per_class) == index.num_rows
+    record = json.loads((out / "summary.json").read_text())["species_verification"]
+    assert "CC BY-NC-SA 4.0" in record["verifier_licence"] and record["verifier"] == "birdnet-2.4-fp32"
+
+    # 5. a rerun adds nothing
     again = CliRunner().invoke(app, ["verify", str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["verified"] == 0

@@ -70,6 +70,23 @@ def test_every_tiny_clip_fails_the_species_rule_is_redone_and_ends_fail_species(
     stages = summary["stage_seconds"]
     assert stages["species"] > 0 and "species_wait" in stages
 
+    # the report: pass rates per class and taxon, the confidence distribution, what BirdNET heard instead
+    from birdgen_ray.report.build import ReportConfig, build_report
+    from birdgen_ray.report.collect import collect
+
+    species = collect(output, per_class=0).species
+    assert species.threshold == 0.5 and species.threshold_source == "the run's --min-species-confidence"
+    by_class = {g.name: g for g in species.per_class}
+    assert (by_class["amered"].clips, by_class["amered"].passed, by_class["nosuch"].verified) == (2, 0, 0)
+    assert [(g.name, g.clips, g.passed) for g in species.per_taxon] == [("Aves", 6, 0)]
+    assert sorted(species.confidences) == sorted(r["species_confidence"] for r in index if r["label"] != "nosuch")
+    tops = {(r["label"], r["species_top1"]) for r in index if r["label"] != "nosuch"}
+    assert {(label, heard) for label, heard, _ in species.confusions} == tops
+    assert sum(n for *_, n in species.confusions) == 4
+    page = build_report(run.out, tmp_path / "report", ReportConfig(per_class=1)).read_text()
+    assert "Species (BirdNET)" in page and "CC BY-NC-SA 4.0" in page and "Pass rate per taxon" in page
+    assert (tmp_path / "report" / "img" / "_species.png").stat().st_size > 1000
+
 
 def test_rank_by_species_keeps_the_take_birdnet_likes_best():
     from birdgen_ray.generate.species import rank_key

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from birdgen_ray.config import GenerationConfig
-from birdgen_ray.verify.birdnet import BirdNet, birdnet_labels
+from birdgen_ray.verify.birdnet import WINDOW_SAMPLES, BirdNet, birdnet_labels
 from birdgen_ray.verify.score import ClipScore, score_clips, verifier_id
 
 
@@ -41,8 +41,11 @@ class SpeciesVerifier:
         self.threads = max(1, int(threads))
         self.batch_size = batch_size
         self._models: queue.Queue[BirdNet] = queue.Queue()
+        silence = np.zeros((batch_size, WINDOW_SAMPLES), np.float32)
         for _ in range(self.threads):
-            self._models.put(BirdNet(num_threads=1))
+            model = BirdNet(num_threads=1)
+            model.infer(silence)  # allocate at the batch size now (seconds), not inside the first shard
+            self._models.put(model)
         self.verifier = verifier_id(self._models.queue[0])
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="birdnet")
         self.busy_seconds = 0.0  # thread time spent scoring (summed over threads)

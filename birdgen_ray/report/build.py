@@ -76,6 +76,9 @@ def _charts(data: ReportData, dest: Path) -> dict[str, str | None]:
     charts.balance_chart(data.classes, dest / paths["balance"], data.real_known)
     charts.metric_histograms(data.metrics, data.thresholds, dest / paths["metrics"])
     charts.verdict_chart(dict(data.verdicts), dest / paths["verdicts"])
+    if data.species is not None:
+        paths["species"] = f"{IMG_DIR}/_species.png"
+        charts.species_histogram(data.species.confidences, data.species.threshold, dest / paths["species"])
     stages = (data.summary or {}).get("stage_seconds") or {}
     if stages:
         charts.stage_chart(stages, dest / paths["stages"])

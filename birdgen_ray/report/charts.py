@@ -71,6 +71,20 @@ def metric_histograms(values: dict[str, list[float]], thresholds: dict[str, floa
     return _save(fig, path)
 
 
+def species_histogram(confidences: list[float], threshold: float, path: Path) -> Path:
+    """Distribution of the target species' BirdNET confidence; a dashed line at the pass threshold."""
+    fig = Figure(figsize=(4.8, 2.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.hist(confidences, bins=20, range=(0.0, 1.0), color=SYNTHETIC)
+    ax.axvline(threshold, color=FAILED, linestyle="--", linewidth=1, label=f"pass >= {threshold:g}")
+    ax.legend(fontsize=7)
+    ax.set_title("species confidence (BirdNET v2.4, max over 3 s windows)", fontsize=9)
+    ax.set_xlabel("confidence", fontsize=8)
+    ax.set_ylabel("clips", fontsize=8)
+    ax.tick_params(labelsize=7)
+    return _save(fig, path)
+
+
 def verdict_chart(counts: dict[str, int], path: Path) -> Path:
     """Clips per gate verdict: 'pass' and each failure reason (a clip can fail for several)."""
     names = sorted(counts, key=lambda n: (n != "pass", n))

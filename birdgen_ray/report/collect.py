@@ -17,6 +17,7 @@ from birdgen_ray.index.schema import METRIC_COLUMNS
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import SUMMARY_FILE
 from birdgen_ray.io.storage import Output
+from birdgen_ray.report.species import SpeciesReport, collect_species
 
 # Index metric column -> the GenerationConfig.quality field that gates it.
 GATE_FIELDS = {
@@ -59,6 +60,7 @@ class ReportData:
     settings: dict  # GenerationConfig of the run (first row), {} if unreadable
     summary: dict | None  # summary.json of the last run
     status: dict | None  # planned / done / failed / pending
+    species: SpeciesReport | None = None  # BirdNET's verdicts (submit --verify or verify OUT); None: not verified
 
 
 def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str] | None = None) -> ReportData:
@@ -123,6 +125,7 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
         # the last run that generated clips: a no-op rerun must not show 0 clips/s
         summary=productive_run(output.read_json(SUMMARY_FILE)) if output.exists(SUMMARY_FILE) else None,
         status=_status(output),
+        species=collect_species(output, index, settings),
     )
 
 

@@ -95,6 +95,9 @@ class ShardWorker:
         self.generator = build_generator(run)
         # Only a generator that brought torch in needs its thread count; importing torch just for
         # this would add seconds to every (re)started actor of the null generator.
+        if cpu_threads and run.generation.verifier:  # a CPU actor's cores are shared with the BirdNET threads:
+            # torch's OpenMP threads spin-wait, and one core taken from them slows every model call down
+            cpu_threads = max(1, cpu_threads - run.engine.verifier_threads_for(gpu=False))
         if cpu_threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(cpu_threads)
         self._generator_lock = threading.Lock()

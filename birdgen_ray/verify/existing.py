@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from birdgen_ray.io.audio import decode_wav
-from birdgen_ray.io.layout import committed_shard_ids, shard_paths, species_path
+from birdgen_ray.io.layout import SUMMARY_FILE, committed_shard_ids, shard_paths, species_path
 from birdgen_ray.io.storage import Output
 
 DELAY_ENV = "BIRDGEN_VERIFY_DELAY_S"
@@ -73,7 +73,12 @@ def verify_shard(config: VerifyOutputConfig, shard_id: str) -> dict:
     if delay:
         time.sleep(delay)
     output.write_table(species_path(shard_id), table)
-    return {"shard_id": shard_id, "clips": len(rows), "unverifiable": sorted(set(species.unverifiable))}
+    return {
+        "shard_id": shard_id,
+        "clips": len(rows),
+        "unverifiable": sorted(set(species.unverifiable)),
+        "verifier": verifier_id(model),
+    }
 
 
 def verify_output(config: VerifyOutputConfig) -> dict:
@@ -93,10 +98,20 @@ def verify_output(config: VerifyOutputConfig) -> dict:
     pending = [task.remote(config, shard_id) for shard_id in todo]
     unverifiable: set[str] = set()
     # 3. collect as they finish (a failed task raises here; finished sidecars stay)
+    verifier = ""
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)
         result = ray.get(finished[0])
         summary["verified"] += 1
         summary["clips"] += result["clips"]
+        verifier = result["verifier"]
         unverifiable.update(result["unverifiable"])
-    return {**summary, "unverifiable": sorted(unverifiable)}
+    summary = {**summary, "unverifiable": sorted(unverifiable)}
+    # 4. the output's summary says which verifier scored it, under which licence
+    if output.exists(SUMMARY_FILE):
+        from birdgen_ray.verify.birdnet import LICENCE
+
+        record = output.read_json(SUMMARY_FILE)
+        record["species_verification"] = {**summary, "verifier": verifier, "verifier_licence": LICENCE}
+        output.write_json(SUMMARY_FILE, record)
+    return summary

@@ -1,0 +1,121 @@
+"""The report's species section: what BirdNET says about the clips, per class and per taxon.
+
+Species columns come from the index (a `submit --verify` run) or, for clips made without it, from
+`verify OUT`'s sidecars. A clip passes when its target species' confidence reaches the run's
+`min_species_confidence` (or 0.5, BirdNET's usual cut-off, when the run set none); a clip of a class
+with no BirdNET label is unverifiable and never counts as passed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from birdgen_ray.io.layout import SHARDS_DIR, committed_shard_ids, species_path
+from birdgen_ray.io.storage import Output, read_parquet
+from birdgen_ray.verify.birdnet import LICENCE
+from birdgen_ray.verify.columns import SPECIES_COLUMNS
+
+DEFAULT_PASS = 0.5
+CONFUSIONS_SHOWN = 20
+
+
+@dataclass
+class SpeciesGroup:
+    name: str
+    clips: int = 0
+    verified: int = 0  # clips with a confidence (their class has a BirdNET label)
+    passed: int = 0
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.clips if self.clips else None
+
+
+@dataclass
+class SpeciesReport:
+    threshold: float
+    threshold_source: str  # "the run's --min-species-confidence" or "default"
+    verifiers: list[str]
+    clips: int
+    passed: int
+    unverifiable: int
+    per_class: list[SpeciesGroup] = field(default_factory=list)
+    per_taxon: list[SpeciesGroup] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)  # every verified clip's species confidence
+    confusions: list[tuple[str, str, int]] = field(default_factory=list)  # (label, heard top-1, clips)
+    licence: str = LICENCE
+
+
+def species_columns(output: Output, index: pa.Table) -> pa.Table | None:
+    """clip_id, label, taxon_class + species columns, sidecar values filling in what the index lacks."""
+    have = [c for c in ("clip_id", "label", "taxon_class", *SPECIES_COLUMNS) if c in index.column_names]
+    table = index.select(have)
+    sidecars = _sidecars(output)
+    if sidecars is not None:
+        table = table.join(sidecars, "clip_id", join_type="left outer", right_suffix="__sidecar")
+        for name in SPECIES_COLUMNS:
+            side = table[f"{name}__sidecar"]
+            if name in table.column_names:  # the index's own value wins where the run verified
+                own = table[name]
+                verified = pc.and_(pc.is_valid(table["verifier"]), pc.not_equal(table["verifier"], ""))
+                side = pc.if_else(pc.fill_null(verified, False), own, side)
+                table = table.drop_columns([name])
+            table = table.drop_columns([f"{name}__sidecar"]).append_column(name, side)
+    if "verifier" not in table.column_names:
+        return None
+    verified = pc.fill_null(pc.not_equal(table["verifier"], ""), False)
+    table = table.filter(verified)
+    return table if table.num_rows else None
+
+
+def _sidecars(output: Output) -> pa.Table | None:
+    names = set(output.list(SHARDS_DIR))
+    wanted = [species_path(s) for s in committed_shard_ids(output) if species_path(s).split("/", 1)[1] in names]
+    blobs = output.read_many(wanted)
+    tables = [read_parquet(data).select(["clip_id", *SPECIES_COLUMNS]) for data in blobs.values()]
+    return pa.concat_tables(tables) if tables else None
+
+
+def collect_species(output: Output, index: pa.Table, settings: dict) -> SpeciesReport | None:
+    """None when no clip of the output was verified."""
+    table = species_columns(output, index)
+    if table is None:
+        return None
+    run_threshold = (settings.get("quality") or {}).get("min_species_confidence")
+    threshold = DEFAULT_PASS if run_threshold is None else float(run_threshold)
+    rows = table.to_pydict()
+    taxa = rows.get("taxon_class") or [""] * table.num_rows
+    per_class: dict[str, SpeciesGroup] = {}
+    per_taxon: dict[str, SpeciesGroup] = {}
+    confusions: Counter = Counter()
+    confidences = []
+    for label, taxon, confidence, top1 in zip(rows["label"], taxa, rows["species_confidence"], rows["species_top1"]):
+        ok = confidence is not None and not math.isnan(confidence)
+        passed = ok and confidence >= threshold
+        class_group = per_class.setdefault(label, SpeciesGroup(label))
+        taxon_group = per_taxon.setdefault(taxon or "?", SpeciesGroup(taxon or "?"))
+        for group in (class_group, taxon_group):
+            group.clips += 1
+            group.verified += int(ok)
+            group.passed += int(passed)
+        if ok:
+            confidences.append(float(confidence))
+            if not passed:
+                confusions[(label, top1)] += 1
+    return SpeciesReport(
+        threshold=threshold,
+        threshold_source="the run's --min-species-confidence" if run_threshold is not None else "default",
+        verifiers=sorted(set(rows["verifier"])),
+        clips=table.num_rows,
+        passed=sum(g.passed for g in per_class.values()),
+        unverifiable=sum(g.clips - g.verified for g in per_class.values()),
+        per_class=sorted(per_class.values(), key=lambda g: g.name),
+        per_taxon=sorted(per_taxon.values(), key=lambda g: g.name),
+        confidences=confidences,
+        confusions=[(label, heard, n) for (label, heard), n in confusions.most_common(CONFUSIONS_SHOWN)],
+    )
