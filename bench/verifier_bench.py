@@ -4,8 +4,7 @@
    batch size (3 s windows per call; a 5 s clip is two windows), after one warm-up call per size.
 2. A tiny-model submit of the same plan without and with `--verify birdnet`, in one process and one
    local Ray, alternating (medians of the rounds): wall time, clips/s, the verifier threads' busy time
-   (`species`) and the
-   time the generator waited for them (`species_wait`; on a GPU actor that is the GPU idling).
+   (`species`) and the time the generator waited for them (`species_wait`; on a GPU actor, the GPU idling).
 
     PYTHONPATH=. python bench/verifier_bench.py --json bench/results/verifier-cpu-DATE.json
 """

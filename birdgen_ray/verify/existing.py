@@ -3,7 +3,9 @@
 One task per shard: it reads the shard's index and tar, scores every clip with BirdNET and writes
 `shards/<id>.species.parquet` (species columns + embedding) in one atomic write. A shard whose
 sidecar exists is done, so a rerun scores only what is missing and a run killed at any point loses
-nothing and writes nothing twice. The caller holds the output's lock (one writer at a time).
+nothing and writes nothing twice. The caller holds the output's lock (one writer at a time). A task
+of a killed run may still finish after its driver died: its write is atomic and the same bytes a
+rerun would write, so a shard still ends up with exactly one sidecar, each clip in it once.
 
 Test hook: BIRDGEN_VERIFY_DELAY_S=<seconds> sleeps that long before each sidecar write.
 """
@@ -89,16 +91,16 @@ def verify_output(config: VerifyOutputConfig) -> dict:
     output = Output(config.out, config.storage_options)
     todo, done = shards_to_verify(output)
     summary = {"shards": len(todo) + len(done), "already_verified": len(done), "verified": 0, "clips": 0}
-    if not todo:
-        return {**summary, "unverifiable": []}
     # 2. one CPU task per shard, as many CPUs as BirdNET threads
-    if not ray.is_initialized():
-        ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    task = ray.remote(num_cpus=config.threads_per_task, max_retries=2)(verify_shard)
-    pending = [task.remote(config, shard_id) for shard_id in todo]
+    pending = []
+    if todo:
+        if not ray.is_initialized():
+            ray.init(address=config.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        task = ray.remote(num_cpus=config.threads_per_task, max_retries=2)(verify_shard)
+        pending = [task.remote(config, shard_id) for shard_id in todo]
     unverifiable: set[str] = set()
     # 3. collect as they finish (a failed task raises here; finished sidecars stay)
-    verifier = ""
+    verifier = _recorded_verifier(output, done)
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)
         result = ray.get(finished[0])
@@ -115,3 +117,11 @@ def verify_output(config: VerifyOutputConfig) -> dict:
         record["species_verification"] = {**summary, "verifier": verifier, "verifier_licence": LICENCE}
         output.write_json(SUMMARY_FILE, record)
     return summary
+
+
+def _recorded_verifier(output: Output, done: list[str]) -> str:
+    """The verifier named in an existing sidecar ("" when there is none yet)."""
+    if not done:
+        return ""
+    verifiers = output.read_table(species_path(done[0])).column("verifier").to_pylist()
+    return verifiers[0] if verifiers else ""
