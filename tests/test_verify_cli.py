@@ -59,7 +59,15 @@ def test_an_unknown_species_or_unreadable_file_is_one_error_line(tmp_path):
     assert result.exit_code == 2 and "either OUT or --audio" in result.output
 
 
-def test_without_the_extra_the_command_says_how_to_install_it_and_exits_2():
+@pytest.mark.parametrize("command", ["verify", "submit"])
+def test_without_the_extra_the_command_says_how_to_install_it_and_exits_2(tmp_path, command):
+    from tests.plans import plan_table, write_plan
+
+    plan = write_plan(tmp_path / "plan.parquet", plan_table(2))
+    argv = {
+        "verify": ["verify", "--audio", str(BIRDS)],
+        "submit": ["submit", plan, "--out", str(tmp_path / "out"), "--model", "tiny", "--verify", "birdnet"],
+    }[command]
     code = textwrap.dedent(
         f"""
         import sys
@@ -69,7 +77,7 @@ def test_without_the_extra_the_command_says_how_to_install_it_and_exits_2():
                     raise ModuleNotFoundError(f"No module named {{name!r}}")
         sys.meta_path.insert(0, Block())
         from birdgen_ray.cli import app
-        sys.argv = ["birdgen-ray", "verify", "--audio", {str(BIRDS)!r}]
+        sys.argv = ["birdgen-ray", *{argv!r}]
         app()
         """
     )
@@ -77,6 +85,7 @@ def test_without_the_extra_the_command_says_how_to_install_it_and_exits_2():
     assert result.returncode == 2, result.stderr
     assert "install birdgen-ray[birdnet]" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def _sidecars(out) -> dict[str, float]:
