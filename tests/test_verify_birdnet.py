@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path  # noqa: F401
+from pathlib import Path
 
 import numpy as np
 import pytest
