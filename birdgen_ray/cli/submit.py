@@ -203,7 +203,13 @@ def submit_cmd(
         with writing_to(out):
             summary = submit(run)
     except (
-        PlanError, OutputLocked, SettingsMismatch, ActorStartFailed, PlacementTimeout, MissingExtra, ValueError
+        PlanError,
+        OutputLocked,
+        SettingsMismatch,
+        ActorStartFailed,
+        PlacementTimeout,
+        MissingExtra,
+        ValueError,
     ) as exc:
         raise fail(str(exc)) from None
     except Stopped as exc:  # `ray job stop`, a pod being terminated

@@ -30,7 +30,7 @@ def verify_cmd(
     batch_size: int = typer.Option(4, min=1, help="3 s windows per BirdNET call."),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     storage_options: Optional[str] = storage_options_option(),
-    break_lock: bool = typer.Option(False, help="Take over the lock of a run that died."),
+    break_lock: bool = typer.Option(False, help="Take over the lease of a run that still looks alive."),
 ) -> None:
     """Check clips with BirdNET v2.4 (model licence: CC BY-NC-SA 4.0; needs birdgen-ray[birdnet]).
 
@@ -124,7 +124,7 @@ def _print_table(result: dict) -> None:
 def _verify_output(out, species_map, as_json, threads, batch_size, address, storage_options, break_lock) -> None:
     from birdgen_ray.index.reader import as_output
     from birdgen_ray.io.layout import committed_shard_ids
-    from birdgen_ray.schedule.lock import OutputLock, OutputLocked
+    from birdgen_ray.schedule.lease import OutputLease, OutputLocked
     from birdgen_ray.verify.birdnet import birdnet_labels
     from birdgen_ray.verify.existing import VerifyOutputConfig, verify_output
     from birdgen_ray.verify.species import MappingError, read_mapping, resolve_species
@@ -146,7 +146,7 @@ def _verify_output(out, species_map, as_json, threads, batch_size, address, stor
         address=address,
     )
     try:
-        with writing_to(out), OutputLock(output, break_lock):
+        with writing_to(out), OutputLease(output, break_lock):
             summary = verify_output(config)
     except OutputLocked as exc:
         raise fail(str(exc)) from None
