@@ -57,6 +57,8 @@ class GenerationConfig:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     verifier: str | None = None  # "birdnet": score every take's species (CPU threads beside the model)
     rank_by: str = "clap"  # with candidates_per_clip > 1: keep the take closest to its prompt, or its species
+    # a clip kept as fail:species after the retries is stored without its audio (index row and embedding stay)
+    drop_species_failures: bool = False
     # label -> BirdNET label, resolved per run from the plan's scientific names and --species-map. Not in
     # the settings JSON or fingerprint: a plan that adds classes adds labels, and must still resume.
     species_labels: dict = field(default_factory=dict, compare=False)
@@ -78,8 +80,11 @@ class GenerationConfig:
             raise ValueError(f"verifier must be one of {VERIFIERS}, got {self.verifier!r}")
         if self.rank_by not in RANK_BY:
             raise ValueError(f"rank_by must be one of {RANK_BY}, got {self.rank_by!r}")
-        if self.verifier is None and (self.rank_by == "species" or self.quality.min_species_confidence is not None):
-            raise ValueError("--rank-by species and --min-species-confidence need a verifier (--verify birdnet)")
+        species_options = self.rank_by == "species" or self.drop_species_failures
+        if self.verifier is None and (species_options or self.quality.min_species_confidence is not None):
+            raise ValueError(
+                "--rank-by species, --min-species-confidence and --drop-species-failures need --verify birdnet"
+            )
 
     def to_json(self) -> str:
         """The settings as JSON. Options added later are left out while they are off, so an output
@@ -103,7 +108,7 @@ class GenerationConfig:
         return cls(**data)
 
 
-_ADDED_OFF = {"verifier": None, "rank_by": "clap"}  # fields added with the verifier
+_ADDED_OFF = {"verifier": None, "rank_by": "clap", "drop_species_failures": False}  # fields added with the verifier
 
 
 @dataclass(frozen=True)

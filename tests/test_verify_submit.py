@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -102,3 +103,40 @@ def test_rank_by_species_keeps_the_take_birdnet_likes_best():
     unverifiable = [(0.3, take(float("nan"))), (0.6, take(float("nan")))]
     assert max(unverifiable, key=lambda t: rank_key("species", *t)) == unverifiable[1]
     assert SpeciesMap().target("any") is None
+
+
+def test_drop_species_failures_stores_no_audio_for_them_and_every_reader_skips_them(ray_local, tmp_path):
+    import tarfile
+
+    import pytest
+
+    from birdgen_ray.index.dataset import training_rows
+    from birdgen_ray.index.reader import read_clip
+
+    run = RunConfig(
+        plan_path=write_plan(tmp_path / "plan.parquet", _plan(3)),  # amered, woothr, nosuch (unverifiable)
+        out=str(tmp_path / "out"),
+        generation=GenerationConfig(
+            model="tiny",
+            num_inference_steps=2,
+            verifier="birdnet",
+            drop_species_failures=True,
+            quality=QualityThresholds(min_species_confidence=0.5, max_retries=0),
+        ),
+        engine=EngineConfig(batch_size=3, verifier_threads=1),
+        num_actors=1,
+        gpus_per_actor=0,
+        shard_size=3,
+        progress=False,
+    )
+    assert submit(run)["status"] == "complete"
+    rows = {r["label"]: r for r in open_index(run.out).to_pylist()}
+    for label in ("amered", "woothr"):
+        assert rows[label]["verdict"] == "fail:species" and rows[label]["size"] == 0 and rows[label]["member"] == ""
+        with pytest.raises(ValueError, match="has no audio: it failed the species check"):
+            read_clip(run.out, rows[label]["clip_id"])
+    assert rows["nosuch"]["size"] > 0 and read_clip(run.out, rows["nosuch"]["clip_id"])[0].size > 0
+    with tarfile.open(Path(run.out) / rows["nosuch"]["shard"]) as tar:
+        assert tar.getnames() == [f"{rows['nosuch']['clip_id']}.wav", f"{rows['nosuch']['clip_id']}.json"]
+    assert [r["label"] for r in training_rows(run.out, include_failed=True)] == ["nosuch"]
+    assert len(open_embeddings(run.out)) == 3  # the verifier's view of a dropped clip is kept

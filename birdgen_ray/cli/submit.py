@@ -91,6 +91,12 @@ def submit_cmd(
     species_map: Optional[str] = typer.Option(
         None, "--species-map", help="CSV label,birdnet_label: overrides or fills in scientific-name matches."
     ),
+    drop_species_failures: bool = typer.Option(
+        False,
+        "--drop-species-failures",
+        help="Store no audio for clips still fail:species after the retries (their index row, verdict and "
+        "embedding stay; readers, export and the report skip them).",
+    ),
     verifier_threads: Optional[int] = typer.Option(
         None, min=1, help="BirdNET threads per actor \\[default: 6 on a GPU actor, 1 on a CPU actor]."
     ),
@@ -182,6 +188,7 @@ def submit_cmd(
                 ),
                 verifier=verify.value if verify else None,
                 rank_by=rank_by.value,
+                drop_species_failures=drop_species_failures,
             ),
             engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet, verifier_threads=verifier_threads),
             species_map=species_map,

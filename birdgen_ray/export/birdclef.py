@@ -26,6 +26,7 @@ from typing import Any
 
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
+from birdgen_ray.io.layout import has_audio
 from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.schema import UNSAFE_LABEL
@@ -114,6 +115,7 @@ def export_birdclef(
     rows = sorted(index.to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
     _check_labels(rows, output.uri)
     kept = rows if config.include_failed else [r for r in rows if r["verdict"] == "pass"]
+    kept = [r for r in kept if has_audio(r)]  # fail:species clips left out by --drop-species-failures
     if not kept:  # a training job fed from a header-only CSV would quietly get no synthetic data
         reason = f": all {len(rows)} selected clips failed the quality gate (see --include-failed)" if rows else ""
         raise NothingToExport(f"nothing to export from {output.uri}{reason}; nothing was written")

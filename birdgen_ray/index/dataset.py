@@ -18,6 +18,7 @@ import torch
 
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import decode_wav, fit_length, resample
+from birdgen_ray.io.layout import has_audio
 from birdgen_ray.io.storage import Output
 
 # Index columns a training row keeps: enough to filter by label/verdict and read the clip.
@@ -38,6 +39,7 @@ def training_rows(
     rows = index.to_pylist()
     if not include_failed:
         rows = [r for r in rows if r["verdict"] == "pass"]
+    rows = [r for r in rows if has_audio(r)]  # fail:species clips left out by --drop-species-failures
     return sorted(rows, key=lambda r: (r["shard"], r["offset"]))
 
 

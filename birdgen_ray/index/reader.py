@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdgen_ray.io.audio import decode_wav
-from birdgen_ray.io.layout import INDEX_FILE, committed_shard_ids, shard_paths
+from birdgen_ray.io.layout import INDEX_FILE, committed_shard_ids, has_audio, shard_paths
 from birdgen_ray.io.storage import Output, read_parquet
 
 
@@ -113,6 +113,11 @@ def select_labels(index: pa.Table, labels: Iterable[str], uri: str) -> pa.Table:
 
 def read_clip_bytes(out: str | Output, row: dict, storage_options: dict[str, Any] | None = None) -> bytes:
     """The WAV bytes of one clip, located by its index row alone (one ranged read)."""
+    if not has_audio(row):
+        raise ValueError(
+            f"clip {row.get('clip_id')} has no audio: it failed the species check ({row.get('verdict')}) in a run "
+            "with --drop-species-failures"
+        )
     return as_output(out, storage_options).read_range(row["shard"], int(row["offset"]), int(row["size"]))
 
 

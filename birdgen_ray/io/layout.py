@@ -47,6 +47,11 @@ SPECIES_SUFFIX = ".species.parquet"
 SIDECAR_SUFFIXES = (EMBEDDINGS_SUFFIX, SPECIES_SUFFIX)
 
 
+def has_audio(row: dict) -> bool:
+    """False for a clip stored without its audio (a fail:species clip of a --drop-species-failures run)."""
+    return int(row.get("size") or 0) > 0
+
+
 def shard_paths(shard_id: str) -> tuple[str, str]:
     """(tar, index) paths of a shard, relative to the output root; the tar's is the index's `shard`."""
     return f"{SHARDS_DIR}/{shard_id}.tar", f"{SHARDS_DIR}/{shard_id}.parquet"

@@ -74,6 +74,7 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
     index = index.sort_by([("label", "ascending"), ("clip_id", "ascending")])
     label_column = index["label"].to_pylist()
     verdict_column = index["verdict"].to_pylist()
+    size_column = index["size"].to_pylist()
     real_known = "real_count" in index.column_names and index["real_count"].null_count == 0
 
     classes = []
@@ -81,7 +82,8 @@ def collect(output: Output, per_class: int = 4, seed: int = 0, labels: list[str]
         first = index.slice(start, 1).to_pylist()[0]
         passed = sum(1 for v in verdict_column[start:end] if v == "pass")
         rng = random.Random(f"{seed}:{label}")  # str seeds are stable across runs and machines
-        picked = sorted(rng.sample(range(start, end), min(per_class, end - start)))
+        playable = [i for i, size in zip(range(start, end), size_column[start:end]) if size]  # audio stored
+        picked = sorted(rng.sample(playable, min(per_class, len(playable))))
         classes.append(
             ClassSummary(
                 label=label,

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from birdgen_ray.config import GenerationConfig
+from birdgen_ray.generate.quality import SPECIES
 from birdgen_ray.generate.types import GeneratedClip
 from birdgen_ray.index.schema import INDEX_SCHEMA, REFERENCE_SHA256
 from birdgen_ray.io.audio import encode_wav
@@ -37,13 +38,25 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]
     return tar.offset - padded, info.size
 
 
-def pack_shard(plan_slice: pa.Table, clips: Sequence[GeneratedClip]) -> tuple[bytes, list[tuple[str, int, int]]]:
+def _left_out(clip: GeneratedClip, generation: GenerationConfig | None) -> bool:
+    """A fail:species clip of a --drop-species-failures run: its index row stays, its audio does not."""
+    if generation is None or not generation.drop_species_failures or not clip.verdict.startswith("fail:"):
+        return False
+    return SPECIES in clip.verdict.split(":", 1)[1].split(",")
+
+
+def pack_shard(
+    plan_slice: pa.Table, clips: Sequence[GeneratedClip], generation: GenerationConfig | None = None
+) -> tuple[bytes, list[tuple[str, int, int]]]:
     """Tar bytes with `<clip_id>.wav` and `<clip_id>.json` per clip; returns (bytes, [(member, offset, size)])."""
     buf = io.BytesIO()
     locations = []
     rows = plan_slice.select(["label", "prompt", "seed"]).to_pylist()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for clip, row in zip(clips, rows):
+            if _left_out(clip, generation):
+                locations.append(("", -1, 0))  # no audio: readers skip rows with size 0 (io/layout.has_audio)
+                continue
             member = f"{clip.clip_id}.wav"
             offset, size = _add_member(tar, member, encode_wav(clip.audio, clip.sample_rate))
             locations.append((member, offset, size))
@@ -74,7 +87,7 @@ def index_table(
         offset=[loc[1] for loc in locations],
         size=[loc[2] for loc in locations],
         sample_rate=[c.sample_rate for c in clips],
-        num_samples=[len(c.audio) for c in clips],
+        num_samples=[len(c.audio) if loc[2] else 0 for c, loc in zip(clips, locations)],
         source_sample_rate=[c.source_sample_rate for c in clips],
         bandwidth_hz=[c.bandwidth_hz for c in clips],
         model_id=[model_id] * n,
@@ -140,7 +153,7 @@ def commit_shard(
     garbage under the commit rule): the actor's check that its run still holds the output's lock.
     """
     tar_rel, index_rel = shard_paths(shard_id)
-    data, locations = pack_shard(plan_slice, clips)
+    data, locations = pack_shard(plan_slice, clips, generation)
     index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id)
     output.write_bytes(tar_rel, data)
     if any(c.embedding is not None for c in clips):
