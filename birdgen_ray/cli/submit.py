@@ -72,7 +72,7 @@ def submit_cmd(
         None,
         "--verify",
         help="Score every take's species with BirdNET v2.4 on CPU threads beside the model (needs "
-        "birdgen-ray[birdnet]; model licence CC BY-NC-SA 4.0) \\[default: off].",
+        "birdgen-ray\\[birdnet]; model licence CC BY-NC-SA 4.0) \\[default: off].",
     ),
     min_species_confidence: Optional[float] = typer.Option(
         None,
