@@ -162,3 +162,29 @@ def test_metrics_equal_scikit_learn_with_ties_and_rare_classes():
                 assert values["roc_auc"][c] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
             if y.sum():
                 assert values["f1"][c] == pytest.approx(f1_score(y, p >= 0.5, zero_division=0.0), abs=1e-12)
+
+
+def test_verified_clips_follow_the_reports_species_rule(tmp_path):
+    """The 'verified' variant takes clips whose own-species confidence reaches the run's threshold."""
+    import json
+
+    import pyarrow as pa
+
+    from birdgen_ray.evaluate.inputs import SyntheticOutput, verified_mask
+
+    settings = json.dumps({"quality": {"min_species_confidence": 0.6}})
+    index = pa.table(
+        {
+            "clip_id": ["a", "b", "c", "d"],
+            "label": ["x", "x", "y", "z"],
+            "settings": [settings] * 4,
+            "species_confidence": pa.array([0.9, 0.59, float("nan"), 0.6], pa.float32()),
+            "species_top1": ["X_x", "W_w", "Y_y", "Z_z"],
+            "species_top1_confidence": pa.array([0.9, 0.8, 0.7, 0.6], pa.float32()),
+            "verifier": ["birdnet-2.4-fp32"] * 4,
+        }
+    )
+    output = SyntheticOutput(name="out", uri=str(tmp_path), index=index)
+    assert verified_mask(output) == [True, False, False, True]  # NaN: unverifiable, never passes
+    unverified = SyntheticOutput(name="out", uri=str(tmp_path), index=index.drop_columns(["verifier"]))
+    assert verified_mask(unverified) is None

@@ -22,7 +22,7 @@ class EvaluateConfig:
     probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe
     match_bandwidth: bool = False  # also evaluate with real audio low-passed to the synthetic's bandwidth
     num_threads: int = 1  # BirdNET interpreter threads
-    batch_size: int = 32  # windows per BirdNET call
+    batch_size: int = 4  # windows per BirdNET call: the fastest on one core, and little memory
     progress: bool = True
     storage_options: dict = field(default_factory=dict)
 

@@ -32,19 +32,32 @@ def count_bin(real_count: int) -> str:
     raise ValueError(f"a class needs at least one real recording, got {real_count}")
 
 
-def per_class(truth: np.ndarray, scores: np.ndarray, threshold: float = 0.5, padding: int = 5) -> dict:
-    """{metric: [classes] float array}, NaN where a class is skipped."""
+def per_class(
+    truth: np.ndarray, scores: np.ndarray, threshold: float = 0.5, padding: int = 5, counted: np.ndarray | None = None
+) -> dict:
+    """{metric: [classes] float array}, NaN where a class is skipped.
+
+    `counted` [recordings, classes] says which recordings count for which class (default: all).
+    """
+    counted = np.ones(truth.shape, bool) if counted is None else counted
+    truth = np.where(counted, truth, 0.0)
     positives = truth.sum(0)
-    negatives = len(truth) - positives
-    ranks = rankdata(scores, axis=0)  # ties share their mean rank, as in the Mann-Whitney form of ROC-AUC
+    negatives = counted.sum(0) - positives
+    # ties share their mean rank, as in the Mann-Whitney form of ROC-AUC; uncounted cells are not ranked
+    ranks = rankdata(np.where(counted, scores, np.nan), axis=0, nan_policy="omit")
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * truth).sum(0) - positives * (positives + 1) / 2) / (positives * negatives)
-        predicted = scores >= threshold
+        auc = (np.nansum(ranks * truth, 0) - positives * (positives + 1) / 2) / (positives * negatives)
+        predicted = (scores >= threshold) & counted
         true_pos = (predicted & (truth > 0)).sum(0)
         f1 = 2 * true_pos / (2 * true_pos + (predicted & (truth == 0)).sum(0) + (positives - true_pos))
-    pad = np.ones((padding, truth.shape[1]))
-    padded_truth, padded_scores = np.concatenate([truth, pad]), np.concatenate([scores, pad])
-    cmap = np.array([average_precision(padded_truth[:, c], padded_scores[:, c]) for c in range(truth.shape[1])])
+    cmap = np.array(
+        [
+            average_precision(
+                np.r_[truth[counted[:, c], c], np.ones(padding)], np.r_[scores[counted[:, c], c], np.ones(padding)]
+            )
+            for c in range(truth.shape[1])
+        ]
+    )
     return {
         "roc_auc": np.where((positives > 0) & (negatives > 0), auc, np.nan),
         "cmap": cmap,
@@ -102,7 +115,12 @@ def _flatten(summary: dict) -> dict[tuple[str, str], float]:
 
 
 def compare(
-    truth: np.ndarray, scores: dict[str, np.ndarray], baseline: str, class_bins: list[str], config: BootstrapConfig
+    truth: np.ndarray,
+    scores: dict[str, np.ndarray],
+    baseline: str,
+    class_bins: list[str],
+    config: BootstrapConfig,
+    counted: np.ndarray | None = None,
 ) -> dict:
     """Every variant's per-class metrics and macro/bin means with 95% intervals, and its paired
     difference from `baseline` with the difference's interval.
@@ -110,7 +128,8 @@ def compare(
     The resamples draw test recordings with replacement (the recording is the independent unit), and
     every variant is scored on the same resamples, so the differences are paired.
     """
-    point = {name: per_class(truth, s, config.threshold, config.padding) for name, s in scores.items()}
+    counted = np.ones(truth.shape, bool) if counted is None else counted
+    point = {name: per_class(truth, s, config.threshold, config.padding, counted) for name, s in scores.items()}
     flat_point = {name: _flatten(summarise(values, class_bins)) for name, values in point.items()}
     keys = list(flat_point[baseline])
     draws = {name: np.full((config.resamples, len(keys)), np.nan) for name in scores}
@@ -118,7 +137,7 @@ def compare(
     for b in range(config.resamples):
         rows = rng.integers(0, len(truth), len(truth))
         for name, s in scores.items():
-            values = per_class(truth[rows], s[rows], config.threshold, config.padding)
+            values = per_class(truth[rows], s[rows], config.threshold, config.padding, counted[rows])
             flat = _flatten(summarise(values, class_bins))
             draws[name][b] = [flat[k] for k in keys]
     result = {}

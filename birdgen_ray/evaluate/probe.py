@@ -26,7 +26,9 @@ def fit_predict(
     """
     targets = (train_labels[:, None] == np.asarray(classes)[None, :]).astype(int)
     scaler = StandardScaler().fit(train_x)  # once, not once per class
-    probe = OneVsRestClassifier(LogisticRegression(C=c, class_weight="balanced", max_iter=1000, random_state=seed))
+    probe = OneVsRestClassifier(
+        LogisticRegression(C=c, class_weight="balanced", solver="liblinear", max_iter=1000, random_state=seed)
+    )
     with warnings.catch_warnings():
         # "Label not present in all training examples": such a column is a constant 0 predictor, by design
         warnings.simplefilter("ignore", UserWarning)
