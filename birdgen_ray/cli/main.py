@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from birdgen_ray.cli import export, outputs, plan, report, submit, verify
+from birdgen_ray.cli import evaluate, export, outputs, plan, report, submit, verify
 
 app = typer.Typer(
     name="birdgen-ray",
@@ -28,3 +28,4 @@ app.command("extract")(outputs.extract_cmd)
 app.command("report")(report.report_cmd)
 app.command("export")(export.export_cmd)
 app.command("verify")(verify.verify_cmd)
+app.command("evaluate")(evaluate.evaluate_cmd)

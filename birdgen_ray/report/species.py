@@ -8,6 +8,7 @@ with no BirdNET label is unverifiable and never counts as passed.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -81,13 +82,36 @@ def _sidecars(output: Output) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
+def pass_threshold(settings: dict) -> tuple[float, float | None]:
+    """(the confidence a clip needs, the run's own --min-species-confidence or None)."""
+    run_threshold = (settings.get("quality") or {}).get("min_species_confidence")
+    return (DEFAULT_PASS if run_threshold is None else float(run_threshold)), run_threshold
+
+
+def species_passed(output: Output, index: pa.Table) -> list[bool] | None:
+    """Per index row: BirdNET heard the clip's own species at the pass threshold (None: nothing verified).
+
+    An unverifiable clip (its class has no BirdNET label) never passes.
+    """
+    table = species_columns(output, index)
+    if table is None:
+        return None
+    settings = json.loads(index["settings"][0].as_py() or "{}") if "settings" in index.column_names else {}
+    threshold, _ = pass_threshold(settings)
+    confidence = dict(zip(table["clip_id"].to_pylist(), table["species_confidence"].to_pylist()))
+    passed = []
+    for clip_id in index["clip_id"].to_pylist():
+        value = confidence.get(clip_id)
+        passed.append(value is not None and not math.isnan(value) and value >= threshold)
+    return passed
+
+
 def collect_species(output: Output, index: pa.Table, settings: dict) -> SpeciesReport | None:
     """None when no clip of the output was verified."""
     table = species_columns(output, index)
     if table is None:
         return None
-    run_threshold = (settings.get("quality") or {}).get("min_species_confidence")
-    threshold = DEFAULT_PASS if run_threshold is None else float(run_threshold)
+    threshold, run_threshold = pass_threshold(settings)
     rows = table.to_pydict()
     taxa = rows.get("taxon_class") or [""] * table.num_rows
     per_class: dict[str, SpeciesGroup] = {}
@@ -96,7 +120,7 @@ def collect_species(output: Output, index: pa.Table, settings: dict) -> SpeciesR
     confidences = []
     for label, taxon, confidence, top1 in zip(rows["label"], taxa, rows["species_confidence"], rows["species_top1"]):
         ok = confidence is not None and not math.isnan(confidence)
-        passed = ok and confidence >= threshold
+        passed = ok and confidence >= threshold  # the rule species_passed applies
         class_group = per_class.setdefault(label, SpeciesGroup(label))
         taxon_group = per_taxon.setdefault(taxon or "?", SpeciesGroup(taxon or "?"))
         for group in (class_group, taxon_group):

@@ -1,0 +1,92 @@
+"""`birdgen-ray evaluate --real REAL --synthetic OUT --out EVAL/`: does the synthetic set help?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
+from birdgen_ray.evaluate.config import RATIOS, EvaluateConfig
+from birdgen_ray.evaluate.pipeline import PAGE_FILE, REAL_ONLY, evaluate
+from birdgen_ray.evaluate.protocol import ProtocolError
+from birdgen_ray.io.audio import AudioReadError
+from birdgen_ray.plan.tables import InputError
+from birdgen_ray.verify.birdnet import MissingExtra
+
+console = line_console()
+
+
+def evaluate_cmd(
+    real: Path = typer.Option(
+        ...,
+        "--real",
+        callback=local_path,
+        help="BirdCLEF folder (train_metadata.csv or train.csv + train_audio/), "
+        "or a CSV/Parquet table with label and path columns (optional group).",
+    ),  # fmt: skip
+    synthetic: List[str] = typer.Option(..., "--synthetic", help="One of our outputs (repeat for more)."),
+    out: Path = typer.Option(
+        ..., "--out", callback=local_path, help="Folder for the cache, evaluation.json, index.html."
+    ),
+    folds: int = typer.Option(5, min=2, help="Cross-validation folds (at most; fewer when the real set is small)."),
+    ratio: Optional[List[float]] = typer.Option(None, help="Ratio sweep: synthetic per class as a multiple of real."),
+    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals."),
+    match_bandwidth: bool = typer.Option(
+        False, help="Also evaluate with real audio low-passed to the synthetic's bandwidth_hz (reports both)."
+    ),
+    seed: int = typer.Option(0, help="Folds, ratio picks, bootstrap and probe."),
+    threads: int = typer.Option(1, min=1, help="BirdNET interpreter threads."),
+    progress: bool = typer.Option(True, help="Progress bars while embedding."),
+    storage_options: Optional[str] = storage_options_option(),
+) -> None:
+    """Train a linear probe on BirdNET embeddings of real recordings only, and of real + synthetic, and
+    compare them on held-out real recordings (grouped CV; see docs/evaluation.md).
+
+    Example: birdgen-ray evaluate --real birdclef/ --synthetic out/ --out eval/   (then open eval/index.html)
+    """
+    if any(r <= 0 for r in ratio or ()):
+        raise fail(f"--ratio must be > 0, got {', '.join(map(str, ratio))}")
+    config = EvaluateConfig(
+        real=str(real), synthetic=tuple(synthetic), out=out, folds=folds, seed=seed,
+        ratios=tuple(ratio) if ratio else RATIOS, bootstrap=bootstrap, match_bandwidth=match_bandwidth,
+        num_threads=threads, progress=progress, storage_options=storage_options or {},
+    )  # fmt: skip
+    try:
+        with writing_to(out):
+            result = evaluate(config)
+    except InputError as exc:
+        raise fail(f"{exc.path}: {'; '.join(exc.problems)}") from None
+    except (ProtocolError, AudioReadError, MissingExtra, FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    print_summary(result)
+    console.print(f"wrote {out / PAGE_FILE} and {out / 'evaluation.json'}", highlight=False)
+
+
+def print_summary(result: dict) -> None:
+    """Per band: macro ROC-AUC of every variant, its difference from real only, and the singleton bin's."""
+    for band, data in result["bands"].items():
+        console.print(f"[bold]{band}[/bold]  macro ROC-AUC (difference from real only; 95% CI) | left-out classes")
+        for name, v in data["variants"].items():
+            macro, rare = v["macro"]["roc_auc"], v["bins"]["1"]["roc_auc"]
+            if name == REAL_ONLY:
+                console.print(f"  {name:<32} {_num(macro['value'])}                        | {_num(rare['value'])}")
+                continue
+            console.print(
+                f"  {name:<32} {_num(macro['value'])} ({_signed(macro['difference'])}; {_ci(macro['difference_ci'])})"
+                f" | {_num(rare['value'])} ({_signed(rare['difference'])})",
+                highlight=False,
+            )
+
+
+def _num(x) -> str:
+    return "  –  " if x is None else f"{x:.3f}"
+
+
+def _signed(x) -> str:
+    return "–" if x is None else f"{x:+.3f}"
+
+
+def _ci(ci) -> str:
+    return "–" if not ci else f"{ci[0]:+.3f}..{ci[1]:+.3f}"
