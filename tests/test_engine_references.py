@@ -14,10 +14,10 @@ from birdgen_ray.generate.denoise import latent_height, steps_to_run
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.rows import PlanRow
-from tests.shared_audio import AUDIO, needs_audio
+from tests.real_audio import AUDIO, needs_real_audio
 from tests.test_engine import _nan_on_calls, relative_difference, relative_l2
 
-pytestmark = [pytest.mark.usefixtures("tiny_cache_and_one_thread"), needs_audio]
+pytestmark = [pytest.mark.usefixtures("tiny_cache_and_one_thread"), needs_real_audio]
 STEPS = 4
 SPINETAIL = "scikit-maad-spinetail.wav"
 

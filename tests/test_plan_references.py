@@ -18,7 +18,7 @@ from birdgen_ray.plan.build import PLAN_METADATA_KEY
 from birdgen_ray.plan.references import parse_strength, row_strength
 from birdgen_ray.plan.schema import PlanError, read_plan
 from birdgen_ray.schedule.resume import check_unchanged
-from tests.shared_audio import AUDIO, needs_audio
+from tests.real_audio import AUDIO, needs_real_audio
 
 runner = CliRunner()
 # The plan below as written before references existed (pyarrow as installed in the venv)
@@ -69,7 +69,7 @@ def test_plan_without_references_is_byte_for_byte_what_it_was(counts, tmp_path):
     )
 
 
-@needs_audio
+@needs_real_audio
 @pytest.mark.parametrize("given", ["train_audio", "its parent"])
 def test_references_round_robin_with_loudest_windows_and_text_only_fallback(counts, train_audio, tmp_path, given):
     out = tmp_path / "plan.parquet"
@@ -100,7 +100,7 @@ def test_references_round_robin_with_loudest_windows_and_text_only_fallback(coun
     assert again.read_bytes() == out.read_bytes()
 
 
-@needs_audio
+@needs_real_audio
 def test_label_path_table_and_a_single_strength(counts, train_audio, tmp_path):
     table = tmp_path / "refs.csv"
     table.write_text(f"label,path\ngamma,{train_audio / 'beta/XC3.wav'}\nalpha,birdclef/train_audio/alpha/XC1.wav\n")
@@ -116,7 +116,7 @@ def test_label_path_table_and_a_single_strength(counts, train_audio, tmp_path):
     assert {r["strength"] for r in rows if r["reference"]} == {0.5}
 
 
-@needs_audio
+@needs_real_audio
 def test_bad_references_are_all_named_with_their_paths(counts, train_audio, tmp_path):
     (train_audio / "beta" / "XC4.ogg").write_bytes(b"OggS but not really")
     (train_audio / "alpha" / "XC0.wav").write_bytes(encode_wav(np.zeros(16_000, np.float32), 16_000))
@@ -138,7 +138,7 @@ def test_strength_option_is_checked():
             parse_strength(text)
 
 
-@needs_audio
+@needs_real_audio
 def test_a_reference_row_is_another_clip_than_the_same_row_without_it(counts, train_audio, tmp_path):
     """Its clip_id keys on the recording, window and strength, and a rerun refuses a changed strength."""
     text_only, with_refs = tmp_path / "text.parquet", tmp_path / "refs.parquet"

@@ -7,7 +7,7 @@ import pytest
 
 from birdgen_ray.generate import reference_mel
 from birdgen_ray.io.recordings import load_recording, loudest_window_start, reference_problem, window
-from tests.shared_audio import AUDIO, needs_audio
+from tests.real_audio import AUDIO, needs_real_audio
 
 
 def transformers_log_mel(wave: np.ndarray) -> np.ndarray:
@@ -34,7 +34,7 @@ def transformers_log_mel(wave: np.ndarray) -> np.ndarray:
     return mel.T
 
 
-@needs_audio
+@needs_real_audio
 @pytest.mark.parametrize("name", ["scikit-maad-spinetail.wav", "birdnet-soundscape.ogg"])
 def test_log_mel_matches_transformers_on_a_real_recording(name):
     recording = load_recording(str(AUDIO / name))
@@ -63,7 +63,7 @@ def test_short_window_is_padded_to_the_latent_grid_with_the_log_floor():
     np.testing.assert_array_equal(mel[101:], np.float32(np.log(1e-5)))
 
 
-@needs_audio
+@needs_real_audio
 def test_loudest_window_is_where_the_energy_is():
     recording = load_recording(str(AUDIO / "opensoundscape-birds_10s.wav"))
     start = loudest_window_start(recording.audio, recording.rate, 1.0)

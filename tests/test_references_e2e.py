@@ -20,12 +20,12 @@ from birdgen_ray.index.reader import open_index, read_clip
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.rows import plan_rows
 from birdgen_ray.schedule.runner import submit
-from tests.shared_audio import needs_audio
+from tests.real_audio import needs_real_audio
 from tests.test_engine import relative_l2
 from tests.test_plan_references import cut
 from tests.test_s3 import BUCKET, s3_server  # noqa: F401 (the moto server fixture)
 
-pytestmark = [needs_audio, pytest.mark.usefixtures("tiny_cache_and_one_thread")]
+pytestmark = [needs_real_audio, pytest.mark.usefixtures("tiny_cache_and_one_thread")]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "using-results.md"
 
 
