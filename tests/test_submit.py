@@ -186,8 +186,11 @@ def test_actor_pool_sizing_auto_explicit_gpus_and_cpu_only():
 @pytest.mark.parametrize("asked, gpus_each", [(1.0, 1), (0, 0), (None, 1)])
 def test_actors_get_the_gpus_asked_for(ray_local, tmp_path, asked, gpus_each):
     path = write_plan(tmp_path / "plan.parquet", plan_table(8))
-    shards = make_shards(validate_plan(pq.read_table(path)), 4)
-    result = drive(null_run(path, tmp_path / "out", gpus_per_actor=asked), Output(str(tmp_path / "out")), shards)
+    shards = make_shards(validate_plan(pq.read_table(path)), 2)
+    # One shard at a time per actor and slow clips, so the first actor to start cannot finish the run
+    # alone before the second has started, however loaded the machine is.
+    run = null_run(path, tmp_path / "out", gpus_per_actor=asked, max_inflight_per_actor=1, actor_env={SLEEP_ENV: "1.0"})
+    result = drive(run, Output(str(tmp_path / "out")), shards)
 
     assert not result.failed and result.gpus_per_actor == gpus_each
     gpu_ids = [info["gpu_ids"] for info in result.actor_info]  # what Ray assigned inside each actor

@@ -211,7 +211,8 @@ def test_status_of_running_finished_interrupted_and_dead_runs(ray_local, tmp_pat
     bigger = write_plan(tmp_path / "plan2.parquet", plan_table(40))
     address = ["--address", ray_local.get_runtime_context().gcs_address]
     driver = subprocess.Popen(
-        [*CLI, *null_args(bigger, str(out), *address, "--actor-env", f"{SLEEP_ENV}=0.2")],
+        # 1 s a clip: the 32 new clips outlast the status call below even on a loaded machine
+        [*CLI, *null_args(bigger, str(out), *address, "--actor-env", f"{SLEEP_ENV}=1.0")],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stderr=subprocess.PIPE,
         text=True,
