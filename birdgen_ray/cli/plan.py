@@ -36,7 +36,10 @@ def plan_cmd(
     ],
     taxonomy: Annotated[
         Optional[Path],
-        typer.Option(help="taxonomy.csv (primary_label, class_name, names); required for BirdCLEF 2025+ train.csv."),
+        typer.Option(
+            help="taxonomy.csv (primary_label, class_name, names; required for BirdCLEF 2025+ train.csv), or "
+            "eBird_Taxonomy_v2021.csv (SPECIES_CODE, ORDER1, FAMILY: habitats by order and family)."
+        ),
     ] = None,
     target: Annotated[
         Optional[int], typer.Option(help="Fill every class up to N clips: synthetic = max(0, N - real).", min=0)
@@ -123,11 +126,15 @@ def plan_cmd(
 
     Examples:
 
-      birdgen-ray plan train_metadata.csv --target 100 --max-ratio 4 -o plan.parquet
-
-      birdgen-ray plan train.csv --taxonomy taxonomy.csv --total-budget 20000 --exclude-class Insecta -o plan.parquet
-
-      birdgen-ray plan counts.csv --target 50 --include ashdro1 --include bkwsti --templates my.toml -o plan.parquet
+    \b
+      birdgen-ray plan train_metadata.csv --target 100 --max-ratio 4 \\
+          -o plan.parquet
+      birdgen-ray plan train_metadata.csv --taxonomy eBird_Taxonomy_v2021.csv \\
+          --target 100 --prompt-styles caption,tags -o plan.parquet
+      birdgen-ray plan train.csv --taxonomy taxonomy.csv --total-budget 20000 \\
+          --exclude-class Insecta -o plan.parquet
+      birdgen-ray plan counts.csv --target 50 --include ashdro1,bkwsti \\
+          --templates my.toml -o plan.parquet
     """  # noqa: E501
     console = line_console()
     for path in (input_path, taxonomy):
