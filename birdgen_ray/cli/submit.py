@@ -154,6 +154,12 @@ def submit_cmd(
         True, "--progress/--no-progress", show_default=False, help="Show a live progress bar [default: on]."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Validate the plan and print what would run (clips, shards, actors, estimated GPU time); "
+        "write nothing and start no Ray.",
+    ),
 ) -> None:
     """Generate every clip of PLAN into OUT: shards of WAVs plus a Parquet index.
 
@@ -212,6 +218,12 @@ def submit_cmd(
             allow_cpu=allow_cpu,
             progress=progress,
         )
+        if dry_run:
+            from birdgen_ray.cli.dry_run import dry_run_lines
+
+            for line in dry_run_lines(run):
+                err.print(line, highlight=False)
+            return
         with writing_to(out):
             summary = submit(run)
     except (
