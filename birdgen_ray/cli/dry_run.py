@@ -32,7 +32,8 @@ def dry_run_lines(run: RunConfig) -> list[str]:
     lines = [
         f"dry run: the plan {run.plan_path} is valid: {plan.num_rows} clips, "
         f"{plan.num_rows - pending.num_rows} already committed in {run.out}",
-        f"would generate {pending.num_rows} clips in {shards} shard{'s' if shards != 1 else ''} of up to {run.shard_size}",
+        f"would generate {pending.num_rows} clips in {shards} shard{'s' if shards != 1 else ''} "
+        f"of up to {run.shard_size}",
     ]
     if run.address or os.environ.get("RAY_ADDRESS"):
         actors = run.num_actors
