@@ -275,7 +275,7 @@ def test_ctrl_c_during_submit_says_what_is_kept_and_releases_the_lock(ray_local,
         "--actor-env",
         f"{SLEEP_ENV}=0.2",
     ]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}  # the session's token auth
     # SIG_DFL in the child: a test run from a non-interactive shell's background job inherits SIGINT ignored.
     driver = subprocess.Popen(
         command,

@@ -60,3 +60,30 @@ def test_a_csv_given_as_the_plan_is_named_as_one(tmp_path, name):
     assert result.exit_code == 2
     assert "looks like a CSV" in result.output and "birdgen-ray plan" in result.output
     assert "magic bytes" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_a_local_ray_started_by_submit_keeps_token_auth_on_and_says_so_in_one_line(tmp_path):
+    """Ray's servers listen on all interfaces: the token is what keeps others from running code here."""
+    import os
+    import subprocess
+    import sys
+
+    plan = write_plan(tmp_path / "plan.parquet", plan_table(2))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    command = [sys.executable, "-c", "from birdgen_ray.cli import app; app()", "submit", plan, "--out"]
+    command += [str(tmp_path / "out"), "--generator", "null", "--num-actors", "1", "--gpus-per-actor", "0"]
+    done = subprocess.run(command + ["--no-progress"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if "token" in line.lower()]
+    assert len(lines) == 1 and "token authentication on" in lines[0], done.stderr
+    assert "RAY_AUTH_MODE=disabled" not in done.stderr
+    assert (tmp_path / "home" / ".ray" / "auth_token").is_file()  # Ray made the token the run used
+
+
+def test_no_doc_advises_turning_token_auth_off():
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for doc in docs:
+        assert "RAY_AUTH_MODE=disabled" not in doc.read_text(encoding="utf-8"), doc
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "ray get-auth-token --generate" in readme and "ray job submit" in readme
