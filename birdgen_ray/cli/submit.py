@@ -29,7 +29,11 @@ from birdgen_ray.config import (
 )
 from birdgen_ray.io.errors import storage_error
 from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.schedule.drive import ActorStartFailed, PlacementTimeout  # at the top: loaded with Ctrl-C held
 from birdgen_ray.schedule.lease import OutputLocked
+from birdgen_ray.schedule.resume import SettingsMismatch
+from birdgen_ray.schedule.runner import Stopped, submit
+from birdgen_ray.verify.birdnet import MissingExtra
 
 err = line_console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
@@ -176,11 +180,6 @@ def submit_cmd(
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from birdgen_ray.schedule.drive import ActorStartFailed, PlacementTimeout
-    from birdgen_ray.schedule.resume import SettingsMismatch
-    from birdgen_ray.schedule.runner import Stopped, submit
-    from birdgen_ray.verify.birdnet import MissingExtra
-
     try:
         run = RunConfig(
             plan_path=str(plan),

@@ -8,9 +8,15 @@ import sys
 import threading
 
 from birdgen_ray.config import RunConfig
+from birdgen_ray.schedule.interrupts import sigint_held
 
 
 def init_ray(run: RunConfig) -> None:
+    with sigint_held("Ray's start-up"):  # an interrupt inside ray.init can crash the interpreter
+        _init_ray(run)
+
+
+def _init_ray(run: RunConfig) -> None:
     import ray
 
     if ray.is_initialized():
