@@ -223,3 +223,18 @@ def test_balance_plot_has_a_log_count_axis_and_names_the_topped_up_classes():
     assert ax.get_yscale() == "log"
     named = {t.get_text() for t in ax.get_xticklabels()}
     assert named == {r["label"] for r in rows if r["synthetic_count"] > 0} and len(named) == 6
+
+
+def test_without_order_or_family_the_plan_says_how_to_get_them(hawaii, tmp_path):
+    metadata, _ = hawaii
+    result = cli("plan", metadata, "--target", 10, "-o", tmp_path / "p.parquet")
+    assert result.exit_code == 0, result.output
+    assert "--taxonomy eBird_Taxonomy_v2021.csv" in result.output
+
+
+def test_a_counts_file_may_carry_order_and_family(tmp_path):
+    counts = tmp_path / "counts.csv"
+    counts.write_text("label,count,common_name,order,family\nsheowl,3,Short-eared Owl,Strigiformes,Strigidae\n")
+    (owl,) = read_classes(counts)
+    assert (owl.order, owl.family) == ("Strigiformes", "Strigidae")
+    assert all("night" in h for h in load_templates().for_stats(owl).habitats)

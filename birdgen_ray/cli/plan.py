@@ -163,6 +163,13 @@ def plan_cmd(
     print_summary(classes, result.allocations, console, result.call_types)
     if "references" in result.metadata:
         console.print(summary_line(result.metadata["references"]))
+    birds = [c for c in classes if c.taxon_class.lower() == "aves" and result.allocations[c.label].synthetic_count]
+    if birds and not any(c.order or c.family for c in birds) and prompt_templates.sections["orders"]:
+        console.print(
+            "note: no eBird order or family for the birds: every bird gets the land-bird settings; "
+            "pass --taxonomy eBird_Taxonomy_v2021.csv for habitats by order and family",
+            highlight=False,
+        )
     if result.table.num_rows == 0:
         # Write nothing: a new report beside an older plan file would contradict it.
         kept = f"; the existing {out} was left untouched" if out.exists() else ""

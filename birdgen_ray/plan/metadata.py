@@ -138,6 +138,7 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     label_name = table.columns[label_col]
     common_col, sci_col = table.column("common_name"), table.column("scientific_name")
     class_col = table.column(*_CLASS_ALIASES)
+    order_col, family_col = table.column("order", "order1"), table.column("family")
     empty, unsafe, bad_count, seen, dup = [], [], [], {}, []
     classes = []
     for row, pos in zip(table.rows, table.positions):
@@ -162,6 +163,8 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
                 common_name=row[common_col] if common_col is not None else "",
                 scientific_name=row[sci_col] if sci_col is not None else "",
                 taxon_class=(row[class_col] if class_col is not None else "") or DEFAULT_TAXON_CLASS,
+                order=row[order_col] if order_col is not None else "",
+                family=row[family_col] if family_col is not None else "",
                 source=table.path,
                 where=table.where(count_name, [pos]),
             )
