@@ -176,10 +176,14 @@ class CallTypeReport:
             return text + (f" ... ({len(items)} values)" if len(items) > limit else "")
 
         out = []
-        for word in sorted(self.mapped):
-            sources = {v: n for v, n in self.mapped[word].items() if v != word}
-            origin = f" <- {shown(Counter(sources))}" if sources else ""
-            out.append(f"  {word}: {sum(self.mapped[word].values())}{origin}")
+        if self.mapped:  # one line: "call 16 (<- 'contact call' 2), flight call 5, song 9"
+            words = []
+            for word in sorted(self.mapped):
+                sources = Counter({v: n for v, n in self.mapped[word].items() if v != word})
+                words.append(
+                    f"{word} {sum(self.mapped[word].values())}" + (f" (<- {shown(sources)})" if sources else "")
+                )
+            out.append("  sound words: " + ", ".join(words))
         if self.dropped:
             out.append(f"  dropped (not a sound: sex/age, noise, placeholder): {shown(self.dropped)}")
         if self.unmapped:
