@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from birdgen_ray.io.layout import LOCK_FILE
+from birdgen_ray.io.layout import LEASE_FILE
 from birdgen_ray.schedule.interrupts import sigint_held
 from tests.plans import plan_table, write_plan
 
@@ -47,7 +47,7 @@ POINTS = {
     # 0.5 s in: the commands' imports (numpy, pyarrow, matplotlib) take seconds; before Python runs
     # at all a SIGINT kills the process as it would any program
     "imports": lambda proc, out: time.monotonic() - proc.started > 0.5,
-    "plan read, output locked": lambda proc, out: (out / LOCK_FILE).exists(),
+    "plan read, output leased": lambda proc, out: (out / LEASE_FILE).exists(),
     "inside ray.init": lambda proc, out: _ray_started(psutil.Process(proc.pid)),
 }
 
@@ -89,4 +89,4 @@ def test_ctrl_c_during_start_up_exits_130_with_the_interrupted_line(tmp_path, po
     assert driver.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted: "), stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
-    assert not (out / LOCK_FILE).exists()
+    assert not (out / LEASE_FILE).exists()
