@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from birdgen_ray.cli import app
 
 runner = CliRunner()
-COMMANDS = ["plan", "submit", "status", "extract", "report", "export", "verify"]
+COMMANDS = ["plan", "submit", "status", "extract", "report", "export", "verify", "evaluate"]
 
 
 def help_text(*args: str) -> str:
