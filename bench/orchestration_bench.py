@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import tempfile
 import time
@@ -29,7 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local Ray: no token auth, no stats
+if "RAY_AUTH_MODE" not in os.environ:  # a private local Ray, with token auth (its servers listen on all interfaces)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 

@@ -1,12 +1,19 @@
-"""Shared fixtures: one local Ray for the whole test session, no dashboard, no token auth."""
+"""Shared fixtures: one local Ray for the whole test session, no dashboard, with token auth."""
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Token auth, as on a user's machine (Ray's servers listen on all interfaces): one fresh token for the
+# session, in the environment, so that every Ray process and subprocess of the tests shares it and
+# no ~/.ray/auth_token is written. A RAY_AUTH_MODE set by the caller is respected.
+if "RAY_AUTH_MODE" not in os.environ:
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -130,3 +130,96 @@ def write_counts(path: str | Path, classes: list[ExampleClass]) -> Path:
         writer.writerow(list(columns))
         writer.writerows(zip(*columns.values()))
     return path
+
+
+EBIRD_COLUMNS = [
+    "TAXON_ORDER",
+    "CATEGORY",
+    "SPECIES_CODE",
+    "PRIMARY_COM_NAME",
+    "SCI_NAME",
+    "ORDER1",
+    "FAMILY",
+    "SPECIES_GROUP",
+    "REPORT_AS",
+]
+# Real rows of eBird_Taxonomy_v2021.csv (BirdCLEF 2021-2024's companion file), plus a spuh, as it spells them.
+EBIRD_ROWS = [
+    [
+        "1",
+        "species",
+        "ostric2",
+        "Common Ostrich",
+        "Struthio camelus",
+        "Struthioniformes",
+        "Struthionidae (Ostriches)",
+        "Ostriches",
+        "",
+    ],
+    [
+        "301",
+        "species",
+        "lessca",
+        "Lesser Scaup",
+        "Aythya affinis",
+        "Anseriformes",
+        "Anatidae (Ducks, Geese, and Waterfowl)",
+        "Waterfowl",
+        "",
+    ],
+    [
+        "4532",
+        "species",
+        "hawpet1",
+        "Hawaiian Petrel",
+        "Pterodroma sandwichensis",
+        "Procellariiformes",
+        "Procellariidae (Shearwaters and Petrels)",
+        "Shearwaters and Petrels",
+        "",
+    ],
+    [
+        "4301",
+        "species",
+        "laysan",
+        "Laysan Albatross",
+        "Phoebastria immutabilis",
+        "Procellariiformes",
+        "Diomedeidae (Albatrosses)",
+        "Albatrosses",
+        "",
+    ],
+    ["7710", "species", "sheowl", "Short-eared Owl", "Asio flammeus", "Strigiformes", "Strigidae (Owls)", "Owls", ""],
+    [
+        "20970",
+        "species",
+        "eurwre",
+        "Eurasian Wren",
+        "Troglodytes troglodytes",
+        "Passeriformes",
+        "Troglodytidae (Wrens)",
+        "Wrens",
+        "",
+    ],
+    [
+        "315",
+        "spuh",
+        "aythya",
+        "Aythya sp.",
+        "Aythya sp.",
+        "Anseriformes",
+        "Anatidae (Ducks, Geese, and Waterfowl)",
+        "Waterfowl",
+        "",
+    ],
+]
+
+
+def write_ebird_taxonomy(path: str | Path, rows: list[list[str]] = EBIRD_ROWS) -> Path:
+    """An eBird_Taxonomy_v2021.csv-shaped file: upper-case columns, one row per taxon."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(EBIRD_COLUMNS)
+        writer.writerows(rows)
+    return path

@@ -4,6 +4,7 @@ traceback; values that make no sense refused at parsing; Ctrl-C during submit sa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,10 +41,14 @@ def made_out(ray_local, tmp_path_factory):
 
 
 def _help_line(command: str, flag: str) -> str:
-    """The option's row in the --help table (one row at 300 columns)."""
-    return next(
-        line for line in invoke(command, "--help").output.splitlines() if line.startswith("│") and f" {flag} " in line
-    )
+    """The option's entry in --help, its wrapped lines joined: from its name to the next option's."""
+    lines = invoke(command, "--help").output.splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"\s{2}(-\w, )?--\w", line)]
+    for n, i in enumerate(starts):
+        if re.match(rf"\s{{2}}(-\w, )?{re.escape(flag)}[\s/]", lines[i] + " "):
+            end = starts[n + 1] if n + 1 < len(starts) else len(lines)
+            return " ".join(line.strip() for line in lines[i:end] if line.strip())
+    raise AssertionError(f"{flag} not in {command} --help")
 
 
 # -- 1. destinations that cannot be written -------------------------------------------------------------
@@ -270,7 +275,7 @@ def test_ctrl_c_during_submit_says_what_is_kept_and_releases_the_lock(ray_local,
         "--actor-env",
         f"{SLEEP_ENV}=0.2",
     ]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}  # the session's token auth
     # SIG_DFL in the child: a test run from a non-interactive shell's background job inherits SIGINT ignored.
     driver = subprocess.Popen(
         command,

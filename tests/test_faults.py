@@ -151,7 +151,7 @@ def start_driver(ray_local, plan_path: str, out: Path, *extra: str) -> subproces
         f"{SLEEP_ENV}=0.1",
         *extra,
     ]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}  # the session's token auth
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 

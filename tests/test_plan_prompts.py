@@ -106,9 +106,9 @@ def test_same_key_same_prompt_and_other_plan_seed_other_prompts():
 def test_sound_phrase_follows_the_call_type():
     sounds = load_templates().for_class("aves").sounds  # class names match case-insensitively
     assert sound_for("song", sounds) == sounds["song"]
-    assert sound_for("flight call", sounds) == sounds["call"]
+    assert sound_for("contact call", sounds) == sounds["call"]
     assert sound_for("alarm call", sounds) == sounds["alarm"]  # longest matching key
-    assert sound_for("subsong", sounds) == sounds["default"]  # whole words only
+    assert sound_for("callsong", sounds) == sounds["default"]  # whole words only
 
 
 def test_user_toml_file_overrides_defaults_per_taxon_class(tmp_path):

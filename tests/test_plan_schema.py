@@ -79,3 +79,32 @@ def test_the_same_row_twice_is_a_duplicate_derived_id():
     twice = pa.concat_tables([table, table.slice(1, 1)])
     with pytest.raises(PlanError, match=r"duplicate id '[^']+' in rows 1, 3"):
         validate_plan(twice)
+
+
+def test_a_float_seed_column_with_nan_hides_no_other_problem():
+    table = plan_table(4)
+    seeds = pa.array([1.0, float("nan"), 3.0, None], pa.float64())
+    table = table.set_column(table.column_names.index("seed"), "seed", seeds)
+    prompts = table["prompt"].to_pylist()
+    prompts[2] = " "
+    table = table.set_column(table.column_names.index("prompt"), "prompt", pa.array(prompts))
+    durations = table["duration_s"].to_pylist()
+    durations[0] = -1.0
+    table = table.set_column(table.column_names.index("duration_s"), "duration_s", pa.array(durations))
+    with pytest.raises(PlanError) as err:
+        validate_plan(table)
+    problems = err.value.problems
+    assert any("'seed'" in p and "rows 1, 3" in p and "NaN" in p for p in problems), problems
+    assert any("'prompt'" in p and "row 2" in p for p in problems), problems
+    assert any("'duration_s'" in p and "row 0" in p for p in problems), problems
+    assert not any("expected integer" in p for p in problems), problems
+
+
+def test_whole_number_float_seeds_are_cast_and_said_so(caplog):
+    table = plan_table(3)
+    ints = table["seed"].to_pylist()
+    table = table.set_column(table.column_names.index("seed"), "seed", pa.array([float(v) for v in ints]))
+    with caplog.at_level("WARNING", logger="birdgen_ray.plan.schema"):
+        plan = validate_plan(table, source="p.parquet")
+    assert plan.schema.field("seed").type == pa.int64() and plan["seed"].to_pylist() == ints
+    assert "cast to int64" in caplog.text and "p.parquet" in caplog.text

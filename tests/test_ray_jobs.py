@@ -43,15 +43,20 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    """No token auth (Ray 2.60 enables it by default), no usage stats, this venv's tools first."""
+    """The session's token auth (conftest.py), no usage stats, this venv's tools first."""
     return {
         **os.environ,
-        "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": "1",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+
+
+def _authorized(url: str) -> urllib.request.Request:
+    """A request with the session's Ray token (the job server answers 401 without it)."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
 def _stop_tree(head: subprocess.Popen) -> list[psutil.Process]:
@@ -103,7 +108,7 @@ def ray_head():
             if head.poll() is not None:
                 pytest.fail(f"ray start exited {head.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
-                urllib.request.urlopen(f"{address}/api/version", timeout=2).read()
+                urllib.request.urlopen(_authorized(f"{address}/api/version"), timeout=2).read()
                 break
             except OSError:
                 if time.monotonic() > deadline:

@@ -44,7 +44,7 @@ def null_args(plan: str, out: str, *extra: str) -> list[str]:
 
 
 def run_cli(args: list[str], timeout: float = 120, **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", **env}
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **env}  # the session's token auth (conftest.py)
     return subprocess.run([*CLI, *args], env=environ, capture_output=True, text=True, timeout=timeout)
 
 

@@ -24,7 +24,7 @@ BIRDS = AUDIO / "opensoundscape-birds_10s.wav"
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", **extra}
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}  # the session's token auth (conftest.py)
 
 
 @needs_real_audio

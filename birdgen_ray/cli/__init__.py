@@ -8,6 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+def run() -> None:
+    """The `birdgen-ray` console script: the commands' imports (numpy, pyarrow, matplotlib) run with
+    Ctrl-C held (see schedule/interrupts.py), and a Ctrl-C before a command starts exits 130 with
+    one line, no traceback."""
+    import sys
+
+    from birdgen_ray.schedule.interrupts import sigint_held
+
+    try:
+        with sigint_held("start-up"):
+            from birdgen_ray.cli.main import app
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was started\n")
+        raise SystemExit(INTERRUPTED_EXIT) from None
+    app()
+
 
 def __getattr__(name: str) -> Any:
     if name == "app":

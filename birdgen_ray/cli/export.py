@@ -43,7 +43,9 @@ def export_cmd(
     layout: Layout = typer.Option(
         "2024", help="Metadata columns: 2024 (= 2023, train_metadata.csv) or 2025 (train.csv, with 'collection')."
     ),
-    include_failed: bool = typer.Option(False, help="Also export clips that failed the quality gate."),
+    include_failed: bool = typer.Option(
+        False, "--include-failed", help="Also export clips that failed the quality gate."
+    ),
     label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat, or comma-separate, for more)."),
     license: str = typer.Option("", help="Text for the 'license' column (the license of the model's outputs)."),
     rating: float = typer.Option(
@@ -52,7 +54,7 @@ def export_cmd(
         max=5.0,
         help="Value of the 'rating' column (Xeno-canto 0-5, 0 = not rated); pipelines that keep rating >= N drop 0.",
     ),
-    workers: int = typer.Option(0, min=0, show_default=False, help="Encoding threads \\[default: one per CPU core]."),
+    workers: int = typer.Option(0, min=0, show_default=False, help="Encoding threads [default: one per CPU core]."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Write clips as DEST/train_audio/<label>/<clip_id>.ogg (32 kHz) plus DEST/train_metadata.csv

@@ -18,14 +18,39 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain help: at 80 columns rich's boxed tables cut option names ("--gpus-per-act…") and break
+    # sentences; click's formatter keeps names whole and rewraps paragraphs. Flags show no value.
+    rich_markup_mode=None,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"birdgen-ray {version('birdgen-ray')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            print("birdgen-ray (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Synthetic bird and wildlife calls for class-imbalanced training sets."""
+
+
 # One line per command; each command's module holds its options and its help text.
-app.command("plan")(plan.plan_cmd)
-app.command("submit")(submit.submit_cmd)
-app.command("status")(outputs.status_cmd)
-app.command("extract")(outputs.extract_cmd)
-app.command("report")(report.report_cmd)
-app.command("export")(export.export_cmd)
-app.command("verify")(verify.verify_cmd)
-app.command("evaluate")(evaluate.evaluate_cmd)
+# short_help: the command list must not cut a sentence at 80 columns.
+app.command("plan", short_help="Make a balanced prompt plan from a training set.")(plan.plan_cmd)
+app.command("submit", short_help="Generate a plan's clips on Ray.")(submit.submit_cmd)
+app.command("status", short_help="Count planned, done, failed clips.")(outputs.status_cmd)
+app.command("extract", short_help="Copy clips out as WAV files.")(outputs.extract_cmd)
+app.command("report", short_help="Write an HTML page to judge an output.")(report.report_cmd)
+app.command("export", short_help="Write clips in BirdCLEF's layout.")(export.export_cmd)
+app.command("verify", short_help="Check clips with a species classifier.")(verify.verify_cmd)
+app.command("evaluate", short_help="Measure what the synthetic clips are worth.")(evaluate.evaluate_cmd)

@@ -11,6 +11,7 @@ from birdgen_ray.cli.options import fail, line_console, local_path, split_values
 from birdgen_ray.plan.balance import print_summary, write_report
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
+from birdgen_ray.plan.estimate import estimate_gpu_time
 from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
 from birdgen_ray.plan.references import ReferenceOptions, parse_strength, summary_line
@@ -35,7 +36,10 @@ def plan_cmd(
     ],
     taxonomy: Annotated[
         Optional[Path],
-        typer.Option(help="taxonomy.csv (primary_label, class_name, names); required for BirdCLEF 2025+ train.csv."),
+        typer.Option(
+            help="taxonomy.csv (primary_label, class_name, names; required for BirdCLEF 2025+ train.csv), or "
+            "eBird_Taxonomy_v2021.csv (SPECIES_CODE, ORDER1, FAMILY: habitats by order and family)."
+        ),
     ] = None,
     target: Annotated[
         Optional[int], typer.Option(help="Fill every class up to N clips: synthetic = max(0, N - real).", min=0)
@@ -85,6 +89,15 @@ def plan_cmd(
             help="Prompt template file (.toml or .yaml); default: the shipped birdgen_ray/data/prompt_templates.toml."
         ),
     ] = None,
+    prompt_styles: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            metavar="STYLE",
+            help="Mix only these prompt styles (shipped: caption, descriptive, tags; repeat or comma-separate); "
+            "default: every style of the templates. Each row records its style in `prompt_style`.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Plan seed: decides every prompt choice and clip seed.", min=0)] = 0,
     duration: Annotated[float, typer.Option(help="Clip length in seconds (0 < d <= 60).")] = 5.0,
     report_dir: Annotated[
@@ -107,17 +120,21 @@ def plan_cmd(
 ) -> None:
     """Turn a class-imbalanced training set into a balanced, varied prompt plan.
 
-    Writes OUT with one row per synthetic clip (clip_id, label, prompt, negative_prompt, seed, duration_s, taxon_class, common_name, scientific_name, call_type, take, real_count, synthetic_count, rule), a balance report (<stem>.balance_classes.csv, <stem>.balance_taxa.csv, <stem>.balance.png) and a short summary.
+    Writes OUT with one row per synthetic clip (clip_id, label, prompt, negative_prompt, seed, duration_s, taxon_class, common_name, scientific_name, call_type, prompt_style, take, real_count, synthetic_count, rule), a balance report (<stem>.balance_classes.csv, <stem>.balance_taxa.csv, <stem>.balance.png) and a short summary.
 
     Same inputs and --seed give a byte-identical plan; raising --target later keeps every earlier row and only adds new ones. Budget rules: docs/planning.md.
 
     Examples:
 
-      birdgen-ray plan train_metadata.csv --target 100 --max-ratio 4 -o plan.parquet
-
-      birdgen-ray plan train.csv --taxonomy taxonomy.csv --total-budget 20000 --exclude-class Insecta -o plan.parquet
-
-      birdgen-ray plan counts.csv --target 50 --include ashdro1 --include bkwsti --templates my.toml -o plan.parquet
+    \b
+      birdgen-ray plan train_metadata.csv --target 100 --max-ratio 4 \\
+          -o plan.parquet
+      birdgen-ray plan train_metadata.csv --taxonomy eBird_Taxonomy_v2021.csv \\
+          --target 100 --prompt-styles caption,tags -o plan.parquet
+      birdgen-ray plan train.csv --taxonomy taxonomy.csv --total-budget 20000 \\
+          --exclude-class Insecta -o plan.parquet
+      birdgen-ray plan counts.csv --target 50 --include ashdro1,bkwsti \\
+          --templates my.toml -o plan.parquet
     """  # noqa: E501
     console = line_console()
     for path in (input_path, taxonomy):
@@ -132,6 +149,7 @@ def plan_cmd(
             exclude_classes=split_values(exclude_class),
             seed=seed,
             duration_s=duration,
+            prompt_styles=split_values(prompt_styles),
         )
         prompt_templates = load_templates(templates)
         reference_options = (
@@ -142,9 +160,16 @@ def plan_cmd(
     except (InputError, TemplateError, ValueError) as exc:
         raise fail(str(exc)) from None
 
-    print_summary(classes, result.allocations, console)
+    print_summary(classes, result.allocations, console, result.call_types)
     if "references" in result.metadata:
         console.print(summary_line(result.metadata["references"]))
+    birds = [c for c in classes if c.taxon_class.lower() == "aves" and result.allocations[c.label].synthetic_count]
+    if birds and not any(c.order or c.family for c in birds) and prompt_templates.sections["orders"]:
+        console.print(
+            "note: no eBird order or family for the birds: every bird gets the land-bird settings; "
+            "pass --taxonomy eBird_Taxonomy_v2021.csv for habitats by order and family",
+            highlight=False,
+        )
     if result.table.num_rows == 0:
         # Write nothing: a new report beside an older plan file would contradict it.
         kept = f"; the existing {out} was left untouched" if out.exists() else ""
@@ -161,8 +186,9 @@ def plan_cmd(
     with writing_to(out, within=out.parent):
         write_plan(result, out)
     with writing_to(report_files, within=report_dir):
-        write_report(classes, result.allocations, report_dir, out.stem, target)
+        write_report(classes, result.allocations, report_dir, out.stem, target, result.class_call_types)
     console.print(f"wrote {out} ({result.table.num_rows} clips); report: {report_files}")
+    console.print(estimate_gpu_time(result.table["duration_s"].to_pylist()).line(), highlight=False)
     _name_unverifiable(result.table, console)
 
 

@@ -21,7 +21,7 @@ def report_cmd(
         "--dest",
         "-d",
         callback=local_path,
-        help="Local folder for the report \\[default: OUT/report; required for s3://].",
+        help="Local folder for the report [default: OUT/report; required for s3://].",
     ),
     per_class: int = typer.Option(4, "--per-class", min=0, help="Clips shown (spectrogram + player) per class."),
     seed: int = typer.Option(0, help="Which clips are sampled: the same seed shows the same clips."),

@@ -29,7 +29,11 @@ from birdgen_ray.config import (
 )
 from birdgen_ray.io.errors import storage_error
 from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.schedule.drive import ActorStartFailed, PlacementTimeout  # at the top: loaded with Ctrl-C held
 from birdgen_ray.schedule.lease import OutputLocked
+from birdgen_ray.schedule.resume import SettingsMismatch
+from birdgen_ray.schedule.runner import Stopped, submit
+from birdgen_ray.verify.birdnet import MissingExtra
 
 err = line_console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
@@ -63,7 +67,7 @@ def submit_cmd(
         max=1,
         callback=finite,
         show_default=False,
-        help="Quality gate: reject clips whose CLAP score (-1 to 1) is below this \\[default: off].",
+        help="Quality gate: reject clips whose CLAP score (-1 to 1) is below this [default: off].",
     ),
     max_retries: int = typer.Option(
         2, min=0, help="Regenerations (derived seeds) for a clip the quality gate rejects."
@@ -72,7 +76,7 @@ def submit_cmd(
         None,
         "--verify",
         help="Score every take's species with BirdNET v2.4 on CPU threads beside the model (needs "
-        "birdgen-ray\\[birdnet]; model licence CC BY-NC-SA 4.0) \\[default: off].",
+        "birdgen-ray[birdnet]; model licence CC BY-NC-SA 4.0) [default: off].",
     ),
     min_species_confidence: Optional[float] = typer.Option(
         None,
@@ -81,7 +85,7 @@ def submit_cmd(
         callback=finite,
         show_default=False,
         help="Quality gate (with --verify): reject takes whose species confidence is below this; after the "
-        "retries such a clip is kept as fail:species \\[default: off].",
+        "retries such a clip is kept as fail:species [default: off].",
     ),
     rank_by: RankBy = typer.Option(
         "clap",
@@ -98,20 +102,21 @@ def submit_cmd(
         "embedding stay; readers, export and the report skip them).",
     ),
     verifier_threads: Optional[int] = typer.Option(
-        None, min=1, help="BirdNET threads per actor \\[default: 6 on a GPU actor, 1 on a CPU actor]."
+        None, min=1, help="BirdNET threads per actor [default: 6 on a GPU actor, 1 on a CPU actor]."
     ),
     batch_size: int = typer.Option(8, min=1, help="Clips per model call on one actor (GPU: 32-128)."),
     compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
     shard_size: int = typer.Option(256, min=1, help="Clips per output shard (one tar + one index file)."),
     num_actors: Optional[int] = typer.Option(
-        None, min=1, help="Generator actors \\[default: one per GPU, else one per 2 CPUs]."
+        None, min=1, help="Generator actors [default: one per GPU, else one per 2 CPUs]."
     ),
     gpus_per_actor: Optional[float] = typer.Option(
         None,
         min=0,
         callback=finite,
-        help="GPUs per actor \\[default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
-        "asks for GPU actors (--num-actors of them; an autoscaler adds GPU nodes while they wait); 0: CPU actors.",
+        help="GPUs per actor [default: auto: 1 if the cluster has GPUs now, else CPU actors]. A value > 0 always "
+        "asks for GPU actors (as many as --num-actors says; an autoscaler adds GPU nodes while they wait); 0: CPU "
+        "actors.",
     ),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     generator: Generator = typer.Option("audioldm2", help="audioldm2, or null (no model; deterministic test audio)."),
@@ -125,13 +130,14 @@ def submit_cmd(
         callback=finite,
         show_default=False,
         help="Seconds an actor may work without finishing a shard; it is then killed and its oldest shard "
-        "retried \\[default: off].",
+        "retried [default: off].",
     ),
     max_shard_attempts: int = typer.Option(
         3, min=1, help="Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed."
     ),
     break_lock: bool = typer.Option(
         False,
+        "--break-lock",
         help="Take over the output's lease even while it is fresh (a dead run's expired lease is taken over "
         "without it). Check the other run is really gone first.",
     ),
@@ -146,10 +152,18 @@ def submit_cmd(
         help="End the run when no generator actor can be placed and started for this long (0: wait forever).",
     ),
     allow_cpu: bool = typer.Option(
-        False, help="On a cluster without GPUs, generate on CPU actors instead of refusing to start."
+        False, "--allow-cpu", help="On a cluster without GPUs, generate on CPU actors instead of refusing to start."
     ),
-    progress: bool = typer.Option(True, help="Show a live progress bar."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", show_default=False, help="Show a live progress bar [default: on]."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Validate the plan and print what would run (clips, shards, actors, estimated GPU time); "
+        "write nothing and start no Ray.",
+    ),
 ) -> None:
     """Generate every clip of PLAN into OUT: shards of WAVs plus a Parquet index.
 
@@ -158,18 +172,14 @@ def submit_cmd(
 
     Examples:
 
+    \b
       birdgen-ray submit plan.parquet --out out/ --model tiny
-
-      birdgen-ray submit plan.parquet --out s3://bucket/birds --address auto --batch-size 64
+      birdgen-ray submit plan.parquet --out s3://bucket/birds \\
+          --address auto --batch-size 64
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from birdgen_ray.schedule.drive import ActorStartFailed, PlacementTimeout
-    from birdgen_ray.schedule.resume import SettingsMismatch
-    from birdgen_ray.schedule.runner import Stopped, submit
-    from birdgen_ray.verify.birdnet import MissingExtra
-
     try:
         run = RunConfig(
             plan_path=str(plan),
@@ -207,6 +217,12 @@ def submit_cmd(
             allow_cpu=allow_cpu,
             progress=progress,
         )
+        if dry_run:
+            from birdgen_ray.cli.dry_run import dry_run_lines
+
+            for line in dry_run_lines(run):
+                err.print(line, highlight=False)
+            return
         with writing_to(out):
             summary = submit(run)
     except (

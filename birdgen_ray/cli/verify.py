@@ -32,7 +32,7 @@ def verify_cmd(
     storage_options: Optional[str] = storage_options_option(),
     break_lock: bool = typer.Option(False, help="Take over the lease of a run that still looks alive."),
 ) -> None:
-    """Check clips with BirdNET v2.4 (model licence: CC BY-NC-SA 4.0; needs birdgen-ray\\[birdnet]).
+    """Check clips with BirdNET v2.4 (model licence: CC BY-NC-SA 4.0; needs birdgen-ray[birdnet]).
 
     Examples:
 

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 
 from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
+from birdgen_ray.plan.call_types import CallTypeReport, map_call_types
 from birdgen_ray.plan.metadata import ClassStats
-from birdgen_ray.plan.prompts import PromptTemplates, clip_prompt
+from birdgen_ray.plan.prompts import PromptTemplates, TemplateError, clip_prompt
 from birdgen_ray.plan.references import ReferenceOptions, add_references
 from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
 from birdgen_ray.plan.tables import InputError
@@ -29,7 +30,8 @@ EXTRA_SCHEMA = pa.schema(
         ("taxon_class", pa.string()),
         ("common_name", pa.string()),
         ("scientific_name", pa.string()),
-        ("call_type", pa.string()),
+        ("call_type", pa.string()),  # a sound word (call_types.py), never a raw Xeno-canto `type` value
+        ("prompt_style", pa.string()),  # the templates' prompt style the row was written in
         ("take", pa.int64()),  # k-th synthetic clip of its class, from 0
         ("real_count", pa.int64()),  # real recordings of the class
         ("synthetic_count", pa.int64()),  # synthetic clips planned for the class
@@ -48,6 +50,7 @@ class PlanOptions:
     exclude_classes: tuple[str, ...] = ()
     seed: int = 0
     duration_s: float = 5.0
+    prompt_styles: tuple[str, ...] = ()  # mix only these prompt styles (empty: every style of the templates)
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_s <= MAX_DURATION_S:
@@ -62,6 +65,8 @@ class PlanResult:
     classes: list[ClassStats]
     allocations: dict[str, Allocation]  # every input class, excluded ones included
     metadata: dict = field(default_factory=dict)  # recorded in the Parquet footer
+    call_types: CallTypeReport = field(default_factory=CallTypeReport)  # what became of the selected `type` values
+    class_call_types: dict[str, CallTypeReport] = field(default_factory=dict)  # the same per class
 
 
 def excluded_labels(classes: list[ClassStats], options: PlanOptions) -> set[str]:
@@ -112,12 +117,22 @@ def build_plan(
             [f"{c.source} {c.where}: class {c.label!r} has zero rows; drop it with --exclude" for c in empty],
         )
     allocations = allocate({c.label: c.real_count for c in classes}, excluded, options.budget)
+    unknown_styles = sorted(set(options.prompt_styles) - set(templates.prompt_styles))
+    if unknown_styles:
+        raise TemplateError(
+            f"--prompt-styles: unknown style(s) {', '.join(unknown_styles)}; "
+            f"{templates.source} has {', '.join(templates.prompt_styles)}"
+        )
+    class_reports = {c.label: CallTypeReport() for c in classes}
+    for c in classes:
+        map_call_types(c.call_types, templates.vocabulary, class_reports[c.label])
+    report = CallTypeReport.combined(r for label, r in class_reports.items() if label not in excluded)
 
     columns: dict[str, list] = {name: [] for name in FULL_SCHEMA.names}
     for stats in sorted(classes, key=lambda c: c.label):
         alloc = allocations[stats.label]
         for take in range(alloc.synthetic_count):
-            clip = clip_prompt(stats, take, options.seed, templates)
+            clip = clip_prompt(stats, take, options.seed, templates, options.prompt_styles)
             row = {
                 "clip_id": make_clip_id(stats.label, clip.prompt, clip.negative_prompt, clip.seed, options.duration_s),
                 "label": stats.label,
@@ -129,6 +144,7 @@ def build_plan(
                 "common_name": stats.common_name,
                 "scientific_name": stats.scientific_name,
                 "call_type": clip.call_type,
+                "prompt_style": clip.prompt_style,
                 "take": take,
                 "real_count": alloc.real_count,
                 "synthetic_count": alloc.synthetic_count,
@@ -147,7 +163,7 @@ def build_plan(
         table, metadata["references"] = add_references(table, references, options.seed)
     if table.num_rows:
         table = validate_plan(table, source="generated plan")
-    return PlanResult(table, classes, allocations, metadata)
+    return PlanResult(table, classes, allocations, metadata, report, class_reports)
 
 
 def write_plan(result: PlanResult, path: str | Path) -> None:

@@ -41,6 +41,8 @@ class ClassStats:
     common_name: str = ""
     scientific_name: str = ""
     taxon_class: str = DEFAULT_TAXON_CLASS
+    order: str = ""  # eBird ORDER1 ("Procellariiformes"), from an eBird taxonomy or an `order` column
+    family: str = ""  # eBird FAMILY ("Procellariidae (Shearwaters and Petrels)")
     call_types: Counter = field(default_factory=Counter)  # normalised `type` value -> recordings
     source: str = ""  # the file the class was first seen in, and where in it ("column 'x' line N"),
     where: str = ""  # for error messages
@@ -87,7 +89,7 @@ def read_classes(path: str | Path, taxonomy: str | Path | None = None) -> list[C
             path,
             [
                 f"missing required column 'primary_label' (one row per recording) or columns 'label' + "
-                f"'count' (one row per class); found columns {table.columns}"
+                f"'count' (one row per class); found columns {table.names}"
             ],
         )
     if taxonomy is not None:
@@ -132,10 +134,11 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     count_col = table.column(*_COUNT_ALIASES)
     count_name = table.columns[count_col]
     if label_col is None:
-        raise InputError(table.path, [f"missing required column 'label' (found columns {table.columns})"])
+        raise InputError(table.path, [f"missing required column 'label' (found columns {table.names})"])
     label_name = table.columns[label_col]
     common_col, sci_col = table.column("common_name"), table.column("scientific_name")
     class_col = table.column(*_CLASS_ALIASES)
+    order_col, family_col = table.column("order", "order1"), table.column("family")
     empty, unsafe, bad_count, seen, dup = [], [], [], {}, []
     classes = []
     for row, pos in zip(table.rows, table.positions):
@@ -160,6 +163,8 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
                 common_name=row[common_col] if common_col is not None else "",
                 scientific_name=row[sci_col] if sci_col is not None else "",
                 taxon_class=(row[class_col] if class_col is not None else "") or DEFAULT_TAXON_CLASS,
+                order=row[order_col] if order_col is not None else "",
+                family=row[family_col] if family_col is not None else "",
                 source=table.path,
                 where=table.where(count_name, [pos]),
             )
@@ -189,19 +194,28 @@ def _parse_count(text: str) -> int | None:
 
 
 def _apply_taxonomy(classes: list[ClassStats], source: RawTable, src_col: str, taxonomy: RawTable) -> list[ClassStats]:
-    """Take names and class_name from the taxonomy; its labels with no rows become zero-count classes."""
-    label_col = taxonomy.column("primary_label", "label")
+    """Take names, class_name, order and family from the taxonomy.
+
+    A BirdCLEF 2025+ taxonomy.csv lists exactly the competition's classes: its labels with no rows
+    become zero-count classes. The eBird taxonomy (SPECIES_CODE, PRIMARY_COM_NAME, SCI_NAME, ORDER1,
+    FAMILY; all birds, so class_name is Aves) lists every species: only the input's labels are used.
+    """
+    ebird = taxonomy.column("species_code") is not None
+    label_col = taxonomy.column("primary_label", "label", "species_code")
     class_col = taxonomy.column(*_CLASS_ALIASES)
-    missing = [name for name, col in (("primary_label", label_col), ("class_name", class_col)) if col is None]
+    required = [("primary_label", label_col)] + ([] if ebird else [("class_name", class_col)])
+    missing = [name for name, col in required if col is None]
     if missing:
         raise InputError(
             taxonomy.path,
             [
                 f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
-                f"(found columns {taxonomy.columns})"
+                f"(or eBird's SPECIES_CODE; found columns {taxonomy.names})"
             ],
         )
-    common_col, sci_col = taxonomy.column("common_name"), taxonomy.column("scientific_name")
+    common_col = taxonomy.column("common_name", "primary_com_name")
+    sci_col = taxonomy.column("scientific_name", "sci_name")
+    order_col, family_col = taxonomy.column("order", "order1"), taxonomy.column("family")
     entries: dict[str, tuple[list[str], int]] = {}
     empty, dup = [], []
     for row, pos in zip(taxonomy.rows, taxonomy.positions):
@@ -235,11 +249,19 @@ def _apply_taxonomy(classes: list[ClassStats], source: RawTable, src_col: str, t
     by_label = {c.label: c for c in classes}
     for label, (row, pos) in entries.items():
         stats = by_label.get(label)
+        if stats is None and ebird:
+            continue
         if stats is None:  # in the taxonomy, no recordings: planning refuses it unless excluded
             stats = by_label[label] = ClassStats(
                 label, 0, source=taxonomy.path, where=taxonomy.where(label_name, [pos])
             )
-        stats.taxon_class = row[class_col] or stats.taxon_class
+        stats.taxon_class = (row[class_col] if class_col is not None else "") or (
+            DEFAULT_TAXON_CLASS if ebird else stats.taxon_class
+        )
+        if order_col is not None and row[order_col]:
+            stats.order = row[order_col]
+        if family_col is not None and row[family_col]:
+            stats.family = row[family_col]
         if common_col is not None and row[common_col]:
             stats.common_name = row[common_col]
         if sci_col is not None and row[sci_col]:

@@ -24,6 +24,7 @@ the column and the (0-based) rows.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 import fsspec
@@ -33,6 +34,8 @@ import pyarrow.compute as pc
 
 from birdgen_ray.io.storage import read_parquet
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
+
+log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = {"label": "string", "prompt": "string", "seed": "integer", "duration_s": "number"}
 OPTIONAL_COLUMNS = {
@@ -155,6 +158,31 @@ def _reference_problems(table: pa.Table) -> list[str]:
     return problems
 
 
+def _whole_float_seeds(table: pa.Table, source: str, problems: list[str]) -> pa.Table:
+    """A float `seed` column (pandas makes one as soon as a NaN was in it): cast it to int64 when
+    every value is a whole number >= 0, saying so; else name the rows that are not."""
+    if "seed" not in table.column_names or not pa.types.is_floating(table.schema.field("seed").type):
+        return table
+    seeds = pc.cast(table["seed"], pa.float64())
+    finite = pc.fill_null(pc.is_finite(seeds), False)
+    whole = pc.and_(finite, pc.equal(pc.fill_null(pc.floor(seeds), -1.0), pc.fill_null(seeds, -2.0)))
+    in_range = pc.and_(whole, pc.fill_null(pc.greater_equal(seeds, 0.0), False))
+    bad = _rows(pc.invert(in_range))
+    if bad:
+        problems.append(
+            f"column 'seed': {table.schema.field('seed').type} column with values that are not whole numbers >= 0 "
+            f"(null, NaN, infinite, fractional or negative) in {format_rows(bad)}"
+        )
+        return table
+    log.warning(
+        "%s: column 'seed' is %s; its values are all whole numbers, cast to int64",
+        source,
+        table.schema.field("seed").type,
+    )
+    index = table.column_names.index("seed")
+    return table.set_column(index, pa.field("seed", pa.int64()), pc.cast(seeds, pa.int64()))
+
+
 def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     """Check every rule, then return the plan normalised to PLAN_SCHEMA (+ extra columns).
 
@@ -162,41 +190,50 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     """
     problems: list[str] = []
     names = set(table.column_names)
+    table = _whole_float_seeds(table, source, problems)  # pandas makes int columns float after a NaN
+    explained = {"seed"} if problems else set()  # a float seed column that could not be cast: said already
+    unusable = set()  # columns missing or of the wrong type: their other checks are skipped, not the rest
     for col, kind in REQUIRED_COLUMNS.items():
         if col not in names:
             problems.append(f"column '{col}': missing (required, {kind})")
+            unusable.add(col)
         elif not _type_ok(kind, table.schema.field(col).type):
-            problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
+            if col not in explained:
+                problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
+            unusable.add(col)
     for col, kind in OPTIONAL_COLUMNS.items():
         if col in names and not _type_ok(kind, table.schema.field(col).type):
             problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
-    if problems:
-        raise PlanError(source, problems)
+            unusable.add(col)
     if table.num_rows == 0:
-        raise PlanError(source, ["the plan has no rows"])
+        raise PlanError(source, problems + ["the plan has no rows"])
 
     for col in ("label", "prompt"):
+        if col in unusable:
+            continue
         values = table[col]
         empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
         bad = _rows(pc.fill_null(pc.or_kleene(pc.is_null(values), empty), True))
         if bad:
             problems.append(f"column '{col}': null or empty in {format_rows(bad)}")
-    unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], UNSAFE_LABEL.pattern), False))
-    if unsafe:
-        problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {format_rows(unsafe)}")
-    seeds = table["seed"]
-    bad = _rows(pc.fill_null(pc.less(seeds, 0), True))
-    if bad:
-        problems.append(f"column 'seed': null or negative in {format_rows(bad)}")
-    dur = pc.cast(table["duration_s"], pa.float64())
-    out_of_range = pc.or_kleene(pc.less_equal(dur, 0.0), pc.greater(dur, MAX_DURATION_S))
-    bad_dur = _rows(pc.fill_null(pc.or_kleene(pc.invert(pc.is_finite(dur)), out_of_range), True))
-    if bad_dur:
-        problems.append(
-            f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {format_rows(bad_dur)}"
-        )
-    problems += _reference_problems(table)
-    if "clip_id" in names:  # ids given by the plan: checked with everything else, in one report
+    if "label" not in unusable:
+        unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], UNSAFE_LABEL.pattern), False))
+        if unsafe:
+            problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {format_rows(unsafe)}")
+    if "seed" not in unusable:
+        bad = _rows(pc.fill_null(pc.less(table["seed"], 0), True))
+        if bad:
+            problems.append(f"column 'seed': null or negative in {format_rows(bad)}")
+    if "duration_s" not in unusable:
+        dur = pc.cast(table["duration_s"], pa.float64())
+        out_of_range = pc.or_kleene(pc.less_equal(dur, 0.0), pc.greater(dur, MAX_DURATION_S))
+        bad_dur = _rows(pc.fill_null(pc.or_kleene(pc.invert(pc.is_finite(dur)), out_of_range), True))
+        if bad_dur:
+            problems.append(
+                f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {format_rows(bad_dur)}"
+            )
+    problems += _reference_problems(table.drop_columns([c for c in unusable if c in names]))
+    if "clip_id" in names and "clip_id" not in unusable:  # given ids: checked with everything else, in one report
         given = pc.cast(table["clip_id"], pa.string())
         bad = _rows(pc.invert(pc.fill_null(pc.match_substring_regex(given, _CLIP_ID.pattern), False)))
         if bad:
@@ -207,6 +244,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         problems += _duplicate_ids(given)
     if problems:
         raise PlanError(source, problems)
+    seeds = table["seed"]
 
     negative = (
         pc.fill_null(table["negative_prompt"], DEFAULT_NEGATIVE_PROMPT)
@@ -251,6 +289,19 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     return core
 
 
+def _looks_like_csv(path: str, data: bytes) -> bool:
+    """A `.csv` name, or a first line of UTF-8 text with commas."""
+    if data[:4] == b"PAR1":
+        return False
+    if path.lower().endswith((".csv", ".tsv")):
+        return True
+    first = data[:4096].split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
+    try:
+        return b"," in first and first.decode("utf-8").isprintable()
+    except UnicodeDecodeError:
+        return False
+
+
 def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
     """Read and validate a plan file, local or on object storage (fsspec); errors name the file."""
     fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
@@ -262,6 +313,14 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
     try:
         table = read_parquet(data)  # not pq.read_table(fh): see read_parquet
     except (pa.ArrowException, OSError) as exc:  # a checksum mismatch, bad compressed data, not Parquet at all
+        if _looks_like_csv(path, data):
+            raise PlanError(
+                path,
+                [
+                    "this looks like a CSV, not a plan (plans are Parquet): `birdgen-ray plan "
+                    f"{path} -o plan.parquet` makes a plan from a training set's metadata"
+                ],
+            ) from None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PlanError(
             path, [f"corrupt or not a Parquet file ({reason}); write it again with `birdgen-ray plan`"]

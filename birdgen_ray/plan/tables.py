@@ -36,6 +36,7 @@ class RawTable:
     rows: list[list[str]]
     positions: list[int]
     unit: str  # "line" or "row"
+    header: list[str] | None = None  # the column names as the file spells them (stripped)
 
     def column(self, *names: str) -> int | None:
         for name in names:
@@ -43,8 +44,18 @@ class RawTable:
                 return self.columns.index(name)
         return None
 
+    def spelled(self, column: str) -> str:
+        """A column's name as the file spells it ('SPECIES_CODE' for 'species_code')."""
+        if self.header and column in self.columns:
+            return self.header[self.columns.index(column)]
+        return column
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.header or self.columns)
+
     def where(self, column: str, positions: list[int]) -> str:
-        return f"column '{column}' {_positions(self.unit, positions)}"
+        return f"column '{self.spelled(column)}' {_positions(self.unit, positions)}"
 
 
 def _positions(unit: str, positions: list[int], limit: int = 10) -> str:
@@ -68,10 +79,11 @@ def _read_parquet(path: Path) -> RawTable:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(path, [f"not a readable Parquet file: {exc}"]) from None
-    columns = [name.strip().lower() for name in table.column_names]
+    header = [name.strip() for name in table.column_names]
+    columns = [name.lower() for name in header]
     data = [table.column(i).to_pylist() for i in range(table.num_columns)]
     rows = [["" if v is None else str(v) for v in values] for values in zip(*data)]
-    return RawTable(str(path), columns, rows, list(range(len(rows))), "row")
+    return RawTable(str(path), columns, rows, list(range(len(rows))), "row", header)
 
 
 def _read_csv(path: Path) -> RawTable:
@@ -82,6 +94,7 @@ def _read_csv(path: Path) -> RawTable:
     if not header:
         raise InputError(path, ["the file is empty (no header line)"])
     columns = [name.strip().lower() for name in header]
+    spelled = [name.strip() for name in header]
     rows: list[list[str]] = []
     positions: list[int] = []
     ragged: list[int] = []
@@ -96,7 +109,7 @@ def _read_csv(path: Path) -> RawTable:
             positions.append(reader.line_num)
     except csv.Error as exc:
         raise InputError(path, [f"line {reader.line_num}: not valid CSV: {exc}"]) from None
-    table = RawTable(str(path), columns, rows, positions, "line")
+    table = RawTable(str(path), columns, rows, positions, "line", spelled)
     problems = []
     if ragged:
         problems.append(f"{_positions('line', ragged)}: field count differs from the header's {len(columns)} columns")

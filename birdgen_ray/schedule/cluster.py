@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 from birdgen_ray.config import RunConfig
+from birdgen_ray.schedule.interrupts import sigint_held
 
 
 def init_ray(run: RunConfig) -> None:
+    with sigint_held("Ray's start-up"):  # an interrupt inside ray.init can crash the interpreter
+        _init_ray(run)
+
+
+def _init_ray(run: RunConfig) -> None:
     import ray
 
     if ray.is_initialized():
@@ -19,7 +26,14 @@ def init_ray(run: RunConfig) -> None:
         # Inside a Ray job or against a running cluster: join it, never pass resources.
         ray.init(address=run.address or None, log_to_driver=False)
     else:
+        note = _local_token_auth()
+        if note:
+            from ray._raylet import Config
+
+            Config.initialize("")  # Ray caches its config at import: let it see the mode (as Ray itself does)
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if note:
+            sys.stderr.write(note + "\n")
     if sigterm is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, sigterm)  # ray.init puts its own sys.exit there: keep the caller's
 
@@ -47,3 +61,21 @@ def has_autoscaler() -> bool:
         return False
     mapping = report.get("node_type_mapping") or {}
     return any(kind not in (node, f"node_{node}") for node, kind in mapping.items())
+
+
+def _local_token_auth() -> str | None:
+    """Token auth for the local Ray this run starts, stated in one line instead of Ray's notice.
+
+    Ray's servers listen on all interfaces (gcs_server, raylet and workers bind `*:port` even with
+    the node IP set to 127.0.0.1), so the token is what keeps anyone on the network from running
+    code on this machine. Ray 2.59+ turns it on for local clusters and says so in a notice that
+    suggests turning it off; setting the mode explicitly keeps it on without the notice. Ray writes
+    a token to ~/.ray/auth_token when there is none. A RAY_AUTH_MODE the user set is left alone.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return None
+    os.environ["RAY_AUTH_MODE"] = "token"
+    where = os.environ.get("RAY_AUTH_TOKEN_PATH") or (
+        "RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else "~/.ray/auth_token"
+    )
+    return f"local Ray: token authentication on (its servers listen on all interfaces); token: {where}"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from birdgen_ray.io.layout import LEASE_FILE
 from birdgen_ray.io.storage import Output
+from birdgen_ray.schedule.interrupts import sigint_held
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +271,16 @@ class OutputLease:
             log.warning("could not release the lease of %s (%s); it expires by itself", self.output.uri, exc)
 
     def __enter__(self) -> "OutputLease":
-        self.acquire()
-        self.start_renewing()
+        # An error or Ctrl-C after the lease is written and before __enter__ returns would leave a
+        # lease no __exit__ releases: Ctrl-C is held through both steps, and any failure releases
+        # (release removes the lease only if it is this run's).
+        try:
+            with sigint_held("taking the output's lease"):
+                self.acquire()
+                self.start_renewing()
+        except BaseException:
+            self.release()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

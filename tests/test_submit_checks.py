@@ -1,0 +1,89 @@
+"""Checks `submit` makes before any work: --dry-run writes nothing, a CSV given as the plan is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from birdgen_ray.cli import app
+from tests.made_outputs import null_output
+from tests.plans import plan_table, write_plan
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dry_run_writes_nothing_and_says_what_would_run(tmp_path):
+    plan = write_plan(tmp_path / "plan.parquet", plan_table(20))
+    before = snapshot(tmp_path)
+    result = invoke("submit", plan, "--out", tmp_path / "out", "--dry-run", "--shard-size", 8, "--num-actors", 1)
+    assert result.exit_code == 0, result.output
+    assert "20 clips" in result.output and "3 shards" in result.output and "actors: 1" in result.output
+    assert "estimated GPU time" in result.output and "NVIDIA H200" in result.output
+    assert not (tmp_path / "out").exists() and snapshot(tmp_path) == before
+
+
+def test_dry_run_on_an_existing_output_counts_what_is_committed_and_changes_nothing(ray_local, tmp_path):
+    out = null_output(tmp_path, plan_table(4))
+    grown = write_plan(tmp_path / "grown.parquet", plan_table(10))
+    before = snapshot(tmp_path)
+    result = invoke("submit", grown, "--out", out, "--dry-run", "--generator", "null")
+    assert result.exit_code == 0, result.output
+    assert "10 clips, 4 already committed" in result.output and "would generate 6 clips" in result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_dry_run_still_refuses_an_invalid_plan(tmp_path):
+    table = plan_table(3)
+    table = table.set_column(table.column_names.index("prompt"), "prompt", pa.array(["ok", "", "ok"]))
+    result = invoke("submit", write_plan(tmp_path / "bad.parquet", table), "--out", tmp_path / "o", "--dry-run")
+    assert result.exit_code == 2 and "column 'prompt': null or empty in row 1" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["train_metadata.csv", "plan.parquet"])
+def test_a_csv_given_as_the_plan_is_named_as_one(tmp_path, name):
+    csv_file = tmp_path / name
+    csv_file.write_bytes((REPO / "examples" / "train_metadata.csv").read_bytes())
+    result = invoke("submit", csv_file, "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "looks like a CSV" in result.output and "birdgen-ray plan" in result.output
+    assert "magic bytes" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_a_local_ray_started_by_submit_keeps_token_auth_on_and_says_so_in_one_line(tmp_path):
+    """Ray's servers listen on all interfaces: the token is what keeps others from running code here."""
+    import os
+    import subprocess
+    import sys
+
+    plan = write_plan(tmp_path / "plan.parquet", plan_table(2))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    command = [sys.executable, "-c", "from birdgen_ray.cli import app; app()", "submit", plan, "--out"]
+    command += [str(tmp_path / "out"), "--generator", "null", "--num-actors", "1", "--gpus-per-actor", "0"]
+    done = subprocess.run(command + ["--no-progress"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if "token" in line.lower()]
+    assert len(lines) == 1 and "token authentication on" in lines[0], done.stderr
+    assert "RAY_AUTH_MODE=disabled" not in done.stderr
+    assert (tmp_path / "home" / ".ray" / "auth_token").is_file()  # Ray made the token the run used
+
+
+def test_no_doc_advises_turning_token_auth_off():
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    for doc in docs:
+        assert "RAY_AUTH_MODE=disabled" not in doc.read_text(encoding="utf-8"), doc
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "ray get-auth-token --generate" in readme and "ray job submit" in readme
