@@ -188,3 +188,20 @@ def test_verified_clips_follow_the_reports_species_rule(tmp_path):
     assert verified_mask(output) == [True, False, False, True]  # NaN: unverifiable, never passes
     unverified = SyntheticOutput(name="out", uri=str(tmp_path), index=index.drop_columns(["verifier"]))
     assert verified_mask(unverified) is None
+
+
+def test_every_command_but_evaluate_runs_without_the_evaluate_extra(tmp_path):
+    """scikit-learn and scipy are the evaluate extra: the CLI loads without them, and evaluate says so."""
+    from tests.without_packages import cli_without
+
+    missing = {"sklearn", "scipy"}
+    helped = cli_without(missing, ["--help"])
+    assert helped.returncode == 0 and "evaluate" in helped.stdout, helped.stderr
+    planned = cli_without(
+        missing, ["plan", "examples/train_metadata.csv", "--target", "3", "-o", str(tmp_path / "p.parquet")]
+    )
+    assert planned.returncode == 0, planned.stderr
+    args = ["evaluate", "--real", str(tmp_path), "--synthetic", str(tmp_path), "--out", str(tmp_path / "eval")]
+    evaluated = cli_without(missing, args)
+    assert evaluated.returncode == 2 and "install birdgen-ray[evaluate]" in evaluated.stderr, evaluated.stderr
+    assert "Traceback" not in evaluated.stderr

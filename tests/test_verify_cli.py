@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pyarrow.parquet as pq
@@ -18,6 +17,7 @@ from birdgen_ray.cli import app
 from birdgen_ray.io.layout import committed_shard_ids, species_path
 from tests.made_outputs import birdclef_plan, null_output
 from tests.real_audio import AUDIO, REPO, birdnet_or_skip, needs_real_audio
+from tests.without_packages import cli_without
 
 birdnet_or_skip()
 BIRDS = AUDIO / "opensoundscape-birds_10s.wav"
@@ -68,20 +68,7 @@ def test_without_the_extra_the_command_says_how_to_install_it_and_exits_2(tmp_pa
         "verify": ["verify", "--audio", str(BIRDS)],
         "submit": ["submit", plan, "--out", str(tmp_path / "out"), "--model", "tiny", "--verify", "birdnet"],
     }[command]
-    code = textwrap.dedent(
-        f"""
-        import sys
-        class Block:  # as if ai-edge-litert were not installed
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "ai_edge_litert":
-                    raise ModuleNotFoundError(f"No module named {{name!r}}")
-        sys.meta_path.insert(0, Block())
-        from birdgen_ray.cli import app
-        sys.argv = ["birdgen-ray", *{argv!r}]
-        app()
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    result = cli_without({"ai_edge_litert"}, [str(a) for a in argv])
     assert result.returncode == 2, result.stderr
     assert "install birdgen-ray[birdnet]" in result.stderr
     assert "Traceback" not in result.stderr

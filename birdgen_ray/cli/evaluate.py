@@ -9,13 +9,12 @@ import typer
 
 from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
 from birdgen_ray.evaluate.config import RATIOS, EvaluateConfig
-from birdgen_ray.evaluate.pipeline import PAGE_FILE, REAL_ONLY, evaluate
-from birdgen_ray.evaluate.protocol import ProtocolError
 from birdgen_ray.io.audio import AudioReadError
 from birdgen_ray.plan.tables import InputError
 from birdgen_ray.verify.birdnet import MissingExtra
 
 console = line_console()
+INSTALL_HINT = "install birdgen-ray[evaluate]"
 
 
 def evaluate_cmd(
@@ -53,24 +52,35 @@ def evaluate_cmd(
         ratios=tuple(ratio) if ratio else RATIOS, bootstrap=bootstrap, match_bandwidth=match_bandwidth,
         num_threads=threads, progress=progress, storage_options=storage_options or {},
     )  # fmt: skip
+    pipeline, protocol = _evaluation_modules()
     try:
         with writing_to(out):
-            result = evaluate(config)
+            result = pipeline.evaluate(config)
     except InputError as exc:
         raise fail(f"{exc.path}: {'; '.join(exc.problems)}") from None
-    except (ProtocolError, AudioReadError, MissingExtra, FileNotFoundError, ValueError) as exc:
+    except (protocol.ProtocolError, AudioReadError, MissingExtra, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    print_summary(result)
-    console.print(f"wrote {out / PAGE_FILE} and {out / 'evaluation.json'}", highlight=False)
+    print_summary(result, pipeline.REAL_ONLY)
+    console.print(f"wrote {out / pipeline.PAGE_FILE} and {out / 'evaluation.json'}", highlight=False)
 
 
-def print_summary(result: dict) -> None:
+def _evaluation_modules():
+    """The evaluation itself, imported here: its probes need scikit-learn and scipy (the evaluate
+    extra), and every other command must run without them."""
+    try:
+        from birdgen_ray.evaluate import pipeline, protocol
+    except ImportError as exc:
+        raise fail(f"birdgen-ray evaluate needs {exc.name or 'its extra'}: {INSTALL_HINT}") from None
+    return pipeline, protocol
+
+
+def print_summary(result: dict, real_only: str) -> None:
     """Per band: macro ROC-AUC of every variant, its difference from real only, and the singleton bin's."""
     for band, data in result["bands"].items():
         console.print(f"[bold]{band}[/bold]  macro ROC-AUC (difference from real only; 95% CI) | left-out classes")
         for name, v in data["variants"].items():
             macro, rare = v["macro"]["roc_auc"], v["bins"]["1"]["roc_auc"]
-            if name == REAL_ONLY:
+            if name == real_only:
                 console.print(f"  {name:<32} {_num(macro['value'])}                        | {_num(rare['value'])}")
                 continue
             console.print(
