@@ -56,7 +56,12 @@ def submit_cmd(
     scheduler: Scheduler = typer.Option("dpm", help="Sampler."),
     steps: int = typer.Option(25, min=1, help="Denoising steps per clip."),
     guidance: float = typer.Option(3.5, min=0, callback=finite, help="Classifier-free guidance scale (<= 1: off)."),
-    candidates: int = typer.Option(1, min=1, help="Takes per clip; the one closest to its own prompt (CLAP) is kept."),
+    candidates: int = typer.Option(
+        1,
+        min=1,
+        help="Takes per clip; the one closest to its own prompt (CLAP) is kept. With 1 and no --min-clap, "
+        "CLAP scoring is skipped and clap_score is null.",
+    ),
     sample_rate: int = typer.Option(
         32_000, min=8_000, help="Output rate in Hz (BirdCLEF: 32000; the model's native: 16000)."
     ),
