@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
+from birdgen_ray.generate.batch_size import Choice, engine_choices
 from birdgen_ray.generate.denoise import DenoiseBatch, denoise, latent_height
 from birdgen_ray.generate.encode import PromptEncoder
 from birdgen_ray.generate.model import load_pipeline
@@ -136,16 +137,35 @@ class AudioLDM2Engine:
         self.clock = StageClock(self.device, STAGES)
         self._stage = self.clock.stage
         self.encoder = PromptEncoder(self.pipe, self._stage)
-        self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=engine.batch_size)
+        self.choices = self._device_fitting_choices(engine)
+        self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=self.choices["batch_size"].value)
         self.references = ReferenceLatents(self.pipe, storage_options)  # fsspec options of the run
-        self.batch_size = engine.batch_size
-        if engine.compile_unet:
+        self.batch_size = self.choices["batch_size"].value
+        if self.choices["compile_unet"].value:
             self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
+        if self.choices["cudnn_benchmark"].value:
+            torch.backends.cudnn.benchmark = True
         self._postprocess_pool = ThreadPoolExecutor(max_workers=max(1, engine.postprocess_threads))
         self.verifier = None
         if generation.verifier == "birdnet":
             threads = engine.verifier_threads_for(gpu=self.device.type == "cuda")
             self.verifier = SpeciesVerifier(generation, threads, engine.verifier_batch_size)
+
+    def _device_fitting_choices(self, engine: EngineConfig) -> dict[str, Choice]:
+        """Batch size, compile and cuDNN autotuning: as asked, or fitted to this device after the model loaded."""
+        free_bytes = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        weights = [t for _, _, _, t, _ in _named_tensors(self.pipe)]
+        return engine_choices(
+            engine.batch_size,
+            engine.compile_unet,
+            engine.clip_duration_s,
+            engine.clips_per_actor,
+            self.device.type,
+            free_bytes=free_bytes,
+            # an fp32 rerun of non-finite clips casts the weights up: as many bytes again as fp16 weights
+            weight_bytes=sum(t.numel() * t.element_size() for t in weights) if self.pipe.dtype != torch.float32 else 0,
+            bytes_per_element=self.pipe.unet.dtype.itemsize,
+        )
 
     @property
     def batch_size(self) -> int:
