@@ -134,6 +134,7 @@ def conditioning_rows(engine: AudioLDM2Engine, prompt: str) -> list[dict]:
 
 def measure(engine: AudioLDM2Engine, rows: list[PlanRow], batch: int, steps: int, dtype: torch.dtype) -> list[dict]:
     engine.pipe.to(dtype=dtype)
+    engine.encoder.clear()  # encodings cached in the previous dtype must not condition this one's clips
     target = [r for r in rows if r.clip_id == "target"]
     results = conditioning_rows(engine, target[0].prompt)
     alone = engine_clip(engine, target, 1)

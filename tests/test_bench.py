@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -106,3 +107,15 @@ def test_invariance_bench_separates_the_engine_from_naive_batching(tmp_path, cap
     assert results["audio: naive diffusers alone vs in a batch of 3"]["relative_l2"] > 1e-2
     assert results["audio: same seed, other prompt (sensitivity)"]["relative_l2"] > 1e-2
     assert "relative L2" in capsys.readouterr().out
+
+
+def test_invariance_bench_encodes_afresh_in_each_dtype():
+    """The fp32 rows must not reuse encodings cached in fp16 (here: float64, then float32, on the CPU)."""
+    generation = GenerationConfig(model="tiny", num_inference_steps=2, quality=QualityThresholds(max_retries=0))
+    engine = AudioLDM2Engine(generation, EngineConfig(batch_size=2, device="cpu"))
+    _, rows = invariance_bench.target_and_mates(2, 0.5)
+    invariance_bench.measure(engine, rows, 2, 2, torch.float64)
+    assert {e.t5_embeds.dtype for e in engine.encoder._cache.values()} == {torch.float64}
+    results = invariance_bench.measure(engine, rows, 2, 2, torch.float32)
+    assert {e.t5_embeds.dtype for e in engine.encoder._cache.values()} == {torch.float32}
+    assert {r["dtype"] for r in results} == {"float32"}
