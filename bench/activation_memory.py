@@ -22,8 +22,7 @@ import re
 from pathlib import Path
 
 import torch
-from common import bench_arguments, bench_device  # bench/ is on sys.path
-from engine_bench import make_rows, prepare_model
+from common import bench_arguments, bench_device, make_rows, prepare_model  # bench/ is on sys.path
 from machine import cpu_model
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
@@ -35,7 +34,7 @@ def _status_mb(field: str) -> float:
     return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) / 1024
 
 
-def working_memory_mb(engine: AudioLDM2Engine, batch: int, duration: float) -> float:
+def working_memory_mib(engine: AudioLDM2Engine, batch: int, duration: float) -> float:
     """Peak RSS during one generate of `batch` clips, above the resident size before it."""
     engine.batch_size = batch
     rows = make_rows(batch, duration, first_seed=10 * batch + int(duration * 100))
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     quality = QualityThresholds(min_clap_score=-1.0, max_retries=0)  # every clip scored, none retried
     generation = GenerationConfig(model=model, num_inference_steps=2, quality=quality)
     engine = AudioLDM2Engine(generation, EngineConfig(batch_size=1, device="cpu"))
-    working_memory_mb(engine, 1, min(args.durations))  # warm-up: one-off allocations (thread pools, plans)
+    working_memory_mib(engine, 1, min(args.durations))  # warm-up: one-off allocations (thread pools, plans)
     small, large = args.batches
     report = {
         "date": datetime.date.today().isoformat(),
@@ -70,18 +69,18 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": [],
     }
     for duration in args.durations:
-        mb = {b: working_memory_mb(engine, b, duration) for b in (small, large)}
+        mb = {b: working_memory_mib(engine, b, duration) for b in (small, large)}
         per_clip = (mb[large] - mb[small]) / (large - small)
         report["rows"].append(
             {
                 "duration_s": duration,
-                "working_mb": {str(b): round(v, 1) for b, v in mb.items()},
-                "mb_per_clip": round(per_clip, 1),
+                "working_mib": {str(b): round(v, 1) for b, v in mb.items()},
+                "mib_per_clip": round(per_clip, 1),
             }
         )
         print(
-            f"{duration:>5.1f} s: batch {small} {mb[small]:8.1f} MB, batch {large} {mb[large]:8.1f} MB"
-            f" -> {per_clip:7.1f} MB/clip",
+            f"{duration:>5.1f} s: batch {small} {mb[small]:8.1f} MiB, batch {large} {mb[large]:8.1f} MiB"
+            f" -> {per_clip:7.1f} MiB/clip",
             flush=True,
         )
     if args.json:

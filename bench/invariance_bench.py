@@ -31,8 +31,8 @@ import diffusers
 import numpy as np
 import torch
 import transformers
-from common import bench_arguments, bench_device  # bench/ is on sys.path
-from engine_bench import PRESETS, machine_name, make_rows, prepare_model  # bench/ is on sys.path
+from common import bench_arguments, bench_device, machine_name, make_rows, prepare_model  # bench/ is on sys.path
+from engine_bench import PRESETS  # bench/ is on sys.path
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine

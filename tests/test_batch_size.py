@@ -25,7 +25,9 @@ def test_the_table_is_interpolated_linearly_and_grows_with_the_clip_length():
     assert bs.activation_mib_per_clip(s0) == pytest.approx(m0)
     assert bs.activation_mib_per_clip((s0 + s1) / 2) == pytest.approx((m0 + m1) / 2)
     lengths = [0.5, 1.0, 2.5, 5.0, 10.0, 20.0]
-    assert all(bs.activation_mib_per_clip(a) < bs.activation_mib_per_clip(b) for a, b in zip(lengths, lengths[1:]))
+    assert all(bs.activation_mib_per_clip(a) <= bs.activation_mib_per_clip(b) for a, b in zip(lengths, lengths[1:]))
+    assert bs.activation_mib_per_clip(2.5) < bs.activation_mib_per_clip(5.0) < bs.activation_mib_per_clip(10.0)
+    assert bs.activation_mib_per_clip(20.0) > bs.activation_mib_per_clip(10.0)  # extrapolated past the table
 
 
 @pytest.mark.parametrize("clips_that_fit, expected", [(0, 1), (1, 1), (7.9, 4), (64.5, 64), (100, 64), (1000, 128)])
