@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--cpu-proxy", action="store_true", help="full size on the CPU, 0.5 s clips, 2 steps: ratios, a CPU figure"
     )
     parser.add_argument("--case-cap", type=float, default=None, help="seconds per case before it is cut off")
+    parser.add_argument("--build-only", action="store_true", help="build the model (e.g. full size) and stop")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     device = bench_device(args)
@@ -280,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
         ddim_steps = max(2, round(150 * opt["steps_scale"]))
         fast_steps = max(2, round(25 * opt["steps_scale"]))
     model = prepare_model(opt["model"], args.cache_dir, args.reference)
+    if args.build_only:
+        print(f"model ready: {model}")
+        return {"model": model}
     quality = QualityThresholds(max_retries=0)  # random weights make noise: never spend time on retries
     ddim = GenerationConfig(model=model, scheduler="ddim", num_inference_steps=ddim_steps, quality=quality)
     fast = dataclasses.replace(ddim, scheduler="dpm", num_inference_steps=fast_steps)

@@ -158,3 +158,17 @@ def test_a_case_past_its_cap_is_cut_off_and_reruns_are_counted_from_the_engines_
     with cases.RerunCounter().counting() as counter:
         engine.generate(engine_bench.make_rows(2, 0.5, first_seed=0))
     assert (counter.reruns, counter.persistent) == (1, 0)
+
+
+def test_the_gpu_scripts_smoke_step_passes_here_and_stops_with_one_line_where_the_device_is_missing(capsys):
+    import smoke
+
+    assert smoke.main(["--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("smoke ok in ")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the failing half needs a machine without it")
+    assert smoke.main(["--device", "cuda"]) == 1
+    printed = capsys.readouterr().out
+    assert (
+        printed.startswith("SMOKE FAILED at building and loading the tiny model on cuda") and printed.count("\n") == 1
+    )
