@@ -3,7 +3,6 @@ recordings, at the full-size AudioLDM2 extractor's settings, and the scorer uses
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,9 @@ import torch
 
 from birdgen_ray.generate.clap_features import ClapAudioFeatures, supports
 from birdgen_ray.io.audio import read_audio
+from tests.real_audio import AUDIO
 
-# shared/ beside the clone (as in CI); BIRDGEN_SHARED_DIR overrides it (a worktree elsewhere)
-SHARED = Path(os.environ.get("BIRDGEN_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
-AUDIO = SHARED / "audio"
+SHARED = AUDIO.parent  # shared/ beside the clone (as in CI), or BIRDGEN_SHARED_DIR
 FULL_SIZE_EXTRACTORS = sorted((SHARED / "reference" / "audioldm2").glob("*/feature_extractor"))
 
 
