@@ -50,8 +50,16 @@ class SharedPipelines:
         pipe.scheduler = scheduler  # a case's own scheduler never leaks into the next case
         return pipe, model_id
 
-    def install(self) -> None:
+    @contextmanager
+    def installed(self):
+        """The engine module loads through this while the block runs (a bench in a test process must not
+        hand its pipeline to the tests after it)."""
+        original = engine_module.load_pipeline
         engine_module.load_pipeline = self
+        try:
+            yield self
+        finally:
+            engine_module.load_pipeline = original
 
 
 class CaseTimedOut(Exception):

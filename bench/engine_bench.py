@@ -251,6 +251,11 @@ def summarise(name, scheduler, steps, batch, clips, wall, stages, forwards: int,
 
 
 def main(argv: list[str] | None = None) -> dict:
+    with SharedPipelines().installed() as pipes:  # one load for every case
+        return _main(argv, pipes)
+
+
+def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
     parser = bench_arguments(__doc__)
     parser.add_argument("--duration", type=float, default=None, help="clip length in seconds (paper recipe: 5)")
     parser.add_argument("--steps-scale", type=float, default=None, help="multiply 150 DDIM / 25 DPM steps by this")
@@ -289,8 +294,6 @@ def main(argv: list[str] | None = None) -> dict:
     fast = dataclasses.replace(ddim, scheduler="dpm", num_inference_steps=fast_steps)
     engine_cfg = EngineConfig(batch_size=opt["batch"], compile_unet=args.compile, device=str(device))
     torch.manual_seed(0)
-    pipes = SharedPipelines()  # one load for every case
-    pipes.install()
     reruns = RerunCounter()
 
     import diffusers

@@ -172,3 +172,15 @@ def test_the_gpu_scripts_smoke_step_passes_here_and_stops_with_one_line_where_th
     assert (
         printed.startswith("SMOKE FAILED at building and loading the tiny model on cuda") and printed.count("\n") == 1
     )
+
+
+def test_the_bench_gives_the_engine_module_its_own_loader_back():
+    """Its shared pipeline must not leak into engines built after it in the same process (the tests)."""
+    import cases
+
+    from birdgen_ray.generate import engine as engine_module
+
+    original = engine_module.load_pipeline
+    with cases.SharedPipelines().installed() as pipes:
+        assert engine_module.load_pipeline is pipes
+    assert engine_module.load_pipeline is original
