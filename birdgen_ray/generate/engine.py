@@ -26,9 +26,9 @@ import logging
 import math
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.generate.species import SpeciesVerifier, rank_key
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.generate.weights import named_tensors, weights_in
 from birdgen_ray.rows import PlanRow
 from birdgen_ray.verify.score import ClipScore
 
@@ -67,39 +68,6 @@ def make_scheduler(name: str, config):
     if name == "pndm":
         return PNDMScheduler.from_config(config, skip_prk_steps=True)
     raise ValueError(f"unknown scheduler {name!r}; expected ddim, dpm, unipc or pndm")
-
-
-def _named_tensors(pipe) -> Iterator[tuple[str, torch.nn.Module, str, torch.Tensor, bool]]:
-    """(qualified name, owning module, attribute, tensor, is_parameter) for every weight and buffer."""
-    for component, module in pipe.components.items():
-        if not isinstance(module, torch.nn.Module):
-            continue
-        for prefix, owner in module.named_modules():
-            for is_parameter, tensors in ((True, owner._parameters), (False, owner._buffers)):
-                for attribute, tensor in tensors.items():
-                    if tensor is not None:
-                        yield f"{component}.{prefix}.{attribute}", owner, attribute, tensor, is_parameter
-
-
-@contextmanager
-def _weights_in(pipe, dtype: torch.dtype) -> Iterator[None]:
-    """Run the block with the pipeline cast to `dtype`, then give every tensor back the dtype it had.
-
-    Not `pipe.to(dtype=native)` afterwards: from_pretrained(dtype=fp16) keeps some weights in fp32
-    (transformers' _keep_in_fp32_modules: Flan-T5's `wo`, which overflows in fp16), and a blanket
-    cast back would leave them fp16 for the rest of the actor's life.
-    """
-    loaded = {name: tensor.dtype for name, _, _, tensor, _ in _named_tensors(pipe)}
-    try:
-        pipe.to(dtype=dtype)
-        yield
-    finally:  # also after an out-of-memory error halfway through the cast
-        for name, owner, attribute, tensor, is_parameter in list(_named_tensors(pipe)):
-            if tensor.dtype != loaded[name]:
-                if is_parameter:
-                    tensor.data = tensor.data.to(loaded[name])
-                else:
-                    owner._buffers[attribute] = tensor.to(loaded[name])
 
 
 @dataclass
@@ -154,7 +122,7 @@ class AudioLDM2Engine:
     def _device_fitting_choices(self, engine: EngineConfig) -> dict[str, Choice]:
         """Batch size, compile and cuDNN autotuning: as asked, or fitted to this device after the model loaded."""
         free_bytes = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
-        weights = [t for _, _, _, t, _ in _named_tensors(self.pipe)]
+        weights = [t for _, _, _, t, _ in named_tensors(self.pipe)]
         return engine_choices(
             engine.batch_size,
             engine.compile_unet,
@@ -394,7 +362,7 @@ class AudioLDM2Engine:
         """One batch through the UNet loop, VAE and vocoder: float32 audio (batch, samples)."""
         pipe, gen = self.pipe, self.generation
         native = pipe.dtype
-        with _weights_in(pipe, dtype) if dtype is not None and dtype != native else nullcontext():
+        with weights_in(pipe, dtype) if dtype is not None and dtype != native else nullcontext():
             # the fp32 rerun encodes afresh: a NaN may have come from the fp16 text encoders themselves
             conditioning = self.encoder.batch(
                 [r.prompt for r in rows], [r.negative_prompt for r in rows], cached=pipe.dtype == native
