@@ -1,11 +1,17 @@
-"""Engine benchmark: the naive diffusers recipe against AudioLDM2Engine, in one run.
+"""Engine benchmark: the naive diffusers recipe and batched diffusers against AudioLDM2Engine, in one run.
 
-Three cases, same model, same clip length, distinct prompts (so the engine's per-text cache only
-helps with the shared negative prompt):
-  naive        plain `pipe(prompt, negative_prompt=..., num_inference_steps=150, audio_length_in_s=5)`,
-               one clip per call, DDIM, then the same post-processing and WAV encoding as the engine
-  engine_ddim  AudioLDM2Engine, DDIM at the same step count, one large batch
-  engine_fast  AudioLDM2Engine, DPM-Solver++ at 25 steps (the fast preset)
+Cases, same model, same clip length, distinct prompts (so the engine's per-text cache only helps with
+the shared negative prompt):
+  naive              plain `pipe(prompt, negative_prompt=..., num_inference_steps=150, audio_length_in_s=5)`,
+                     one clip per call, DDIM, then the same post-processing and WAV encoding as the engine
+  diffusers_batched  plain diffusers with lists of prompts, `--batch` clips per call, one generator per
+                     clip, DPM-Solver++ at 25 steps: the fair peer of engine_fast (bench/cases.py)
+  engine_ddim        AudioLDM2Engine, DDIM at the naive step count, one large batch
+  engine_fast        AudioLDM2Engine, DPM-Solver++ at 25 steps (the fast preset)
+  end_to_end         engine_fast through ShardWorker.run_shard: WAV tar, shard index and commit (no Ray)
+Headline: engine_fast "x batched diffusers" (same scheduler and steps), "x naive" (the seed recipe), and
+end_to_end / engine_fast (what writing a shard adds). `--cpu-proxy`: the same cases at full size (random
+weights) with 0.5 s clips and 2 steps on the CPU, as ratios: a CPU figure, not a GPU one.
 
 Per-stage seconds per clip (text encoding, GPT2, UNet loop, VAE, vocoder, scoring, post-processing,
 WAV bytes), clips/s, speed-ups over naive, and the UNet's model FLOP utilisation against a matmul
@@ -26,29 +32,23 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from common import bench_arguments, bench_device  # bench/ is on sys.path
-from machine import cpu_model  # bench/machine.py (the script's folder is on sys.path)
-from torch.utils.flop_counter import FlopCounterMode
+from cases import CaseTimedOut, RerunCounter, SharedPipelines, case_cap, run_diffusers_batched, run_end_to_end
+from common import bench_arguments, bench_device, machine_name, make_rows, prepare_model  # bench/ is on sys.path
+from counters import SchedulerSteps, UNetCalls
+from tables import STAGES, headline, print_table
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine, make_scheduler
-from birdgen_ray.generate.model import load_pipeline
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import measure
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.io.audio import encode_wav
-from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
+from birdgen_ray.rows import PlanRow
 
-STAGES = ("text", "gpt2", "unet", "vae", "vocoder", "scoring", "postprocess", "wav")
 ENGINE_STAGE_NAMES = {"text_encoding": "text"}  # engine.stage_times key -> our column
-REFERENCE_CONFIGS = (  # full-size component configs, first one found (see bench/README.md)
-    Path(".whl/reference/audioldm2"),
-    Path(__file__).resolve().parents[1].parent / "shared/reference/audioldm2/audioldm2",  # ../shared beside the repo
-)
 PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min on one H100/H200
     "cpu": dict(
         model="tiny",
@@ -58,6 +58,16 @@ PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min o
         batch=8,
         clips=16,
         fast_clips=32,
+        compiled_case=False,
+    ),
+    "proxy": dict(  # --cpu-proxy: full size on the CPU, short clips, 2 steps for every scheduler
+        model="full",
+        duration=0.5,
+        steps_scale=None,
+        naive_clips=2,
+        batch=4,
+        clips=4,
+        fast_clips=8,
         compiled_case=False,
     ),
     "cuda": dict(
@@ -71,61 +81,6 @@ PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min o
         compiled_case=True,
     ),
 }
-BIRDS = [
-    "robin",
-    "song thrush",
-    "blackbird",
-    "wren",
-    "chiffchaff",
-    "skylark",
-    "tawny owl",
-    "curlew",
-    "nightingale",
-    "great tit",
-    "cuckoo",
-    "kingfisher",
-    "bittern",
-    "swallow",
-    "warbler",
-    "woodpecker",
-]
-PLACES = [
-    "in a forest at dawn",
-    "near a river",
-    "in a wetland",
-    "in a city park",
-    "on a hillside",
-    "in a rainforest",
-    "over a lake",
-    "in tall grass at dusk",
-]
-
-
-class UNetCalls:
-    """Counts UNet forwards (no sync, so timings are untouched) and keeps the first call's inputs."""
-
-    def __init__(self, unet):
-        self.unet, self.count, self.first = unet, 0, None
-        original = unet.forward
-
-        def counted(*args, **kwargs):
-            self.count += 1
-            if self.first is None:
-                self.first = (args, kwargs)
-            return original(*args, **kwargs)
-
-        unet.forward = counted
-
-    def remove(self) -> None:
-        del self.unet.forward  # back to the class method
-
-    @torch.no_grad()
-    def flops_per_call(self) -> int:
-        args, kwargs = self.first
-        with FlopCounterMode(display=False) as counter:
-            self.unet(*args, **kwargs)
-        self.count -= 1  # the counting forward is not part of the run
-        return int(counter.get_total_flops())
 
 
 def matmul_ceiling_tflops(device: torch.device) -> tuple[float, str]:
@@ -143,36 +98,31 @@ def matmul_ceiling_tflops(device: torch.device) -> tuple[float, str]:
     return 2 * n**3 * reps / best / 1e12, f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul"
 
 
-def make_rows(count: int, duration: float, first_seed: int) -> list[PlanRow]:
-    rows = []
-    for seed in range(first_seed, first_seed + count):
-        # distinct prompts in every case and warm-up: the engine's text cache only knows the negative
-        bird, place = BIRDS[seed % len(BIRDS)], PLACES[(seed // len(BIRDS)) % len(PLACES)]
-        prompt = f"A song of a {bird} {place}, take {seed}."
-        rows.append(PlanRow(f"bench-{seed}", "bench", prompt, DEFAULT_NEGATIVE_PROMPT, seed, duration))
-    return rows
-
-
 def postprocess_like_engine(raw: np.ndarray, source_rate: int, gen: GenerationConfig, duration: float) -> np.ndarray:
     measure(raw, source_rate, gen.quality)
     return to_output(raw, source_rate, gen.output_sample_rate, duration, gen.peak_dbfs)
 
 
-def run_naive(model: str, device: torch.device, gen: GenerationConfig, rows: list[PlanRow]) -> dict:
+def run_naive(pipes, model: str, device: torch.device, gen: GenerationConfig, rows: list[PlanRow]) -> dict:
     """One clip per plain pipeline call, as the diffusers AudioLDM2 example does it."""
-    pipe, _ = load_pipeline(model, str(device))
+    pipe, _ = pipes(model, str(device))
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
     source_rate = int(pipe.vocoder.config.sampling_rate)
     call = dict(audio_length_in_s=rows[0].duration_s, guidance_scale=gen.guidance_scale)
     pipe(rows[0].prompt, negative_prompt=rows[0].negative_prompt, num_inference_steps=2, **call)  # warm-up
 
     clock = StageClock(device)
-    clock.wrap(pipe, "encode_prompt", "text")
-    clock.wrap(pipe, "generate_language_model", "gpt2")
-    clock.wrap(pipe.vae, "decode", "vae")
-    clock.wrap(pipe, "mel_spectrogram_to_waveform", "vocoder")
-    clock.wrap(pipe, "score_waveforms", "scoring")
+    wrapped = [
+        (pipe, "encode_prompt", "text"),
+        (pipe, "generate_language_model", "gpt2"),
+        (pipe.vae, "decode", "vae"),
+        (pipe, "mel_spectrogram_to_waveform", "vocoder"),
+        (pipe, "score_waveforms", "scoring"),
+    ]
+    for obj, attr, name in wrapped:
+        clock.wrap(obj, attr, name)
     unet = UNetCalls(pipe.unet)
+    nonfinite = 0
     started = time.perf_counter()
     for row in rows:
         generator = torch.Generator(device).manual_seed(row.seed)
@@ -184,8 +134,9 @@ def run_naive(model: str, device: torch.device, gen: GenerationConfig, rows: lis
                 generator=generator,
                 **call,
             ).audios[0]
+        nonfinite += int(not np.isfinite(raw).all())
         with clock.stage("postprocess"):
-            audio = postprocess_like_engine(raw, source_rate, gen, row.duration_s)
+            audio = postprocess_like_engine(np.nan_to_num(raw), source_rate, gen, row.duration_s)
         with clock.stage("wav"):
             encode_wav(audio, gen.output_sample_rate)
     wall = time.perf_counter() - started
@@ -200,27 +151,40 @@ def run_naive(model: str, device: torch.device, gen: GenerationConfig, rows: lis
         unet.count,
         unet.flops_per_call(),
     )
+    result["nonfinite_clips"] = nonfinite  # diffusers reruns nothing: these clips stay NaN/inf
     unet.remove()
-    del pipe
+    for obj, attr, _ in wrapped:
+        delattr(obj, attr)  # the next case gets the pipeline's own methods back
     return result
 
 
-class SchedulerSteps:
-    """Counts UNet forwards from outside a compiled UNet: each forward is followed by one scheduler
-    step (DDIM, DPM-Solver++). Wrapping the compiled module's forward would make Dynamo recompile."""
+def run_batched_diffusers(pipes, model, device, gen: GenerationConfig, rows: list[PlanRow], batch: int) -> dict:
+    wall, stages, nonfinite, forwards, flops = run_diffusers_batched(pipes, model, device, gen, rows, batch)
+    result = summarise(
+        "diffusers_batched", gen.scheduler, gen.num_inference_steps, batch, len(rows), wall, stages, forwards, flops
+    )
+    result["nonfinite_clips"] = nonfinite
+    return result
 
-    def __init__(self, scheduler):
-        self.scheduler, self.count = scheduler, 0
-        original = scheduler.step
 
-        def counted(*args, **kwargs):
-            self.count += 1
-            return original(*args, **kwargs)
-
-        scheduler.step = counted
-
-    def remove(self) -> None:
-        del self.scheduler.step
+def run_shard_path(gen: GenerationConfig, engine_cfg: EngineConfig, rows: list[PlanRow], flop_per_forward: int) -> dict:
+    wall, stages, nbytes = run_end_to_end(gen, engine_cfg, rows)
+    stages = {ENGINE_STAGE_NAMES.get(k, k): v for k, v in stages.items()}
+    stages["wav"] = stages.pop("write", 0.0)  # WAV tar + shard index + commit
+    forwards = 0  # not counted here: engine_fast, at the same shapes, has them
+    result = summarise(
+        "end_to_end",
+        gen.scheduler,
+        gen.num_inference_steps,
+        engine_cfg.batch_size,
+        len(rows),
+        wall,
+        stages,
+        forwards,
+        flop_per_forward,
+    )
+    result["bytes_written"] = nbytes
+    return result
 
 
 def run_engine(
@@ -286,69 +250,19 @@ def summarise(name, scheduler, steps, batch, clips, wall, stages, forwards: int,
     }
 
 
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def prepare_model(choice: str, cache_dir: Path, reference: Path | None) -> str:
-    if choice != "full":
-        return choice  # "tiny", a hub id or a local snapshot directory
-    from birdgen_ray.generate.random_model import build_from_reference_configs
-
-    candidates = [reference] if reference else list(REFERENCE_CONFIGS)
-    found = next((c for c in candidates if (c / "model_index.json").is_file()), None)
-    if found is None:
-        raise SystemExit(f"no AudioLDM2 reference configs (model_index.json) in {', '.join(map(str, candidates))}")
-    out = cache_dir / "audioldm2-full-random"
-    if not (out / "model_index.json").exists():
-        print(f"building full-size AudioLDM2 with random weights from {found} in {out} ...", flush=True)
-        started = time.perf_counter()
-        build_from_reference_configs(found, out)
-        print(f"built in {time.perf_counter() - started:.0f} s", flush=True)
-    return str(out)
-
-
-def print_table(report: dict) -> None:
-    cases = report["cases"]
-    base = cases[0]["clips_per_s"]
-    head = f"{'case':<22}{'sched':>6}{'steps':>6}{'batch':>6}{'clips':>6}{'clips/s':>10}{'x naive':>9}{'s/clip':>9}"
-    print(f"\n{report['machine']} | {report['settings']} | load avg {report['load_average_before_after']}")
-    print(head)
-    for c in cases:
-        print(
-            f"{c['case']:<22}{c['scheduler']:>6}{c['steps']:>6}{c['batch']:>6}{c['clips']:>6}"
-            f"{c['clips_per_s']:>10.3f}{c['clips_per_s'] / base:>9.1f}{c['s_per_clip']:>9.4f}"
-        )
-    print("\nseconds per clip by stage")
-    print(f"{'case':<22}" + "".join(f"{s:>12}" for s in STAGES) + f"{'other':>12}")
-    for c in cases:
-        print(
-            f"{c['case']:<22}"
-            + "".join(f"{c['stages_s_per_clip'][s]:>12.4f}" for s in STAGES)
-            + f"{c['other_s_per_clip']:>12.4f}"
-        )
-    ceiling = report["matmul_ceiling_tflops"]
-    print(
-        f"\nUNet utilisation vs {report['matmul_ceiling']} ceiling of {ceiling:.2f} TFLOP/s "
-        "(UNet-loop time includes the scheduler)"
-    )
-    for c in cases:
-        print(
-            f"{c['case']:<22}{c['unet_forwards']:>6} forwards x {c['unet_tflop_per_forward']:.4f} TFLOP"
-            f" -> {c['unet_tflops_achieved']:.3f} TFLOP/s = {100 * c['unet_tflops_achieved'] / ceiling:.1f}% MFU"
-        )
-
-
 def main(argv: list[str] | None = None) -> dict:
+    with SharedPipelines().installed() as pipes:  # one load for every case
+        return _main(argv, pipes)
+
+
+def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
     parser = bench_arguments(__doc__)
     parser.add_argument("--duration", type=float, default=None, help="clip length in seconds (paper recipe: 5)")
     parser.add_argument("--steps-scale", type=float, default=None, help="multiply 150 DDIM / 25 DPM steps by this")
     parser.add_argument("--naive-clips", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=None, help="engine batch size")
+    parser.add_argument("--batch", type=int, default=None, help="engine and batched-diffusers batch size")
     parser.add_argument("--clips", type=int, default=None, help="clips for the engine at DDIM")
-    parser.add_argument("--fast-clips", type=int, default=None, help="clips for the engine at the fast preset")
+    parser.add_argument("--fast-clips", type=int, default=None, help="clips for every case at the fast preset")
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's UNet in every engine case")
     parser.add_argument(
         "--compiled-case",
@@ -356,30 +270,44 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="add engine_fast_compiled: the fast preset with a compiled UNet (default: on GPU only)",
     )
+    parser.add_argument(
+        "--cpu-proxy", action="store_true", help="full size on the CPU, 0.5 s clips, 2 steps: ratios, a CPU figure"
+    )
+    parser.add_argument("--case-cap", type=float, default=None, help="seconds per case before it is cut off")
+    parser.add_argument("--build-only", action="store_true", help="build the model (e.g. full size) and stop")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     device = bench_device(args)
-    preset = PRESETS[device.type]
+    preset = PRESETS["proxy" if args.cpu_proxy else device.type]
     opt = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in preset.items()}
-    ddim_steps = max(2, round(150 * opt["steps_scale"]))
-    fast_steps = max(2, round(25 * opt["steps_scale"]))
+    if opt["steps_scale"] is None:  # the proxy: 2 steps for every scheduler
+        ddim_steps = fast_steps = 2
+    else:
+        ddim_steps = max(2, round(150 * opt["steps_scale"]))
+        fast_steps = max(2, round(25 * opt["steps_scale"]))
     model = prepare_model(opt["model"], args.cache_dir, args.reference)
+    if args.build_only:
+        print(f"model ready: {model}")
+        return {"model": model}
     quality = QualityThresholds(max_retries=0)  # random weights make noise: never spend time on retries
     ddim = GenerationConfig(model=model, scheduler="ddim", num_inference_steps=ddim_steps, quality=quality)
     fast = dataclasses.replace(ddim, scheduler="dpm", num_inference_steps=fast_steps)
     engine_cfg = EngineConfig(batch_size=opt["batch"], compile_unet=args.compile, device=str(device))
     torch.manual_seed(0)
+    reruns = RerunCounter()
 
     import diffusers
     import transformers
 
-    import birdgen_ray.generate.engine as _engine_module  # noqa: F401  (fail early on a missing package)
-
     ceiling, ceiling_what = matmul_ceiling_tflops(device)
+    precision = "fp16" if device.type == "cuda" else "fp32"
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": machine_name(device),
         "device": device.type,
+        "label": "CPU proxy (full size, random weights, 0.5 s clips, 2 steps): ratios on a CPU, not GPU figures"
+        if args.cpu_proxy
+        else "",
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
@@ -388,8 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "settings": (
             f"model={opt['model']} clip={opt['duration']}s DDIM {ddim_steps} / DPM {fast_steps} steps, "
-            f"engine batch {opt['batch']}, {'fp16' if device.type == 'cuda' else 'fp32'}"
-            f"{', compiled UNet' if args.compile else ''}"
+            f"batch {opt['batch']}, {precision}{', compiled UNet' if args.compile else ''}"
         ),
         "options": {**opt, "ddim_steps": ddim_steps, "fast_steps": fast_steps, "compile": args.compile},
         "matmul_ceiling": ceiling_what,
@@ -398,32 +325,52 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"matmul ceiling: {ceiling:.2f} TFLOP/s ({ceiling_what})", flush=True)
     fast_rows = make_rows(opt["fast_clips"], opt["duration"], 2000)
+
+    def fast_flops() -> int:
+        eager = next((c for c in report["cases"] if c["case"] == "engine_fast"), None)  # same batch shape
+        return round(eager["unet_tflop_per_forward"] * 1e12) if eager else 0
+
     runs = [
-        lambda: run_naive(model, device, ddim, make_rows(opt["naive_clips"], opt["duration"], 0)),
-        lambda: run_engine("engine_ddim", ddim, engine_cfg, make_rows(opt["clips"], opt["duration"], 1000)),
-        lambda: run_engine("engine_fast", fast, engine_cfg, fast_rows),
+        ("naive", lambda: run_naive(pipes, model, device, ddim, make_rows(opt["naive_clips"], opt["duration"], 0))),
+        ("diffusers_batched", lambda: run_batched_diffusers(pipes, model, device, fast, fast_rows, opt["batch"])),
+        (
+            "engine_ddim",
+            lambda: run_engine("engine_ddim", ddim, engine_cfg, make_rows(opt["clips"], opt["duration"], 1000)),
+        ),
+        ("engine_fast", lambda: run_engine("engine_fast", fast, engine_cfg, fast_rows)),
+        ("end_to_end", lambda: run_shard_path(fast, engine_cfg, fast_rows, fast_flops())),
     ]
     if opt["compiled_case"] and not args.compile:  # last: its compilation is the slowest step of the run
-
-        def run_compiled() -> dict:
-            eager = next(c for c in report["cases"] if c["case"] == "engine_fast")  # same batch shape
-            compiled_cfg = dataclasses.replace(engine_cfg, compile_unet=True)
-            return run_engine(
-                "engine_fast_compiled", fast, compiled_cfg, fast_rows, round(eager["unet_tflop_per_forward"] * 1e12)
+        compiled_cfg = dataclasses.replace(engine_cfg, compile_unet=True)
+        runs.append(
+            (
+                "engine_fast_compiled",
+                lambda: run_engine("engine_fast_compiled", fast, compiled_cfg, fast_rows, fast_flops()),
             )
-
-        runs.append(run_compiled)
-    for run in runs:
-        case = run()
+        )
+    for name, run in runs:
+        started = time.perf_counter()
+        try:
+            with case_cap(args.case_cap), reruns.counting():
+                case = run()
+            case["fp16_reruns"] = reruns.reruns  # clips the engine reran for NaN/inf (0 for diffusers' cases)
+            case["nonfinite_after_reruns"] = reruns.persistent
+        except CaseTimedOut as exc:
+            case = {"case": name, "error": str(exc), "wall_s": time.perf_counter() - started}
         gc.collect()  # the timing wrappers form cycles with the pipeline; free its GPU memory now
         if device.type == "cuda":
             torch.cuda.empty_cache()
         report["cases"].append(case)
-        base = report["cases"][0]["clips_per_s"]
-        report["speedup_vs_naive"] = {c["case"]: c["clips_per_s"] / base for c in report["cases"]}
+        report["headline"] = headline(report["cases"])
+        rated = [c for c in report["cases"] if "clips_per_s" in c]
+        base = next((c["clips_per_s"] for c in rated if c["case"] == "naive"), None)
+        report["speedup_vs_naive"] = {c["case"]: c["clips_per_s"] / base for c in rated} if base else {}
         report["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-        warmup = f", warm-up {case['warmup_s']:.1f} s" if "warmup_s" in case else ""
-        print(f"{case['case']}: {case['clips_per_s']:.4f} clips/s ({case['wall_s']:.1f} s{warmup})", flush=True)
+        if "clips_per_s" in case:
+            warmup = f", warm-up {case['warmup_s']:.1f} s" if "warmup_s" in case else ""
+            print(f"{name}: {case['clips_per_s']:.4f} clips/s ({case['wall_s']:.1f} s{warmup})", flush=True)
+        else:
+            print(f"{name}: {case['error']}", flush=True)
         if args.json:  # after every case, so a run cut short still leaves its figures
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2))

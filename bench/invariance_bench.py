@@ -31,8 +31,8 @@ import diffusers
 import numpy as np
 import torch
 import transformers
-from common import bench_arguments, bench_device  # bench/ is on sys.path
-from engine_bench import PRESETS, machine_name, make_rows, prepare_model  # bench/ is on sys.path
+from common import bench_arguments, bench_device, machine_name, make_rows, prepare_model  # bench/ is on sys.path
+from engine_bench import PRESETS  # bench/ is on sys.path
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine
@@ -134,6 +134,7 @@ def conditioning_rows(engine: AudioLDM2Engine, prompt: str) -> list[dict]:
 
 def measure(engine: AudioLDM2Engine, rows: list[PlanRow], batch: int, steps: int, dtype: torch.dtype) -> list[dict]:
     engine.pipe.to(dtype=dtype)
+    engine.encoder.clear()  # encodings cached in the previous dtype must not condition this one's clips
     target = [r for r in rows if r.clip_id == "target"]
     results = conditioning_rows(engine, target[0].prompt)
     alone = engine_clip(engine, target, 1)

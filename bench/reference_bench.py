@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from engine_bench import machine_name, prepare_model  # bench/ is on sys.path
+from common import machine_name, prepare_model  # bench/ is on sys.path
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine

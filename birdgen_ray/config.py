@@ -115,12 +115,16 @@ _ADDED_OFF = {"verifier": None, "rank_by": "clap", "drop_species_failures": Fals
 class EngineConfig:
     """How one actor runs the model: speed knobs that never change a clip's audio."""
 
-    batch_size: int = 8
-    compile_unet: bool = False
+    batch_size: int | None = None  # None (auto): from free GPU memory and clip length; 8 on the CPU
+    compile_unet: bool | None = None  # None (auto): on CUDA when each actor has clips enough to pay it back
     device: str | None = None  # None: cuda when available, else cpu
     postprocess_threads: int = 2
     verifier_threads: int | None = None  # BirdNET threads when verifying; None: 6 on a GPU actor, 1 on a CPU one
     verifier_batch_size: int = 4  # 3 s windows per BirdNET call (the fastest per window on one core)
+
+    # What the auto choices read, filled in by the runner: the run's longest clip, clips per actor.
+    clip_duration_s: float | None = None
+    clips_per_actor: int | None = None
 
     def verifier_threads_for(self, gpu: bool) -> int:
         return self.verifier_threads or (GPU_VERIFIER_THREADS if gpu else 1)
@@ -130,7 +134,7 @@ class EngineConfig:
             raise ValueError(f"verifier_threads must be >= 1, got {self.verifier_threads}")
         if self.verifier_batch_size < 1:
             raise ValueError(f"verifier_batch_size must be >= 1, got {self.verifier_batch_size}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.postprocess_threads < 1:
             raise ValueError(f"postprocess_threads must be >= 1, got {self.postprocess_threads}")

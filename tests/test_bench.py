@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+import counters  # noqa: E402
 import engine_bench  # noqa: E402
 import invariance_bench  # noqa: E402
 
@@ -44,13 +46,25 @@ def test_engine_bench_runs_every_case_and_counts_unet_forwards(tmp_path, capsys)
         ]
     )
     cases = {c["case"]: c for c in report["cases"]}
-    assert list(cases) == ["naive", "engine_ddim", "engine_fast"]  # no compiled case on CPU by default
+    # no compiled case on CPU by default
+    assert list(cases) == ["naive", "diffusers_batched", "engine_ddim", "engine_fast", "end_to_end"]
     ddim, fast = report["options"]["ddim_steps"], report["options"]["fast_steps"]
     assert (ddim, fast) == (3, 2)
     # one UNet forward per step and per call: naive calls per clip, the engine per (padded) batch
     assert cases["naive"]["unet_forwards"] == 2 * ddim
     assert cases["engine_ddim"]["unet_forwards"] == math.ceil(3 / 2) * ddim
     assert cases["engine_fast"]["unet_forwards"] == math.ceil(4 / 2) * fast
+    assert cases["diffusers_batched"]["unet_forwards"] == math.ceil(4 / 2) * fast  # the same batches
+    assert cases["diffusers_batched"]["batch"] == 2 and cases["diffusers_batched"]["scheduler"] == "dpm"
+    assert cases["end_to_end"]["bytes_written"] > 4 * 16_000  # four WAVs at 32 kHz, 0.5 s, 16-bit
+    assert cases["end_to_end"]["stages_s_per_clip"]["wav"] > 0  # the tar, the index, the commit
+    assert all(case["fp16_reruns"] == 0 for case in cases.values())
+    assert set(report["headline"]) == {
+        "engine_fast x batched diffusers",
+        "engine_fast x naive",
+        "end_to_end / engine_fast",
+        "engine_ddim x naive",
+    }
     # a batch of 2 clips is about twice the UNet work of one (cross-attention grows with the texts' lengths)
     ratio = cases["engine_fast"]["unet_tflop_per_forward"] / cases["naive"]["unet_tflop_per_forward"]
     assert 1.8 < ratio < 2.2
@@ -60,7 +74,8 @@ def test_engine_bench_runs_every_case_and_counts_unet_forwards(tmp_path, capsys)
     assert report["speedup_vs_naive"]["naive"] == 1.0
     printed = capsys.readouterr().out
     assert "x naive" in printed and "MFU" in printed
-    assert (tmp_path / "r.json").read_text().count('"case"') == 3
+    assert (tmp_path / "r.json").read_text().count('"case"') == 5
+    assert "x batched diffusers" in printed
 
 
 def test_scheduler_steps_count_the_same_forwards_as_wrapping_the_unet():
@@ -70,7 +85,7 @@ def test_scheduler_steps_count_the_same_forwards_as_wrapping_the_unet():
             model="tiny", scheduler=scheduler, num_inference_steps=steps, quality=QualityThresholds(max_retries=0)
         )
         engine = AudioLDM2Engine(generation, EngineConfig(batch_size=2, device="cpu"))
-        eager, outside = engine_bench.UNetCalls(engine.pipe.unet), engine_bench.SchedulerSteps(engine.pipe.scheduler)
+        eager, outside = counters.UNetCalls(engine.pipe.unet), counters.SchedulerSteps(engine.pipe.scheduler)
         engine.generate(engine_bench.make_rows(3, 0.5, first_seed=0))
         assert outside.count == eager.count == 2 * steps
         eager.remove()
@@ -106,3 +121,66 @@ def test_invariance_bench_separates_the_engine_from_naive_batching(tmp_path, cap
     assert results["audio: naive diffusers alone vs in a batch of 3"]["relative_l2"] > 1e-2
     assert results["audio: same seed, other prompt (sensitivity)"]["relative_l2"] > 1e-2
     assert "relative L2" in capsys.readouterr().out
+
+
+def test_invariance_bench_encodes_afresh_in_each_dtype():
+    """The fp32 rows must not reuse encodings cached in fp16 (here: float64, then float32, on the CPU)."""
+    generation = GenerationConfig(model="tiny", num_inference_steps=2, quality=QualityThresholds(max_retries=0))
+    engine = AudioLDM2Engine(generation, EngineConfig(batch_size=2, device="cpu"))
+    _, rows = invariance_bench.target_and_mates(2, 0.5)
+    invariance_bench.measure(engine, rows, 2, 2, torch.float64)
+    assert {e.t5_embeds.dtype for e in engine.encoder._cache.values()} == {torch.float64}
+    results = invariance_bench.measure(engine, rows, 2, 2, torch.float32)
+    assert {e.t5_embeds.dtype for e in engine.encoder._cache.values()} == {torch.float32}
+    assert {r["dtype"] for r in results} == {"float32"}
+
+
+def test_a_case_past_its_cap_is_cut_off_and_reruns_are_counted_from_the_engines_warnings():
+    import time
+
+    import cases
+
+    with pytest.raises(cases.CaseTimedOut, match="0.2 s cap"):
+        with cases.case_cap(0.2):
+            time.sleep(5)
+    generation = GenerationConfig(model="tiny", num_inference_steps=2, quality=QualityThresholds(max_retries=0))
+    engine = AudioLDM2Engine(generation, EngineConfig(batch_size=2, device="cpu"))
+    calls = [0]
+
+    def first_clip_nan_once(_module, _inputs, output):
+        calls[0] += 1
+        if calls[0] == 1:
+            output = output.clone()
+            output[0] = float("nan")
+        return output
+
+    engine.pipe.vocoder.register_forward_hook(first_clip_nan_once)
+    with cases.RerunCounter().counting() as counter:
+        engine.generate(engine_bench.make_rows(2, 0.5, first_seed=0))
+    assert (counter.reruns, counter.persistent) == (1, 0)
+
+
+def test_the_gpu_scripts_smoke_step_passes_here_and_stops_with_one_line_where_the_device_is_missing(capsys):
+    import smoke
+
+    assert smoke.main(["--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("smoke ok in ")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the failing half needs a machine without it")
+    assert smoke.main(["--device", "cuda"]) == 1
+    printed = capsys.readouterr().out
+    assert (
+        printed.startswith("SMOKE FAILED at building and loading the tiny model on cuda") and printed.count("\n") == 1
+    )
+
+
+def test_the_bench_gives_the_engine_module_its_own_loader_back():
+    """Its shared pipeline must not leak into engines built after it in the same process (the tests)."""
+    import cases
+
+    from birdgen_ray.generate import engine as engine_module
+
+    original = engine_module.load_pipeline
+    with cases.SharedPipelines().installed() as pipes:
+        assert engine_module.load_pipeline is pipes
+    assert engine_module.load_pipeline is original

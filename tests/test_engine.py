@@ -21,6 +21,7 @@ LONG_PROMPT = (
 
 
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
+SCORED = QualityThresholds(min_clap_score=-1.0, max_retries=0)  # every cosine passes; scoring has a use
 
 
 def make_engine(batch_size=1, candidates=1, quality=None, scheduler="dpm", output_rate=32_000):
@@ -179,8 +180,8 @@ def test_candidates_keep_the_best_of_their_own_takes():
     ]
     clips = make_engine(batch_size=4, candidates=3).generate(rows)  # 9 takes in batches of 4: mixed prompts
 
-    # every take of every row, generated alone
-    alone = make_engine(batch_size=1)
+    # every take of every row, generated alone (and scored: a threshold every cosine passes gives scoring a use)
+    alone = make_engine(batch_size=1, quality=SCORED)
     takes = {
         (r.clip_id, j): alone.generate([row(r.clip_id, r.prompt, take_seed(r.seed, j), label=r.label)])[0]
         for r in rows
@@ -201,7 +202,7 @@ def test_candidates_keep_the_best_of_their_own_takes():
 
 
 def _seed_whose_first_retry_scores_higher(prompt: str) -> tuple[int, float, float]:
-    scorer = make_engine(batch_size=8)
+    scorer = make_engine(batch_size=8, quality=SCORED)
     seeds = list(range(20, 28))
     rows = [row(f"s{s}-{a}", prompt, attempt_seed(s, a)) for s in seeds for a in (0, 1)]
     scores = [clip.metrics["clap_score"] for clip in scorer.generate(rows)]
@@ -339,6 +340,8 @@ def test_output_length_rate_order_and_stage_times():
         assert np.abs(clip.audio).max() == pytest.approx(10 ** (-1.0 / 20), rel=1e-4)  # peak_dbfs -1
         assert set(clip.metrics) >= {"clap_score", "peak_dbfs", "rms_dbfs", "silence_fraction", "clipping_fraction"}
     assert set(engine.stage_times) == set(STAGES)
+    waits = engine.stage_times.pop("species_wait")
+    assert waits == 0.0  # no verifier: the GPU never waits for one
     assert all(seconds > 0 for seconds in engine.stage_times.values())
 
 

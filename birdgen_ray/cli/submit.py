@@ -56,7 +56,12 @@ def submit_cmd(
     scheduler: Scheduler = typer.Option("dpm", help="Sampler."),
     steps: int = typer.Option(25, min=1, help="Denoising steps per clip."),
     guidance: float = typer.Option(3.5, min=0, callback=finite, help="Classifier-free guidance scale (<= 1: off)."),
-    candidates: int = typer.Option(1, min=1, help="Takes per clip; the one closest to its own prompt (CLAP) is kept."),
+    candidates: int = typer.Option(
+        1,
+        min=1,
+        help="Takes per clip; the one closest to its own prompt (CLAP) is kept. With 1 and no --min-clap, "
+        "CLAP scoring is skipped and clap_score is null.",
+    ),
     sample_rate: int = typer.Option(
         32_000, min=8_000, help="Output rate in Hz (BirdCLEF: 32000; the model's native: 16000)."
     ),
@@ -104,8 +109,20 @@ def submit_cmd(
     verifier_threads: Optional[int] = typer.Option(
         None, min=1, help="BirdNET threads per actor [default: 6 on a GPU actor, 1 on a CPU actor]."
     ),
-    batch_size: int = typer.Option(8, min=1, help="Clips per model call on one actor (GPU: 32-128)."),
-    compile_unet: bool = typer.Option(False, "--compile", help="torch.compile the UNet once per actor (GPU)."),
+    batch_size: Optional[int] = typer.Option(
+        None,
+        min=1,
+        show_default=False,
+        help="Clips per model call on one actor \\[default: auto: from the GPU's free memory and the clip length "
+        "(at most 128); 8 on CPU actors].",
+    ),
+    compile_unet: Optional[bool] = typer.Option(
+        None,
+        "--compile/--no-compile",
+        show_default=False,
+        help="torch.compile the UNet once per actor \\[default: auto: on CUDA when each actor has enough clips "
+        "to earn the ~100 s compile back].",
+    ),
     shard_size: int = typer.Option(256, min=1, help="Clips per output shard (one tar + one index file)."),
     num_actors: Optional[int] = typer.Option(
         None, min=1, help="Generator actors [default: one per GPU, else one per 2 CPUs]."

@@ -54,6 +54,10 @@ class PromptEncoder:
         # Pad every batch to the tokenizer's maximum so batch shapes never change (no recompiles).
         self.padded_length = int(pipe.tokenizer_2.model_max_length)
 
+    def clear(self) -> None:
+        """Forget every cached encoding (after the pipeline changed dtype or weights)."""
+        self._cache.clear()
+
     def encode(self, text: str) -> PromptEncoding:
         return self.encode_many([text])[0]
 

@@ -1,13 +1,18 @@
 """AudioLDM2 inside one actor: plan rows in, finished clips out.
 
-For each group of rows with the same duration (one tensor shape):
+First every text of the shard is encoded once (equal token lengths in one group, no padding). Then,
+for each group of rows with the same duration (one tensor shape):
   1. every clip gets `candidates_per_clip` takes, each with its own torch.Generator seeded from the
      row (take 0 uses the row seed), rendered in fixed-size batches from per-prompt encodings, so a
      clip's audio never depends on its batch-mates;
-  2. each take is scored with CLAP against its own prompt only; the best take of each clip is kept;
+  2. each take is scored with CLAP against its own prompt only (and, with a verifier, its species on
+     CPU threads); the best take of each clip is kept. CLAP scoring is skipped when nothing uses it
+     (one take per clip and no CLAP threshold): `clap_score` is then None, and the audio is the same;
   3. the quality gate measures the kept take's raw audio; a rejected clip is redone with a derived
-     seed, up to `quality.max_retries` times, and is kept with a "fail:..." verdict after that;
-  4. the kept audio is resampled to the output rate, fitted to the exact length and peak-normalised.
+     seed, up to `quality.max_retries` times, and is kept with a "fail:..." verdict after that. Its
+     new takes join the same queue as everyone's first takes, so retries fill full batches;
+  4. a clip that is done goes to a thread pool at once, which resamples it to the output rate, fits
+     it to the exact length and peak-normalises it while the next batches render.
 A row with a reference recording starts its diffusion part-way, from the recording's encoding
 (SDEdit: generate/denoise.py, generate/references.py); rows are batched with others that start at
 the same step, so a batch shares one scheduler state.
@@ -20,15 +25,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
+from birdgen_ray.generate.batch_size import Choice, engine_choices
 from birdgen_ray.generate.denoise import DenoiseBatch, denoise, latent_height
 from birdgen_ray.generate.encode import PromptEncoder
 from birdgen_ray.generate.model import load_pipeline
@@ -40,6 +46,7 @@ from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.generate.species import SpeciesVerifier, rank_key
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.generate.weights import named_tensors, weights_in
 from birdgen_ray.rows import PlanRow
 from birdgen_ray.verify.score import ClipScore
 
@@ -63,39 +70,6 @@ def make_scheduler(name: str, config):
     raise ValueError(f"unknown scheduler {name!r}; expected ddim, dpm, unipc or pndm")
 
 
-def _named_tensors(pipe) -> Iterator[tuple[str, torch.nn.Module, str, torch.Tensor, bool]]:
-    """(qualified name, owning module, attribute, tensor, is_parameter) for every weight and buffer."""
-    for component, module in pipe.components.items():
-        if not isinstance(module, torch.nn.Module):
-            continue
-        for prefix, owner in module.named_modules():
-            for is_parameter, tensors in ((True, owner._parameters), (False, owner._buffers)):
-                for attribute, tensor in tensors.items():
-                    if tensor is not None:
-                        yield f"{component}.{prefix}.{attribute}", owner, attribute, tensor, is_parameter
-
-
-@contextmanager
-def _weights_in(pipe, dtype: torch.dtype) -> Iterator[None]:
-    """Run the block with the pipeline cast to `dtype`, then give every tensor back the dtype it had.
-
-    Not `pipe.to(dtype=native)` afterwards: from_pretrained(dtype=fp16) keeps some weights in fp32
-    (transformers' _keep_in_fp32_modules: Flan-T5's `wo`, which overflows in fp16), and a blanket
-    cast back would leave them fp16 for the rest of the actor's life.
-    """
-    loaded = {name: tensor.dtype for name, _, _, tensor, _ in _named_tensors(pipe)}
-    try:
-        pipe.to(dtype=dtype)
-        yield
-    finally:  # also after an out-of-memory error halfway through the cast
-        for name, owner, attribute, tensor, is_parameter in list(_named_tensors(pipe)):
-            if tensor.dtype != loaded[name]:
-                if is_parameter:
-                    tensor.data = tensor.data.to(loaded[name])
-                else:
-                    owner._buffers[attribute] = tensor.to(loaded[name])
-
-
 @dataclass
 class _Take:
     clip: int  # index of the clip within its duration group
@@ -108,7 +82,8 @@ class _ClipState:
     attempts: int = 0  # generations spent: takes, retries and non-finite reruns
     seed: int | None = None  # seed of the kept take
     audio: np.ndarray | None = None  # kept take, raw model output at the source rate
-    score: float = float("-inf")  # its CLAP similarity to the row's prompt
+    score: float = float("-inf")  # its CLAP similarity to the row's prompt (-inf when not scored)
+    round: int = 0  # gate attempt: 0, then one more per retry
     reasons: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     species: ClipScore | None = None  # BirdNET's scores of the kept take (None: not verifying)
@@ -130,16 +105,35 @@ class AudioLDM2Engine:
         self.clock = StageClock(self.device, STAGES)
         self._stage = self.clock.stage
         self.encoder = PromptEncoder(self.pipe, self._stage)
-        self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=engine.batch_size)
+        self.choices = self._device_fitting_choices(engine)
+        self.scorer = ClapScorer(self.pipe, self._stage, self.encoder, batch_size=self.choices["batch_size"].value)
         self.references = ReferenceLatents(self.pipe, storage_options)  # fsspec options of the run
-        self.batch_size = engine.batch_size
-        if engine.compile_unet:
+        self.batch_size = self.choices["batch_size"].value
+        if self.choices["compile_unet"].value:
             self.pipe.unet.compile()  # fixed batch shapes: compiles once per clip duration
+        if self.choices["cudnn_benchmark"].value:
+            torch.backends.cudnn.benchmark = True
         self._postprocess_pool = ThreadPoolExecutor(max_workers=max(1, engine.postprocess_threads))
         self.verifier = None
         if generation.verifier == "birdnet":
             threads = engine.verifier_threads_for(gpu=self.device.type == "cuda")
             self.verifier = SpeciesVerifier(generation, threads, engine.verifier_batch_size)
+
+    def _device_fitting_choices(self, engine: EngineConfig) -> dict[str, Choice]:
+        """Batch size, compile and cuDNN autotuning: as asked, or fitted to this device after the model loaded."""
+        free_bytes = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        weights = [t for _, _, _, t, _ in named_tensors(self.pipe)]
+        return engine_choices(
+            engine.batch_size,
+            engine.compile_unet,
+            engine.clip_duration_s,
+            engine.clips_per_actor,
+            self.device.type,
+            free_bytes=free_bytes,
+            # an fp32 rerun of non-finite clips casts the weights up: as many bytes again as fp16 weights
+            weight_bytes=sum(t.numel() * t.element_size() for t in weights) if self.pipe.dtype != torch.float32 else 0,
+            bytes_per_element=self.pipe.unet.dtype.itemsize,
+        )
 
     @property
     def batch_size(self) -> int:
@@ -166,62 +160,95 @@ class AudioLDM2Engine:
         if self.verifier is not None:
             self.verifier.busy_seconds = times.get("species", 0.0)
 
+    @property
+    def scores_takes(self) -> bool:
+        """Whether CLAP scoring has a use: ranking candidate takes, or a CLAP threshold in the gate.
+        Without one it is skipped and `clap_score` is None (null in the index); the audio is the same."""
+        gen = self.generation
+        return gen.candidates_per_clip > 1 or gen.quality.min_clap_score is not None
+
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
         clips: list[GeneratedClip | None] = [None] * len(rows)
         by_duration: dict[float, list[int]] = {}
         for index, row in enumerate(rows):
             by_duration.setdefault(float(row.duration_s), []).append(index)
         with torch.no_grad():
+            self._encode_up_front(rows)
             for duration, indices in by_duration.items():
                 group = self._generate_same_length([rows[i] for i in indices], duration)
                 for index, clip in zip(indices, group):
                     clips[index] = clip
         return clips  # type: ignore[return-value]
 
+    def _encode_up_front(self, rows: Sequence[PlanRow]) -> None:
+        """Encode every text of the shard once, before any batch: the encoder groups texts of equal token
+        lengths, and the groups are largest when it sees all of them at once (a batch's texts alone make
+        groups of one or two). Skipped when the texts would not fit the cache (the batches encode them)."""
+        texts = list(dict.fromkeys(t for row in rows for t in (row.prompt, row.negative_prompt)))
+        if len(texts) <= self.encoder.cache_size:
+            self.encoder.encode_many(texts)
+
     def _generate_same_length(self, rows: list[PlanRow], duration: float) -> list[GeneratedClip]:
+        """Takes flow through one queue per start step: a clip whose attempt the gate rejects puts its next
+        attempt's takes at the end of its queue, so retries fill the same full batches as first takes and
+        only a queue's last batch is padded. A clip that is done (passed, or out of retries) goes to the
+        post-processing pool at once, which works while the next batches render."""
         gen = self.generation
         states = [_ClipState(row) for row in rows]
-        pending = list(range(len(rows)))
-        for attempt in range(gen.quality.max_retries + 1):
-            for state in (states[i] for i in pending):  # a retry starts over: only its own takes compete
-                state.audio, state.seed, state.score, state.species = None, None, float("-inf"), None
-            takes = [
-                _Take(i, take_seed(attempt_seed(rows[i].seed, attempt), take))
-                for i in pending
-                for take in range(gen.candidates_per_clip)
-            ]
-            inflight: deque = deque()  # batches whose species scores are still being computed
-            for batch, audio, spent in self._render(takes, rows, duration):
+        queues: dict[int, deque[_Take]] = {}  # by the scheduler step the take starts at
+        outstanding = [0] * len(rows)  # takes of the clip's current attempt not offered yet
+        finished: dict[int, Future] = {}
+        inflight: deque = deque()  # rendered batches whose species scores are still being computed
+
+        def start_attempt(i: int) -> None:
+            state = states[i]  # a retry starts over: only its own takes compete
+            state.audio, state.seed, state.score, state.species = None, None, float("-inf"), None
+            queue = queues.setdefault(start_step(rows[i], gen.num_inference_steps), deque())
+            seed = attempt_seed(rows[i].seed, state.round)
+            queue.extend(_Take(i, take_seed(seed, j)) for j in range(gen.candidates_per_clip))
+            outstanding[i] = gen.candidates_per_clip
+
+        def offer(entry) -> None:
+            """A rendered batch's takes compete for their clips; a clip whose attempt is complete is judged."""
+            batch = entry[0]
+            self._offer(states, *entry)
+            done = []
+            for take in batch:
+                outstanding[take.clip] -= 1
+                if not outstanding[take.clip]:
+                    done.append(take.clip)
+            with self._stage("scoring"):
+                for i in done:
+                    self._judge(states[i])
+                    if states[i].reasons and states[i].round < gen.quality.max_retries:
+                        states[i].round += 1
+                        start_attempt(i)
+                    else:
+                        finished[i] = self._postprocess_pool.submit(self._postprocess, states[i].audio, duration)
+
+        for i in range(len(rows)):
+            start_attempt(i)
+        while any(queues.values()) or inflight:
+            if any(queues.values()):
+                batch, audio, spent = self._render_next(queues, rows, duration)
                 finite = np.isfinite(audio).all(axis=1)
                 clean = np.where(finite[:, None], audio, 0.0)
                 # species on CPU threads first, so they run while CLAP and the next batch use the GPU
                 species = None
                 if self.verifier is not None:
                     species = self.verifier.submit(clean, [rows[t.clip].label for t in batch], self.source_rate)
-                scores = self.scorer.score([rows[t.clip].prompt for t in batch], list(clean), self.source_rate)
-                # no usable score (non-finite audio, or a NaN from an fp16 CLAP overflow) ranks below every
-                # real one: a NaN would otherwise win or lose every comparison whatever the other scores
-                scores = [score if ok and math.isfinite(score) else float("-inf") for score, ok in zip(scores, finite)]
-                inflight.append((batch, audio, spent, scores, species))
+                inflight.append((batch, audio, spent, self._scores(batch, rows, clean, finite), species))
                 while inflight and (inflight[0][4] is None or inflight[0][4].done()):
-                    self._offer(states, *inflight.popleft())
-            with self._stage("species_wait"):  # the GPU idles here: the verifier fell behind
-                while inflight:
-                    self._offer(states, *inflight.popleft())
-            with self._stage("scoring"):
-                for state in (states[i] for i in pending):
-                    state.metrics = {**measure(state.audio, self.source_rate, gen.quality), "clap_score": state.score}
-                    if state.species is not None:
-                        state.metrics["species_confidence"] = state.species.species_confidence
-                        state.metrics["species_top1_confidence"] = state.species.species_top1_confidence
-                    state.reasons = judge(state.metrics, state.score, gen.quality)
-            pending = [i for i in pending if states[i].reasons]
-            if not pending:
-                break
+                    offer(inflight.popleft())
+            else:  # nothing left to render until the verifier's scores decide the retries
+                with self._stage("species_wait"):  # the GPU idles here: the verifier fell behind
+                    entry = inflight.popleft()
+                    if entry[4] is not None:
+                        entry[4].result()
+                offer(entry)
 
-        with self._stage("postprocess"):
-            raw = [state.audio for state in states]
-            audios = list(self._postprocess_pool.map(self._postprocess, raw, [duration] * len(states)))
+        with self._stage("postprocess"):  # only what the pool has not finished while later batches rendered
+            audios = [finished[i].result() for i in range(len(states))]
         return [
             GeneratedClip(
                 clip_id=state.row.clip_id,
@@ -241,6 +268,26 @@ class AudioLDM2Engine:
             for state, audio in zip(states, audios)
         ]
 
+    def _judge(self, state: _ClipState) -> None:
+        """The quality gate on a clip's kept take: its metrics and the reasons to reject it."""
+        gen = self.generation
+        clap_score = state.score if self.scores_takes else None
+        state.metrics = {**measure(state.audio, self.source_rate, gen.quality), "clap_score": clap_score}
+        if state.species is not None:
+            state.metrics["species_confidence"] = state.species.species_confidence
+            state.metrics["species_top1_confidence"] = state.species.species_top1_confidence
+        state.reasons = judge(state.metrics, clap_score, gen.quality)
+
+    def _scores(self, batch: list[_Take], rows: list[PlanRow], clean: np.ndarray, finite: np.ndarray) -> list[float]:
+        """Each take's CLAP similarity to its own prompt; -inf for all when scoring has no use (one take each,
+        so nothing is ranked by it) and for takes without a usable score."""
+        if not self.scores_takes:
+            return [float("-inf")] * len(batch)
+        scores = self.scorer.score([rows[t.clip].prompt for t in batch], list(clean), self.source_rate)
+        # no usable score (non-finite audio, or a NaN from an fp16 CLAP overflow) ranks below every
+        # real one: a NaN would otherwise win or lose every comparison whatever the other scores
+        return [score if ok and math.isfinite(score) else float("-inf") for score, ok in zip(scores, finite)]
+
     def _offer(self, states: list[_ClipState], batch, audio, spent, scores, species) -> None:
         """Each take of a rendered batch competes for its clip's place (ties keep the earlier take)."""
         verified = species.result() if species is not None else [None] * len(batch)
@@ -256,28 +303,27 @@ class AudioLDM2Engine:
         gen = self.generation
         return to_output(raw, self.source_rate, gen.output_sample_rate, duration, gen.peak_dbfs)
 
-    def _render(
-        self, takes: list[_Take], rows: list[PlanRow], duration: float
-    ) -> Iterator[tuple[list[_Take], np.ndarray, np.ndarray]]:
-        """Yield (takes, raw audio, generations spent per take) batch by batch.
+    def _render_next(
+        self, queues: dict[int, deque[_Take]], rows: list[PlanRow], duration: float
+    ) -> tuple[list[_Take], np.ndarray, np.ndarray]:
+        """(takes, raw audio, generations spent per take) of the next batch, taken from the queues.
 
         Takes are batched with takes that start at the same scheduler step (text-only rows at 0,
-        reference rows at steps - round(strength x steps)), in their order otherwise. Batches always
-        hold batch_size items (the last is padded by repeating its last take, whose output is
+        reference rows at steps - round(strength x steps)), in their order otherwise: a full batch from
+        the earliest start step that has one, else the earliest start step's remainder. Batches always
+        hold batch_size items (a short one is padded by repeating its last take, whose output is
         dropped), so the UNet sees one shape per duration.
         """
-        size, steps = self.batch_size, self.generation.num_inference_steps
-        by_start: dict[int, list[_Take]] = {}
-        for take in takes:
-            by_start.setdefault(start_step(rows[take.clip], steps), []).append(take)
-        for first_step, group in sorted(by_start.items()):
-            for start in range(0, len(group), size):
-                batch = group[start : start + size]
-                padded = batch + [batch[-1]] * (size - len(batch))
-                audio, spent = self._render_batch(
-                    [rows[t.clip] for t in padded], [t.seed for t in padded], first_step, duration
-                )
-                yield batch, audio[: len(batch)], spent[: len(batch)]
+        size = self.batch_size
+        waiting = sorted(step for step, queue in queues.items() if queue)
+        first_step = next((step for step in waiting if len(queues[step]) >= size), waiting[0])
+        queue = queues[first_step]
+        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+        padded = batch + [batch[-1]] * (size - len(batch))
+        audio, spent = self._render_batch(
+            [rows[t.clip] for t in padded], [t.seed for t in padded], first_step, duration
+        )
+        return batch, audio[: len(batch)], spent[: len(batch)]
 
     def _render_batch(
         self, rows: list[PlanRow], seeds: list[int], first_step: int, duration: float
@@ -316,7 +362,7 @@ class AudioLDM2Engine:
         """One batch through the UNet loop, VAE and vocoder: float32 audio (batch, samples)."""
         pipe, gen = self.pipe, self.generation
         native = pipe.dtype
-        with _weights_in(pipe, dtype) if dtype is not None and dtype != native else nullcontext():
+        with weights_in(pipe, dtype) if dtype is not None and dtype != native else nullcontext():
             # the fp32 rerun encodes afresh: a NaN may have come from the fp16 text encoders themselves
             conditioning = self.encoder.batch(
                 [r.prompt for r in rows], [r.negative_prompt for r in rows], cached=pipe.dtype == native

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from birdgen_ray.generate.clap_features import ClapAudioFeatures, supports
 from birdgen_ray.generate.encode import PromptEncoder, StageTimer, pooled_output
 from birdgen_ray.io.audio import resample
 
@@ -24,6 +25,10 @@ class ClapScorer:
         self.stage = stage
         self.encoder = encoder
         self.batch_size = max(1, batch_size)
+        extractor = pipe.feature_extractor
+        # the log-mel on the model's device, batched; transformers' per-frame CPU loop only for settings
+        # the device front-end does not reproduce
+        self.features = ClapAudioFeatures(extractor, pipe._execution_device) if supports(extractor) else None
 
     @torch.no_grad()
     def _audio_features(self, audios: Sequence[np.ndarray], sample_rate: int) -> torch.Tensor:
@@ -31,11 +36,15 @@ class ClapScorer:
         # Crop to the extractor's window ourselves: its own truncation of longer audio picks a random
         # chunk, and scores must be reproducible.
         clips = [resample(a, sample_rate, extractor.sampling_rate)[: extractor.nb_max_samples] for a in audios]
-        inputs = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt")
-        is_longer = inputs.get("is_longer")
+        if self.features is not None:
+            # rand_trunc on audio no longer than the window: the extractor flags every clip "not longer"
+            input_features, is_longer = self.features(clips), torch.zeros((len(clips), 1), dtype=torch.bool)
+        else:
+            inputs = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+            input_features, is_longer = inputs.input_features, inputs.get("is_longer")
         features = pooled_output(
             pipe.text_encoder.get_audio_features(
-                input_features=inputs.input_features.to(pipe._execution_device, pipe.text_encoder.dtype),
+                input_features=input_features.to(pipe._execution_device, pipe.text_encoder.dtype),
                 is_longer=None if is_longer is None else is_longer.to(pipe._execution_device),
             )
         )

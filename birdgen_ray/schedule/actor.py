@@ -104,8 +104,15 @@ class ShardWorker:
         self._write_delay_s = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)
 
     def info(self) -> dict:
-        """This worker's process, model, and the GPUs Ray gave it (none in-process or on a CPU actor)."""
-        return {"pid": os.getpid(), "model_id": self.generator.model_id, "gpu_ids": _assigned_gpu_ids()}
+        """This worker's process, model, the GPUs Ray gave it (none in-process or on a CPU actor), and the
+        engine's speed settings with why each was chosen (none for the null generator)."""
+        choices = getattr(self.generator, "choices", {})
+        return {
+            "pid": os.getpid(),
+            "model_id": self.generator.model_id,
+            "gpu_ids": _assigned_gpu_ids(),
+            "engine": {name: {"value": c.value, "why": c.why} for name, c in choices.items()},
+        }
 
     def run_shard(self, shard: ShardSpec) -> ShardResult:
         rows = plan_rows(shard.plan_slice)

@@ -13,9 +13,12 @@ that fails to load on a live node ends the run (ActorStartFailed). A run with no
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import pyarrow.compute as pc
 
 from birdgen_ray.config import RunConfig
 from birdgen_ray.io.layout import FAILURES_DIR
@@ -78,6 +81,7 @@ def drive(
     resources = ray.cluster_resources()
     sizing = size_actor_pool(run, resources.get("GPU", 0.0), resources.get("CPU", 1.0))
     count = min(sizing.count, len(shards))
+    run = _with_workload(run, shards, count)
     # A verifying actor asks for its BirdNET threads too (docs/verification.md): 1 + 6 on a GPU actor
     options: dict = {"num_cpus": 1}
     if run.generation.verifier:
@@ -121,6 +125,8 @@ def drive(
         if not result.actor_info:
             result.model_id = info["model_id"]
             result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
+            for line in engine_lines(info.get("engine", {})):
+                progress.console.print(line, highlight=False)
         result.actor_info.append(info)
         ready[slot], failed_starts[slot] = True, 0
 
@@ -226,6 +232,21 @@ def drive(
 
 def _deadline(timeout_s: float) -> float:
     return time.monotonic() + timeout_s if timeout_s else float("inf")
+
+
+def _with_workload(run: RunConfig, shards: list[ShardSpec], actors: int) -> RunConfig:
+    """The run with what the engine's auto choices read: its longest clip and the clips each actor makes."""
+    engine = run.engine
+    if engine.clip_duration_s is None and shards:
+        engine = replace(engine, clip_duration_s=max(pc.max(s.plan_slice["duration_s"]).as_py() for s in shards))
+    if engine.clips_per_actor is None and actors:
+        engine = replace(engine, clips_per_actor=math.ceil(sum(s.num_clips for s in shards) / actors))
+    return replace(run, engine=engine)
+
+
+def engine_lines(choices: dict) -> list[str]:
+    """submit's lines on the first actor's engine: each speed setting, and why."""
+    return [f"engine {name.replace('_', ' ')}: {c['value']} ({c['why']})" for name, c in choices.items()]
 
 
 def _died_here(exc, actor) -> bool:

@@ -95,6 +95,8 @@ def build_summary(
         "driver_seconds": {k: round(v, 3) for k, v in drive.driver_seconds.items()},  # wall, in order
         "bytes_written": sum(r.bytes_written for r in drive.results),
         "model_id": drive.model_id or _model_of(index),  # a run that generated nothing: the index's
+        # the first actor's speed settings, asked for or chosen for its device, each with why
+        "engine_choices": drive.actor_info[0].get("engine") if drive.actor_info else None,
         "settings": settings(run),  # generator, generation, engine, shard_size, ...: once, here
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -80,6 +80,8 @@ def index_table(
         raise ValueError("generator returned clips out of plan order")
     n = len(clips)
     metric = lambda key: [float(c.metrics.get(key, float("nan"))) for c in clips]  # noqa: E731
+    # null, not NaN, where the generator did not score (one take and no CLAP threshold: nothing used a score)
+    clap_scores = [None if c.metrics.get("clap_score") is None else float(c.metrics["clap_score"]) for c in clips]
     columns = {name: plan_slice[name].to_pylist() for name in PLAN_SCHEMA.names}
     columns.update(
         shard=[shard_rel] * n,
@@ -96,7 +98,7 @@ def index_table(
         final_seed=[c.final_seed for c in clips],
         attempts=[c.attempts for c in clips],
         verdict=[c.verdict for c in clips],
-        clap_score=metric("clap_score"),
+        clap_score=clap_scores,
         peak_dbfs=metric("peak_dbfs"),
         rms_dbfs=metric("rms_dbfs"),
         silence_fraction=metric("silence_fraction"),
