@@ -66,7 +66,8 @@ def test_submit_prints_every_engine_choice_first_and_records_it_in_the_summary(r
     plan = write_plan(tmp_path / "plan.parquet", plan_table(2, durations=(1.0,)))
     out = tmp_path / "out"
     args = ["submit", plan, "--out", out, "--model", "tiny", "--steps", "2", "--num-actors", "1", "--no-progress"]
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    # 80 columns: the lines stay whole (logs and pipes get one line per choice)
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
 
     choices = json.loads((out / "summary.json").read_text())["engine_choices"]

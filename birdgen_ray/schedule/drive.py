@@ -126,7 +126,7 @@ def drive(
             result.model_id = info["model_id"]
             result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
             for line in engine_lines(info.get("engine", {})):
-                progress.console.print(line, highlight=False)
+                progress.console.print(line, highlight=False, soft_wrap=True)  # never wrapped: logs keep whole lines
         result.actor_info.append(info)
         ready[slot], failed_starts[slot] = True, 0
 
@@ -219,7 +219,7 @@ def drive(
                 last_report = time.monotonic()
                 autoscaler = has_autoscaler() if autoscaler is None else autoscaler
                 line = waiting_line(len(starting), sum(ready), sizing, autoscaler, run.placement_timeout_s)
-                progress.console.print(line, highlight=False)
+                progress.console.print(line, highlight=False, soft_wrap=True)  # never wrapped: logs keep whole lines
     finally:
         now = time.perf_counter()
         started_at = phase_start + result.driver_seconds.setdefault("start_actors", now - phase_start)
