@@ -46,7 +46,9 @@ def test_command_list_sentences_are_not_cut():
 def test_flags_take_no_value(command, flag):
     text = help_text(command)
     line = next(line for line in text.splitlines() if line.strip().startswith(flag))
-    assert re.match(rf"\s*{flag}\s{{2,}}\S", line) or line.strip() == flag, line  # no metavar after the name
+    # no metavar after the name (an on/off pair such as --compile / --no-compile takes no value either)
+    pair = rf"(\s/\s--no-{flag[2:]})?"
+    assert re.match(rf"\s*{flag}{pair}\s{{2,}}\S", line) or line.strip() == flag, line
 
 
 def test_status_json_is_a_flag(tmp_path):

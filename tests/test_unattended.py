@@ -131,7 +131,7 @@ def test_s3_unreachable_missing_bucket_and_wiped_mid_run_are_one_line_errors(ray
         shard_size=2,
         progress=False,
         lease_renew_s=0.2,
-        actor_env={SLEEP_ENV: "0.1"},
+        actor_env={SLEEP_ENV: "0.5"},  # 1 s a shard: the run outlasts the wipe even on a loaded machine
     )
     with pytest.raises(Exception) as err:
         submit(run)

@@ -59,8 +59,8 @@ def submit_cmd(
     candidates: int = typer.Option(
         1,
         min=1,
-        help="Takes per clip; the one closest to its own prompt (CLAP) is kept. With 1 and no --min-clap, "
-        "CLAP scoring is skipped and clap_score is null.",
+        help="Takes per clip; the one closest to its own prompt (CLAP) is kept. Without --min-clap, one "
+        "take skips CLAP scoring (clap_score null).",
     ),
     sample_rate: int = typer.Option(
         32_000, min=8_000, help="Output rate in Hz (BirdCLEF: 32000; the model's native: 16000)."
