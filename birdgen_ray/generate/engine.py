@@ -39,7 +39,7 @@ from birdgen_ray.generate.references import ReferenceLatents, start_step
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.generate.species import SpeciesVerifier, rank_key
 from birdgen_ray.generate.stages import StageClock
-from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.generate.types import BatchCallback, GeneratedClip
 from birdgen_ray.rows import PlanRow
 from birdgen_ray.verify.score import ClipScore
 
@@ -117,6 +117,8 @@ class _ClipState:
 
 class AudioLDM2Engine:
     """ClipGenerator backed by an AudioLDM2 pipeline, loaded once per actor."""
+
+    on_batch: BatchCallback | None = None  # the actor's progress count (retries make no new clips)
 
     def __init__(
         self, generation: GenerationConfig, engine: EngineConfig, storage_options: dict[str, Any] | None = None
@@ -203,6 +205,8 @@ class AudioLDM2Engine:
                 # real one: a NaN would otherwise win or lose every comparison whatever the other scores
                 scores = [score if ok and math.isfinite(score) else float("-inf") for score, ok in zip(scores, finite)]
                 inflight.append((batch, audio, spent, scores, species))
+                if self.on_batch is not None and attempt == 0:
+                    self.on_batch(len(batch) / gen.candidates_per_clip)
                 while inflight and (inflight[0][4] is None or inflight[0][4].done()):
                     self._offer(states, *inflight.popleft())
             with self._stage("species_wait"):  # the GPU idles here: the verifier fell behind

@@ -22,7 +22,7 @@ import numpy as np
 from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
-from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.generate.types import BatchCallback, GeneratedClip
 from birdgen_ray.rows import PlanRow
 
 SOURCE_RATE = 16_000  # what AudioLDM2 produces; the null audio is made at the same rate
@@ -62,6 +62,7 @@ class NullGenerator:
     """ClipGenerator with no model. Same row -> same samples, in any batch, on any machine."""
 
     model_id = "null"
+    on_batch: BatchCallback | None = None  # each row is a batch of one here
 
     def __init__(self, generation: GenerationConfig, engine: EngineConfig):
         self.generation = generation
@@ -73,7 +74,12 @@ class NullGenerator:
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
         fail_label = os.environ.get(FAIL_LABEL_ENV)
         sleep_s = float(os.environ.get(SLEEP_ENV) or 0.0)
-        return [self._one(row, fail_label, sleep_s) for row in rows]
+        clips = []
+        for row in rows:
+            clips.append(self._one(row, fail_label, sleep_s))
+            if self.on_batch is not None:
+                self.on_batch(1)
+        return clips
 
     def _one(self, row: PlanRow, fail_label: str | None, sleep_s: float) -> GeneratedClip:
         if sleep_s > 0:
