@@ -7,6 +7,7 @@ Environment hooks exist for fault-injection tests:
   BIRDGEN_NULL_SLEEP_S=<seconds>   sleep this long per row (so a test can kill an actor mid-shard)
   BIRDGEN_NULL_HANG_LABEL=<label>  rows with that label hang (BIRDGEN_NULL_HANG_S, default a day)
   BIRDGEN_NULL_SILENT_LABEL=<label> rows with that label come out silent (they fail the quality gate)
+  BIRDGEN_NULL_LOAD_S=<seconds>    sleep this long when built (a slow model load, for lost-node tests)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ FAIL_LABEL_ENV = "BIRDGEN_NULL_FAIL_LABEL"
 SLEEP_ENV = "BIRDGEN_NULL_SLEEP_S"
 HANG_LABEL_ENV = "BIRDGEN_NULL_HANG_LABEL"
 SILENT_LABEL_ENV = "BIRDGEN_NULL_SILENT_LABEL"
+LOAD_SLEEP_ENV = "BIRDGEN_NULL_LOAD_S"
 
 
 def synthesize(row: PlanRow, sample_rate: int = SOURCE_RATE) -> np.ndarray:
@@ -65,6 +67,7 @@ class NullGenerator:
     on_batch: BatchCallback | None = None  # each row is a batch of one here
 
     def __init__(self, generation: GenerationConfig, engine: EngineConfig):
+        time.sleep(float(os.environ.get(LOAD_SLEEP_ENV) or 0.0))
         self.generation = generation
         self.engine = engine
         self.stage_times: dict[str, float] = {"generate": 0.0, "postprocess": 0.0}
