@@ -40,12 +40,21 @@ def test_unet_out_of_memory_halves_the_real_engines_batch(tmp_path, monkeypatch,
             raise error
 
     worker.generator.pipe.unet.register_forward_pre_hook(pretend_oom_above_8_latents, with_kwargs=True)
+    report, in_flight = worker.generator.on_batch, []  # the actor's per-batch count, as the driver polls it
+
+    def recording(clips: float) -> None:
+        report(clips)
+        in_flight.append(worker.in_flight())
+
+    worker.generator.on_batch = recording
     result = worker.run_shard(shard)
 
     assert result.oom_splits == 1 and result.clips == 6
     assert worker.generator.batch_size == 4 and worker.generator.scorer.batch_size == 4
     assert unet_batches[0] == 16 and set(unet_batches[1:]) == {8}
     assert (tmp_path / "out" / "shards" / f"{shard.shard_id}.parquet").exists()
+    # the failed batch of 6 counted nothing; the halved ones 4, then 6; committed: in flight no more
+    assert in_flight == [{shard.shard_id: 4}, {shard.shard_id: 6}] and worker.in_flight() == {}
 
 
 def test_other_runtime_errors_are_not_taken_for_out_of_memory():

@@ -145,12 +145,17 @@ def test_progress_shows_count_rate_failures_and_eta(terminal):
     time.sleep(0.05)
     progress.advance(5)
     progress.failed(3)
+    progress.in_flight(4)  # an actor's batches of a shard not committed yet: the bar moves on
     progress.close()
     screen = buffer.getvalue()
-    final = [line for line in screen.splitlines() if "13/20" in line][-1]
+    final = [line for line in screen.splitlines() if "17/20" in line][-1]
     assert re.search(r"\d+\.\d clips/s", final) and "failed 3" in final and "ETA" in final
+    assert "(10 committed, 4 in flight)" in final
     if not terminal:  # a log gets plain lines with the same figures
-        assert re.search(r"generating 13/20 clips, \d+\.\d clips/s, failed 3, ETA \d+ s", screen)
+        assert re.search(
+            r"generating 13/20 clips \(10 committed, 0 in flight\), \d+\.\d clips/s, failed 3, ETA \d+ s", screen
+        )
+        assert re.search(r"generating 17/20 clips \(10 committed, 4 in flight\), \d+\.\d clips/s", screen)
 
 
 def test_a_run_done_in_one_update_still_shows_its_rate():

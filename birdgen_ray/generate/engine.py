@@ -45,7 +45,7 @@ from birdgen_ray.generate.references import ReferenceLatents, start_step
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.generate.species import SpeciesVerifier, rank_key
 from birdgen_ray.generate.stages import StageClock
-from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.generate.types import BatchCallback, GeneratedClip
 from birdgen_ray.generate.weights import named_tensors, weights_in
 from birdgen_ray.rows import PlanRow
 from birdgen_ray.verify.score import ClipScore
@@ -92,6 +92,8 @@ class _ClipState:
 
 class AudioLDM2Engine:
     """ClipGenerator backed by an AudioLDM2 pipeline, loaded once per actor."""
+
+    on_batch: BatchCallback | None = None  # the actor's progress count (retries make no new clips)
 
     def __init__(
         self, generation: GenerationConfig, engine: EngineConfig, storage_options: dict[str, Any] | None = None
@@ -238,6 +240,9 @@ class AudioLDM2Engine:
                 if self.verifier is not None:
                     species = self.verifier.submit(clean, [rows[t.clip].label for t in batch], self.source_rate)
                 inflight.append((batch, audio, spent, self._scores(batch, rows, clean, finite), species))
+                if self.on_batch is not None:  # progress: first takes only, retries make no new clips
+                    first_takes = sum(1 for take in batch if states[take.clip].round == 0)
+                    self.on_batch(first_takes / gen.candidates_per_clip)
                 while inflight and (inflight[0][4] is None or inflight[0][4].done()):
                     offer(inflight.popleft())
             else:  # nothing left to render until the verifier's scores decide the retries

@@ -7,6 +7,7 @@ Environment hooks exist for fault-injection tests:
   BIRDGEN_NULL_SLEEP_S=<seconds>   sleep this long per row (so a test can kill an actor mid-shard)
   BIRDGEN_NULL_HANG_LABEL=<label>  rows with that label hang (BIRDGEN_NULL_HANG_S, default a day)
   BIRDGEN_NULL_SILENT_LABEL=<label> rows with that label come out silent (they fail the quality gate)
+  BIRDGEN_NULL_LOAD_S=<seconds>    sleep this long when built (a slow model load, for lost-node tests)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate.postprocess import to_output
 from birdgen_ray.generate.quality import judge, measure, verdict
-from birdgen_ray.generate.types import GeneratedClip
+from birdgen_ray.generate.types import BatchCallback, GeneratedClip
 from birdgen_ray.rows import PlanRow
 
 SOURCE_RATE = 16_000  # what AudioLDM2 produces; the null audio is made at the same rate
@@ -30,6 +31,7 @@ FAIL_LABEL_ENV = "BIRDGEN_NULL_FAIL_LABEL"
 SLEEP_ENV = "BIRDGEN_NULL_SLEEP_S"
 HANG_LABEL_ENV = "BIRDGEN_NULL_HANG_LABEL"
 SILENT_LABEL_ENV = "BIRDGEN_NULL_SILENT_LABEL"
+LOAD_SLEEP_ENV = "BIRDGEN_NULL_LOAD_S"
 
 
 def synthesize(row: PlanRow, sample_rate: int = SOURCE_RATE) -> np.ndarray:
@@ -62,8 +64,10 @@ class NullGenerator:
     """ClipGenerator with no model. Same row -> same samples, in any batch, on any machine."""
 
     model_id = "null"
+    on_batch: BatchCallback | None = None  # each row is a batch of one here
 
     def __init__(self, generation: GenerationConfig, engine: EngineConfig):
+        time.sleep(float(os.environ.get(LOAD_SLEEP_ENV) or 0.0))
         self.generation = generation
         self.engine = engine
         self.stage_times: dict[str, float] = {"generate": 0.0, "postprocess": 0.0}
@@ -73,7 +77,12 @@ class NullGenerator:
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
         fail_label = os.environ.get(FAIL_LABEL_ENV)
         sleep_s = float(os.environ.get(SLEEP_ENV) or 0.0)
-        return [self._one(row, fail_label, sleep_s) for row in rows]
+        clips = []
+        for row in rows:
+            clips.append(self._one(row, fail_label, sleep_s))
+            if self.on_batch is not None:
+                self.on_batch(1)
+        return clips
 
     def _one(self, row: PlanRow, fail_label: str | None, sleep_s: float) -> GeneratedClip:
         if sleep_s > 0:

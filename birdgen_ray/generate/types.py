@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -30,10 +30,17 @@ class GeneratedClip:
     verifier: str = ""  # e.g. "birdnet-2.4-fp32"; "" when not verified
 
 
+# Told after each finished batch how many clips it made (a fraction when a clip takes several candidates):
+# the actor's live count of clips not yet committed.
+BatchCallback = Callable[[float], None]
+
+
 class ClipGenerator(Protocol):
-    """Held by one actor for its lifetime; `model_id` names what made the audio."""
+    """Held by one actor for its lifetime; `model_id` names what made the audio; `on_batch`, when set,
+    is called after each batch."""
 
     model_id: str
+    on_batch: BatchCallback | None
 
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
         """One clip per row, in row order."""

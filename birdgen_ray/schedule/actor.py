@@ -4,6 +4,8 @@ Audio never travels through the driver: the actor writes its shard itself and re
 The actor runs two shard calls at once (a threaded Ray actor): while one shard is packed and
 uploaded, the next one already generates, so the GPU does not wait for storage. Only generation is
 serialised (one model, one batch size); a shard's result still returns only after its commit.
+The generator tells the actor each finished batch, and `in_flight()` (answered from a free actor
+thread while others generate) gives the driver the clips made in shards that have not committed yet.
 
 An actor of a run that holds the output's lease (`lock_run_id`: the lease token) checks the lease
 still names its run and has not expired right before each commit: an actor that outlived its
@@ -101,6 +103,10 @@ class ShardWorker:
         if cpu_threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(cpu_threads)
         self._generator_lock = threading.Lock()
+        self._generating: ShardSpec | None = None  # the shard holding the generator
+        self._made: dict[str, float] = {}  # shard id -> clips generated, until that shard commits or fails
+        self._made_lock = threading.Lock()
+        self.generator.on_batch = self._batch_done
         self._write_delay_s = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)
 
     def info(self) -> dict:
@@ -114,12 +120,37 @@ class ShardWorker:
             "engine": {name: {"value": c.value, "why": c.why} for name, c in choices.items()},
         }
 
+    def in_flight(self) -> dict[str, int]:
+        """Clips generated per shard not committed yet (the driver polls this every few seconds)."""
+        with self._made_lock:
+            return {shard_id: int(clips) for shard_id, clips in self._made.items()}
+
+    def _batch_done(self, clips: float) -> None:
+        shard = self._generating
+        if shard is None:
+            return
+        with self._made_lock:  # never more than the shard holds (a candidate fraction, an OOM rerun)
+            self._made[shard.shard_id] = min(float(shard.num_clips), self._made.get(shard.shard_id, 0.0) + clips)
+
     def run_shard(self, shard: ShardSpec) -> ShardResult:
+        try:
+            return self._run_shard(shard)
+        finally:  # committed (counted by the driver from the result now) or failed: in flight no more
+            with self._made_lock:
+                self._made.pop(shard.shard_id, None)
+
+    def _run_shard(self, shard: ShardSpec) -> ShardResult:
         rows = plan_rows(shard.plan_slice)
         with self._generator_lock:  # one shard at a time on the model; the previous one may still be writing
             generate_start, start = time.time(), time.perf_counter()
             stages_before = dict(getattr(self.generator, "stage_times", {}))
-            clips, oom_splits = self._generate(rows)
+            self._generating = shard
+            try:
+                clips, oom_splits = self._generate(rows)
+            finally:
+                self._generating = None
+            with self._made_lock:
+                self._made[shard.shard_id] = float(len(clips))
             stages = {k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()}
             generate_seconds = time.perf_counter() - start
             generate_end = time.time()
@@ -168,6 +199,8 @@ class ShardWorker:
         import torch
 
         torch.cuda.empty_cache()
+        with self._made_lock:  # the rows are generated again from the start
+            self._made.pop(self._generating.shard_id if self._generating else "", None)
         self.generator.batch_size = batch_size // 2
         log.warning("CUDA out of memory at batch %d; retrying at batch %d", batch_size, batch_size // 2)
         return self._generate(rows, oom_splits + 1)
@@ -176,8 +209,9 @@ class ShardWorker:
 def actor_class(max_concurrency: int = 2):
     """The Ray actor form of ShardWorker (created lazily so importing this module needs no Ray).
 
-    `max_concurrency` shard calls run at once in the actor's threads: one generates, the others
-    write (or wait for the generator); 2 is enough to hide the writing of one shard.
+    `max_concurrency` calls run at once in the actor's threads: one shard generates, the others
+    write (or wait for the generator); 2 is enough to hide the writing of one shard. The driver asks
+    for one thread more than its shards in flight per actor, so that `in_flight()` never queues.
     """
     import ray
 

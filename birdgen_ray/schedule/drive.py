@@ -8,6 +8,7 @@ whose node went away before it loaded the model is started again like any dead a
 that fails to load on a live node ends the run (ActorStartFailed). A run with no started actor for
 --placement-timeout-s ends (PlacementTimeout), committed shards kept. A run whose lease was lost
 (taken over, or expired while the driver was paused) stops, and its actors commit nothing more.
+The bar and progress.json count clips as batches finish: committed, and in flight (InFlightPoller).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.cluster import has_autoscaler, init_ray
 from birdgen_ray.schedule.failures import record_failure, short_error
+from birdgen_ray.schedule.in_flight import InFlightPoller
 from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.run_state import RunState
@@ -90,7 +92,8 @@ def drive(
         options["num_gpus"] = sizing.gpus_per_actor
     if run.actor_env:
         options["runtime_env"] = {"env_vars": dict(run.actor_env)}
-    Actor = actor_class(max_concurrency=max(2, run.max_inflight_per_actor))  # generate one, write another
+    # generate one, write another, and a thread free for the in_flight() polls
+    Actor = actor_class(max_concurrency=max(1, run.max_inflight_per_actor) + 1)
     result = DriveResult(actors=count, gpus_per_actor=sizing.gpus_per_actor)
 
     actors: list = [None] * count
@@ -138,6 +141,7 @@ def drive(
     # one listing instead of a delete request per committed shard (thousands, on object storage)
     failure_records = {name[: -len(".json")] for name in output.list(FAILURES_DIR, ".json")}
     progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
+    poller = InFlightPoller()
     last_report = time.monotonic()
     autoscaler = None  # asked the cluster only when there is something to wait for
     placement_deadline = _deadline(run.placement_timeout_s)
@@ -213,7 +217,10 @@ def drive(
                 watchdog.kill_stuck(inflight, actors)
             if lock:
                 lock.check()
+            in_flight = poller.clips(actors, ready, inflight)
+            progress.in_flight(in_flight)
             if state:
+                state.in_flight(in_flight)
                 state.maybe_write()
             if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
                 last_report = time.monotonic()
