@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import LEASE_FILE
+from tests.interruptible import interrupt_when
 from tests.made_outputs import null_output
 from tests.plans import plan_table, write_plan
 
@@ -276,30 +274,15 @@ def test_ctrl_c_during_submit_says_what_is_kept_and_releases_the_lock(ray_local,
         f"{SLEEP_ENV}=0.2",
     ]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}  # the session's token auth
-    # SIG_DFL in the child: a test run from a non-interactive shell's background job inherits SIGINT ignored.
-    driver = subprocess.Popen(
+    returncode, stdout, stderr = interrupt_when(
         command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env,
+        lambda driver: bool(list((out / "shards").glob("*.parquet"))),
+        "a committed shard",
+        reach_s=45,
+        end_s=45,
     )
-    try:
-        deadline = time.monotonic() + 45
-        while not list((out / "shards").glob("*.parquet")) and driver.poll() is None:
-            assert time.monotonic() < deadline, "no shard committed in 45 s"
-            time.sleep(0.05)
-        assert driver.poll() is None, driver.communicate()
-        driver.send_signal(signal.SIGINT)
-        stdout, stderr = driver.communicate(timeout=45)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=30)
-
-    assert driver.returncode == 130, stderr
+    assert returncode == 130, stderr
     status = output_status(as_output(str(out)))
     assert 2 <= status["done"] < 24, "the run ended before it could be interrupted"
     last = stderr.strip().splitlines()[-1]  # after Ray's own "Connecting to existing Ray cluster" lines

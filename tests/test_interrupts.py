@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from birdgen_ray.io.layout import LEASE_FILE
 from birdgen_ray.schedule.interrupts import sigint_held
+from tests.interruptible import interrupt_when
 from tests.plans import plan_table, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,33 +60,8 @@ def test_ctrl_c_during_start_up_exits_130_with_the_interrupted_line(tmp_path, po
     env.update(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp_path / "home"))
     command = [sys.executable, "-c", "from birdgen_ray.cli import run; run()", "submit", plan, "--out", str(out)]
     command += ["--generator", "null", "--num-actors", "1", "--gpus-per-actor", "0", "--no-progress"]
-    driver = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    driver.started = time.monotonic()
-    try:
-        deadline = time.monotonic() + 60
-        while not POINTS[point](driver, out) and driver.poll() is None:
-            assert time.monotonic() < deadline, f"never reached: {point}"
-            time.sleep(0.02)
-        assert driver.poll() is None, driver.communicate()
-        driver.send_signal(signal.SIGINT)
-        _, stderr = driver.communicate(timeout=90)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait(timeout=30)
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)  # whatever of a local Ray is left in the group
-        except ProcessLookupError:
-            pass
-    assert driver.returncode == 130, stderr
+    returncode, _, stderr = interrupt_when(command, env, lambda driver: POINTS[point](driver, out), point)
+    assert returncode == 130, stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted: "), stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert not (out / LEASE_FILE).exists()
