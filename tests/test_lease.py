@@ -24,27 +24,34 @@ from tests.plans import plan_table, write_plan
 
 
 class IgnoresIfNoneMatch(Output):
-    """A store whose 'create if absent' overwrites, and where both runs look before either creates."""
+    """A store whose 'create if absent' overwrites, where both runs look before either creates and both
+    create before either reads the lease back: the race, made to happen every time whatever the load."""
 
-    def __init__(self, uri: str, both_looked: threading.Barrier):
+    def __init__(self, uri: str, both_looked: threading.Barrier, both_created: threading.Barrier):
         super().__init__(uri)
-        self.both_looked = both_looked
-        self.looked = False
+        self.both_looked, self.both_created = both_looked, both_created
+        self.looked = self.created = False
 
     def read_bytes(self, rel: str) -> bytes:
-        if rel == LEASE_FILE and not self.looked:
-            self.looked = True
-            self.both_looked.wait(10)  # the race: neither run sees the other's lease yet
-        return super().read_bytes(rel)
+        if rel != LEASE_FILE or self.looked:
+            return super().read_bytes(rel)
+        self.looked = True
+        try:
+            return super().read_bytes(rel)  # what this run sees: neither run's lease yet
+        finally:
+            self.both_looked.wait(10)
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         self.write_bytes(rel, data)
+        if not self.created:
+            self.created = True
+            self.both_created.wait(10)
         return True
 
 
 def race(out: str, settle_s: float) -> tuple[list[OutputLease], list[OutputLocked]]:
-    both_looked = threading.Barrier(2)
-    leases = [OutputLease(IgnoresIfNoneMatch(out, both_looked), settle_s=settle_s) for _ in range(2)]
+    both_looked, both_created = threading.Barrier(2), threading.Barrier(2)
+    leases = [OutputLease(IgnoresIfNoneMatch(out, both_looked, both_created), settle_s=settle_s) for _ in range(2)]
     taken, refused = [], []
 
     def take(lease: OutputLease) -> None:
