@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 TINY_MODEL = "tiny"
+TINY_MODEL_VERSION = "3"  # of the built-in tiny model (generate/tiny.py): bumped when its bytes change
 DEFAULT_MODEL = "cvssp/audioldm2"
 SCHEDULERS = ("ddim", "dpm", "unipc", "pndm")
 VERIFIERS = ("birdnet",)  # species verifiers `submit --verify` knows (birdgen_ray/verify)
@@ -165,6 +166,8 @@ class RunConfig:
     lease_renew_s: float = 30.0  # the driver renews it this often
     placement_timeout_s: float = 1800.0  # no actor placed and started for this long ends the run; 0: wait forever
     allow_cpu: bool = False  # on a cluster without GPUs, generate on CPU actors instead of refusing
+    # resume an output made under other versions of torch, diffusers, ... or other weights (birdgen_ray/versions.py)
+    allow_version_change: bool = False
     progress: bool = True
     species_map: str | None = None  # CSV label,birdnet_label for the verifier (overrides scientific names)
 

@@ -126,3 +126,24 @@ def test_build_from_reference_configs_reads_config_dirs(tmp_path):
     (config_dir / "vae" / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match=f"{config_dir / 'vae' / 'config.json'}"):
         build_from_reference_configs(config_dir, tmp_path / "incomplete")
+
+
+def test_tiny_tokenizers_come_from_the_shipped_files_not_the_installed_trainer(tmp_path, monkeypatch):
+    """A `tokenizers` upgrade that trains differently must not change the tiny model (nor any pinned clip)."""
+    import tokenizers.trainers
+
+    from birdgen_ray.generate.tokenizers import CLAP_FILE, T5_FILE, TOKENIZER_FILES
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the tiny model trained a tokenizer")
+
+    monkeypatch.setattr(tokenizers.trainers, "BpeTrainer", no_training)
+    monkeypatch.setattr(tokenizers.trainers, "UnigramTrainer", no_training)
+    tiny.build_tiny(tmp_path / "tiny")
+    pipe, _ = load_pipeline(str(tmp_path / "tiny"), device="cpu")
+    shipped_clap = json.loads((TOKENIZER_FILES / CLAP_FILE).read_text())
+    shipped_t5 = json.loads((TOKENIZER_FILES / T5_FILE).read_text())
+    assert pipe.tokenizer.get_vocab() == shipped_clap["vocab"]
+    assert [piece for piece, _ in shipped_t5["vocab"]] == [
+        pipe.tokenizer_2.convert_ids_to_tokens(i) for i in range(len(shipped_t5["vocab"]))
+    ]

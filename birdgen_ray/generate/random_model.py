@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from birdgen_ray.generate.tokenizers import train_clap_tokenizer, train_t5_tokenizer
+from birdgen_ray.generate.tokenizers import clap_tokenizer, t5_tokenizer
 
 DEFAULT_SEED = 1234  # the tiny model's seed too (tiny.TINY_SEED)
 
@@ -121,7 +121,7 @@ def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, se
         raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
     configs = {name: json.loads(path.read_text()) for name, path in paths.items()}
     max_lengths = index.get("tokenizer_max_length", {})
-    tokenizer = train_clap_tokenizer(1000, int(max_lengths.get("tokenizer", 512)))
-    tokenizer_2 = train_t5_tokenizer(1000, int(max_lengths.get("tokenizer_2", 128)))
+    tokenizer = clap_tokenizer(int(max_lengths.get("tokenizer", 512)))
+    tokenizer_2 = t5_tokenizer(int(max_lengths.get("tokenizer_2", 128)))
     pipe = build_pipeline(configs, tokenizer, tokenizer_2, seed=seed)
     return save_atomically(pipe, Path(out_dir))

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from birdgen_ray.config import TINY_MODEL_VERSION
 from birdgen_ray.generate.random_model import build_pipeline, save_atomically
-from birdgen_ray.generate.tokenizers import train_clap_tokenizer, train_t5_tokenizer
+from birdgen_ray.generate.tokenizers import clap_tokenizer, t5_tokenizer
 
-# bump whenever the configs or seed below, the corpus (tokenizers.py) or the init (random_model.py) change
-TINY_VERSION = "2"
+# bumped (in config.py) whenever the configs or seed below, the shipped tokenizer files or the init
+# (random_model.py) change
+TINY_VERSION = TINY_MODEL_VERSION
 TINY_SEED = 1234
 
 # Stand-in tokenizer sizes; the models' vocabularies are sized to fit them.
@@ -152,9 +154,8 @@ TINY_CONFIGS: dict[str, dict] = {
 
 def build_tiny(out_dir: str | Path) -> Path:
     """Build the tiny AudioLDM2 and save it to out_dir (which must not exist yet)."""
-    clap_vocab = TINY_CONFIGS["text_encoder"]["text_config"]["vocab_size"]
-    tokenizer = train_clap_tokenizer(clap_vocab, CLAP_TOKENIZER_MAX_LENGTH)
-    tokenizer_2 = train_t5_tokenizer(TINY_CONFIGS["text_encoder_2"]["vocab_size"], T5_TOKENIZER_MAX_LENGTH)
+    tokenizer = clap_tokenizer(CLAP_TOKENIZER_MAX_LENGTH)
+    tokenizer_2 = t5_tokenizer(T5_TOKENIZER_MAX_LENGTH)
     pipe = build_pipeline(TINY_CONFIGS, tokenizer, tokenizer_2, seed=TINY_SEED)
     return save_atomically(pipe, Path(out_dir))
 

@@ -1,14 +1,24 @@
-"""Stand-in tokenizers trained offline on a fixed prompt-like corpus (no hub download).
+"""Stand-in tokenizers for the random-weight models (no hub download), shipped as files.
 
 The CLAP tokenizer is byte-level BPE wrapped as RobertaTokenizerFast, the Flan-T5 one a Unigram
-model wrapped as T5TokenizerFast. Training is deterministic, so the built models are byte-identical
-on every machine.
+model wrapped as T5TokenizerFast. Their vocabularies were trained once on a fixed prompt-like corpus
+and ship in `birdgen_ray/data/tokenizers/`: a trainer's output changes with the installed
+`tokenizers` release, and the tiny model (so every pinned clip) must not. `clap_tokenizer` and
+`t5_tokenizer` build the tokenizers from those files; `python -m birdgen_ray.generate.tokenizers`
+retrains and rewrites them (then bump TINY_MODEL_VERSION in config.py and re-pin the clips).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from importlib.resources import files
+from pathlib import Path
+
+VOCAB_SIZE = 1000  # both stand-ins; the random models' embedding tables are sized to fit
+TOKENIZER_FILES = files("birdgen_ray") / "data" / "tokenizers"
+CLAP_FILE = "clap-bpe.json"  # {"vocab": {token: id}, "merges": [[a, b], ...]}
+T5_FILE = "t5-unigram.json"  # {"vocab": [[piece, log_prob], ...]}, ids 0-2 = <pad>, </s>, <unk>
 
 _BIRDS = [
     "Eurasian wren",
@@ -67,10 +77,29 @@ def tokenizer_corpus() -> list[str]:
     return lines + _OTHER * 10
 
 
-def train_clap_tokenizer(vocab_size: int, max_length: int):
-    """Byte-level BPE wrapped as RobertaTokenizerFast; `<pad>` is id 1 (CLAP's padding_idx)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def clap_tokenizer(max_length: int):
+    """The shipped byte-level BPE as RobertaTokenizerFast; `<pad>` is id 1 (CLAP's padding_idx)."""
     from transformers import RobertaTokenizerFast
+
+    model = json.loads((TOKENIZER_FILES / CLAP_FILE).read_text())
+    tokenizer = RobertaTokenizerFast(
+        vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], model_max_length=max_length
+    )
+    assert tokenizer.pad_token_id == 1, "CLAP's RoBERTa derives positions from padding_idx=1"
+    return tokenizer
+
+
+def t5_tokenizer(max_length: int):
+    """The shipped Unigram model as T5TokenizerFast (appends `</s>`; `<pad>`=0, `</s>`=1, `<unk>`=2)."""
+    from transformers import T5TokenizerFast
+
+    vocab = [tuple(item) for item in json.loads((TOKENIZER_FILES / T5_FILE).read_text())["vocab"]]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
+
+
+def train_clap_vocab(vocab_size: int = VOCAB_SIZE) -> dict:
+    """Train the byte-level BPE on the corpus: {"vocab": ..., "merges": ...}."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -82,17 +111,12 @@ def train_clap_tokenizer(vocab_size: int, max_length: int):
     )
     bpe.train_from_iterator(tokenizer_corpus(), trainer)
     model = json.loads(bpe.to_str())["model"]
-    tokenizer = RobertaTokenizerFast(
-        vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], model_max_length=max_length
-    )
-    assert tokenizer.pad_token_id == 1, "CLAP's RoBERTa derives positions from padding_idx=1"
-    return tokenizer
+    return {"vocab": model["vocab"], "merges": [list(m) for m in model["merges"]]}
 
 
-def train_t5_tokenizer(vocab_size: int, max_length: int):
-    """A Unigram model wrapped as T5TokenizerFast (appends `</s>`; `<pad>`=0, `</s>`=1, `<unk>`=2)."""
+def train_t5_vocab(vocab_size: int = VOCAB_SIZE) -> dict:
+    """Train the Unigram model on the corpus: {"vocab": [[piece, log_prob], ...]}."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import T5TokenizerFast
 
     unigram = Tokenizer(models.Unigram())
     unigram.pre_tokenizer = pre_tokenizers.Sequence(
@@ -106,4 +130,16 @@ def train_t5_tokenizer(vocab_size: int, max_length: int):
     # in any order: round the log-probs and sort, keeping the three special tokens at ids 0-2.
     trained = [(piece, round(score, 4)) for piece, score in json.loads(unigram.to_str())["model"]["vocab"]]
     vocab = trained[:3] + sorted(trained[3:], key=lambda item: (-item[1], item[0]))
-    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
+    return {"vocab": [list(item) for item in vocab]}
+
+
+def write_vocab_files(directory) -> None:
+    """Retrain both vocabularies and write the files `clap_tokenizer` and `t5_tokenizer` read."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, vocab in ((CLAP_FILE, train_clap_vocab()), (T5_FILE, train_t5_vocab())):
+        (directory / name).write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+if __name__ == "__main__":
+    write_vocab_files(Path(__file__).resolve().parents[1] / "data" / "tokenizers")
