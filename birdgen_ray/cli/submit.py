@@ -171,6 +171,12 @@ def submit_cmd(
     allow_cpu: bool = typer.Option(
         False, "--allow-cpu", help="On a cluster without GPUs, generate on CPU actors instead of refusing to start."
     ),
+    allow_version_change: bool = typer.Option(
+        False,
+        "--allow-version-change",
+        help="Resume OUT although it was made with other versions of torch, diffusers, transformers, "
+        "tokenizers, numpy or soxr, or other model weights (the change is recorded in summary.json).",
+    ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", show_default=False, help="Show a live progress bar [default: on]."
     ),
@@ -232,6 +238,7 @@ def submit_cmd(
             lease_renew_s=lease_renew_s,
             placement_timeout_s=placement_timeout_s,
             allow_cpu=allow_cpu,
+            allow_version_change=allow_version_change,
             progress=progress,
         )
         if dry_run:

@@ -24,6 +24,8 @@ INDEX_SCHEMA = pa.schema(
         ("model_id", pa.string()),
         ("settings", pa.string()),  # GenerationConfig as JSON
         ("settings_fingerprint", pa.string()),
+        # JSON: the versions of what decided the audio where it was made (birdgen_ray/versions.py)
+        ("versions", pa.string()),
         ("final_seed", pa.int64()),
         ("attempts", pa.int32()),
         ("verdict", pa.string()),

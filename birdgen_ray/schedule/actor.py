@@ -25,11 +25,14 @@ import time
 from dataclasses import dataclass, field
 
 from birdgen_ray.config import RunConfig
+from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.generate.types import ClipGenerator, GeneratedClip
 from birdgen_ray.io.storage import Output
 from birdgen_ray.rows import PlanRow, plan_rows
 from birdgen_ray.schedule.lease import check_lease
 from birdgen_ray.schedule.shards import ShardSpec
+from birdgen_ray.versions import audio_versions
+from birdgen_ray.versions import to_json as versions_json
 from birdgen_ray.write.shard_writer import commit_shard
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,8 @@ class ShardWorker:
         self.lock_run_id = lock_run_id  # None: no lock to check (in-process use, tests)
         self.output = Output(run.out, run.storage_options)
         self.generator = build_generator(run)
+        # what decides this actor's audio, recorded in each of its clips' index rows
+        self.versions = versions_json(audio_versions(model_revision(run.generation.model)))
         # Only a generator that brought torch in needs its thread count; importing torch just for
         # this would add seconds to every (re)started actor of the null generator.
         if cpu_threads and run.generation.verifier:  # a CPU actor's cores are shared with the BirdNET threads:
@@ -116,6 +121,7 @@ class ShardWorker:
         return {
             "pid": os.getpid(),
             "model_id": self.generator.model_id,
+            "versions": self.versions,
             "gpu_ids": _assigned_gpu_ids(),
             "engine": {name: {"value": c.value, "why": c.why} for name, c in choices.items()},
         }
@@ -164,6 +170,7 @@ class ShardWorker:
             clips,
             self.run.generation,
             self.generator.model_id,
+            versions=self.versions,
             before_commit=self._check_lock if self.lock_run_id else None,
         )
         stages["write"] = time.perf_counter() - write_start

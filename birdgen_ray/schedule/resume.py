@@ -17,6 +17,7 @@ from birdgen_ray.config import GenerationConfig
 from birdgen_ray.io.layout import RUN_FILE, committed_shard_ids
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import PlanError, format_rows
+from birdgen_ray.versions import describe_changes, version_changes
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ class SettingsMismatch(RuntimeError):
     pass
 
 
+class VersionMismatch(SettingsMismatch):
+    """The output's clips were made under other package versions or model weights."""
+
+
 # submit's flag for each GenerationConfig field (and quality.<field>), for messages users can act on
 SETTING_FLAGS = {
     "model": "--model",
@@ -81,23 +86,43 @@ SETTING_FLAGS = {
 }
 
 
-def check_settings(output: Output, generation: GenerationConfig, generator: str) -> None:
-    """An output holds one dataset: refuse to extend it with audio made under other settings.
+def check_settings(
+    output: Output,
+    generation: GenerationConfig,
+    generator: str,
+    versions: dict[str, str] | None = None,
+    allow_version_change: bool = False,
+) -> dict[str, tuple[str, str]]:
+    """An output holds one dataset: refuse to extend it with audio made under other settings or versions.
 
     The settings are those of the first run that committed a clip: a run that failed or was stopped
     before committing anything (a wrong --model, Ctrl-C while loading) does not bind the output.
+    Returns the version changes this run was allowed to make ({} when none), for the run history;
+    the output then records this run's versions.
     """
-    record = {"fingerprint": generation.fingerprint(), "generation": generation.to_json(), "generator": generator}
+    versions = versions or {}
+    record = {
+        "fingerprint": generation.fingerprint(),
+        "generation": generation.to_json(),
+        "generator": generator,
+        "versions": versions,
+    }
     if not output.exists(RUN_FILE):
         output.write_json(RUN_FILE, record)
-        return
+        return {}
     recorded = output.read_json(RUN_FILE)
+    if not committed_shard_ids(output):
+        if recorded != record:
+            log.info("%s holds no clips yet: taking this run's settings", output.uri)
+            output.write_json(RUN_FILE, record)
+        return {}
+    _check_same_settings(output, recorded, generation, generator)
+    return _check_same_versions(output, recorded, versions, allow_version_change)
+
+
+def _check_same_settings(output: Output, recorded: dict, generation: GenerationConfig, generator: str) -> None:
     same_generator = recorded.get("generator", "audioldm2") == generator
     if same_generator and recorded["fingerprint"] == generation.fingerprint():
-        return
-    if not committed_shard_ids(output):
-        log.info("%s holds no clips yet: taking this run's settings", output.uri)
-        output.write_json(RUN_FILE, record)
         return
     if not same_generator:
         raise SettingsMismatch(
@@ -113,6 +138,26 @@ def check_settings(output: Output, generation: GenerationConfig, generator: str)
         f"{output.uri} was generated with other settings ({'; '.join(diffs)}). "
         "Use the same settings to resume, or a new --out for a new dataset."
     )
+
+
+def _check_same_versions(
+    output: Output, recorded: dict, versions: dict[str, str], allow_version_change: bool
+) -> dict[str, tuple[str, str]]:
+    """Refuse (or, when allowed, record) a resume under other versions of what decides the audio."""
+    if "versions" not in recorded:  # made before versions were recorded: nothing to compare with
+        output.write_json(RUN_FILE, {**recorded, "versions": versions})
+        return {}
+    changes = version_changes(recorded["versions"], versions)
+    if changes and not allow_version_change:
+        raise VersionMismatch(
+            f"{output.uri} was generated with {describe_changes(changes)} (recorded -> installed): "
+            "resumed clips would not match the ones already there. Install the recorded versions "
+            "(pip install -c constraints.txt), use a new --out, or pass --allow-version-change."
+        )
+    if changes:
+        log.warning("--allow-version-change: %s now holds clips made with %s", output.uri, describe_changes(changes))
+        output.write_json(RUN_FILE, {**recorded, "versions": {**recorded["versions"], **versions}})
+    return changes
 
 
 def _setting_differences(theirs: GenerationConfig, ours: GenerationConfig) -> list[tuple[str, object, object]]:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from birdgen_ray.config import RunConfig
+from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import committed_index, consolidate
 from birdgen_ray.io.layout import PLAN_FILE, SHARDS_DIR, SUMMARY_FILE, TEMPORARY_DIRS
 from birdgen_ray.io.storage import Output
@@ -32,6 +33,7 @@ from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.summary import build_summary, previous_summary, with_history
 from birdgen_ray.verify.birdnet import LICENCE, birdnet_labels, require_extra
 from birdgen_ray.verify.species import describe_unverifiable, plan_species
+from birdgen_ray.versions import audio_versions
 from birdgen_ray.write.shard_writer import remove_uncommitted
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,8 @@ def _submit(run: RunConfig) -> dict:
     output = Output(run.out, run.storage_options)
     with OutputLease(output, run.break_lock, LeaseTimes(run.lease_ttl_s, run.lease_renew_s)) as lock:
         phase_start = time.perf_counter()
-        check_settings(output, run.generation, run.generator)
+        versions = audio_versions(model_revision(run.generation.model))
+        version_change = check_settings(output, run.generation, run.generator, versions, run.allow_version_change)
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
         cleaned += sum(output.remove_leftovers(d) for d in TEMPORARY_DIRS if d != SHARDS_DIR)
         committed = committed_index(output)
@@ -103,7 +106,7 @@ def _submit(run: RunConfig) -> dict:
         state = RunState(output, lock.run_id, plan.num_rows, plan.num_rows - pending.num_rows, run.lease_ttl_s)
         state.write()
         try:
-            summary = _run(run, output, plan, committed, shards, lock, state, started, prepare_seconds)
+            summary = _run(run, output, plan, committed, shards, lock, state, started, prepare_seconds, version_change)
         except LeaseLost:
             state.enabled = False  # the output is another run's now: leave its progress.json alone
             raise
@@ -120,7 +123,7 @@ def _submit(run: RunConfig) -> dict:
     return summary
 
 
-def _run(run, output, plan, committed, shards, lock, state, started, prepare_seconds) -> dict:
+def _run(run, output, plan, committed, shards, lock, state, started, prepare_seconds, version_change) -> dict:
     """Drive the shards, then consolidate and summarise: the part whose ending progress.json records."""
     drive_result = drive(run, output, shards, lock, state) if shards else DriveResult()
     phase_start = time.perf_counter()
@@ -142,7 +145,7 @@ def _run(run, output, plan, committed, shards, lock, state, started, prepare_sec
         started,
         already_done=0 if committed is None else committed.num_rows,
     )
-    summary = with_history(summary, previous_summary(output), taken_over=lock.taken_over)
+    summary = with_history(summary, previous_summary(output), lock.taken_over, version_change)
     if run.generation.verifier:
         summary["verifier_licence"] = LICENCE
         summary["unverifiable_classes"] = sorted(set(plan["label"].to_pylist()) - set(run.generation.species_labels))

@@ -11,15 +11,19 @@ from importlib.metadata import PackageNotFoundError, version
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import gate_failing_ids
 from birdgen_ray.index.run_status import productive_run
 from birdgen_ray.io.layout import SUMMARY_FILE
+from birdgen_ray.versions import audio_versions, describe_changes
 
-PACKAGES = ("birdgen-ray", "ray", "torch", "diffusers", "transformers", "pyarrow", "soxr", "soundfile")
+# beside birdgen_ray.versions.AUDIO_PACKAGES (what decides the audio): what runs and writes it
+PACKAGES = ("birdgen-ray", "ray", "pyarrow", "soundfile")
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+def versions(model_revision: str) -> dict[str, str]:
+    """The driver's versions: python, the packages that decide the audio, the model's revision, the rest."""
+    out = {"python": platform.python_version(), **audio_versions(model_revision)}
     for name in PACKAGES:
         try:
             out[name] = version(name)
@@ -98,7 +102,7 @@ def build_summary(
         # the first actor's speed settings, asked for or chosen for its device, each with why
         "engine_choices": drive.actor_info[0].get("engine") if drive.actor_info else None,
         "settings": settings(run),  # generator, generation, engine, shard_size, ...: once, here
-        "versions": versions(),
+        "versions": versions(model_revision(run.generation.model)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -134,15 +138,23 @@ def previous_summary(output) -> dict | None:
     return previous if isinstance(previous, dict) else None
 
 
-def with_history(summary: dict, previous: dict | None, taken_over: dict | None = None) -> dict:
+def with_history(
+    summary: dict, previous: dict | None, taken_over: dict | None = None, version_change: dict | None = None
+) -> dict:
     """`summary` with every earlier run's entry and its own appended (`history`), and, when this run
     generated nothing, the last run that did (`last_productive_run`): a no-op rerun must not hide
-    the figures of the run that did the work."""
+    the figures of the run that did the work. A run that took the lease over, or resumed under other
+    versions (--allow-version-change), says so in its entry."""
     previous = previous or {}
     history = list(previous.get("history") or ([_entry(previous)] if previous.get("run_id") else []))
     entry = _entry(summary)
     if taken_over:
         entry["took_over_from"] = {k: taken_over.get(k) for k in ("run_id", "host", "pid", "reason")}
+    if version_change:
+        entry["allowed_version_change"] = {
+            "changes": {name: {"recorded": old, "installed": new} for name, (old, new) in version_change.items()},
+            "summary": describe_changes(version_change),
+        }
     summary = {**summary, "history": [*history, entry][-HISTORY_KEPT:]}
     if not summary.get("generated_this_run") and previous:
         productive = productive_run(previous)

@@ -73,6 +73,7 @@ def index_table(
     shard_rel: str,
     generation: GenerationConfig,
     model_id: str,
+    versions: str = "{}",
 ) -> pa.Table:
     """One index row per clip: the plan row, where its audio is, and how it was made."""
     ids = plan_slice["clip_id"].to_pylist()
@@ -95,6 +96,7 @@ def index_table(
         model_id=[model_id] * n,
         settings=[generation.to_json()] * n,
         settings_fingerprint=[generation.fingerprint()] * n,
+        versions=[versions] * n,
         final_seed=[c.final_seed for c in clips],
         attempts=[c.attempts for c in clips],
         verdict=[c.verdict for c in clips],
@@ -144,6 +146,7 @@ def commit_shard(
     clips: Sequence[GeneratedClip],
     generation: GenerationConfig,
     model_id: str,
+    versions: str = "{}",
     before_commit: Callable[[], None] | None = None,
 ) -> int:
     """Publish audio first, then its embeddings (a verifying run), then the shard's index: the shard
@@ -156,7 +159,7 @@ def commit_shard(
     """
     tar_rel, index_rel = shard_paths(shard_id)
     data, locations = pack_shard(plan_slice, clips, generation)
-    index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id)
+    index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id, versions)
     output.write_bytes(tar_rel, data)
     if any(c.embedding is not None for c in clips):
         if not all(c.embedding is not None for c in clips):
