@@ -387,3 +387,23 @@ def test_the_multinomial_probe_equals_scikit_learns_balanced_softmax_regression(
     assert (ours[:, 4] == 0).all()  # a class without training windows
     one = fit_predict(x[:40], y[:40], test, classes)
     assert (one[:, 0] == 1).all() and (one[:, 1:] == 0).all()
+
+
+def test_time_blocks_test_each_block_once_with_a_block_between_train_and_test():
+    from birdgen_ray.evaluate.blocks import block_protocol, needs_time_blocks, time_blocks
+
+    labels = np.array(["a", "b"])
+    assert needs_time_blocks(labels, np.array(["x", "y"]))
+    assert not needs_time_blocks(np.array(["a", "a", "b"]), np.array(["x", "z", "y"]))
+    window_recording = np.repeat([0, 1], [10, 7])
+    split = time_blocks(window_recording, labels, max_folds=5)
+    assert split.blocks == 5 and len(split.recording) == 10
+    protocol = block_protocol(split, labels)
+    tested = np.concatenate([f.test for f in protocol.folds])
+    assert sorted(tested.tolist()) == list(range(10)) and protocol.left_out == []
+    for fold in protocol.folds:
+        for t in fold.test:
+            same = fold.train[split.recording[fold.train] == split.recording[t]]
+            assert len(same) and (np.abs(split.position[same] - split.position[t]) >= 2).all()
+    with pytest.raises(ProtocolError, match="needs >= 4"):
+        time_blocks(np.repeat([0, 1], [10, 3]), labels, max_folds=5)
