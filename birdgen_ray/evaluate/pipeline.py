@@ -140,7 +140,6 @@ def evaluate(config: EvaluateConfig) -> dict:
     checks = check_protocol(protocol, units.labels, units.groups, real.owner, real.embeddings, real.rms)
     leakage = leakage_report(protocol, synthetic, units.names)
     variants = _variants(outputs, synthetic, config)
-    labels, groups = units.labels, units.groups
 
     # 4. + 5. per band
     bands = {"full": real}
@@ -150,23 +149,7 @@ def evaluate(config: EvaluateConfig) -> dict:
         low = embed_real(recordings, config.out, model, cutoff, config.batch_size, config.progress)[0]
         bands[f"matched ({cutoff / 1000:g} kHz)"] = Windows(low.embeddings, units.owner, low.rms)
     class_bins = [count_bin(protocol.real_counts[c]) for c in protocol.classes]
-    design = Design(
-        truth=(labels[:, None] == np.array(protocol.classes)[None, :]).astype(float),
-        groups=units.clusters,
-        class_bins=class_bins,
-        left_out=np.isin(protocol.classes, protocol.left_out),
-        counted=_counted(labels, protocol),
-    )
-    bootstrap = BootstrapConfig(config.bootstrap, config.seed, config.threshold, config.padding_rows)
-    results = {}
-    for band, real_windows in bands.items():
-        scores = {v.name: _scores(v, real_windows, labels, synthetic, protocol, config) for v in variants}
-        against = _better_baselines(design, scores, variants, synthetic, bootstrap)
-        results[band] = {
-            "variants": compare(design, scores, REAL_ONLY, bootstrap, against),
-            "against_baseline": against,
-            "similarity": {s.name: _similarity(real_windows, labels, groups, s, protocol, config) for s in synthetic},
-        }
+    results = {band: _band(w, units, synthetic, variants, class_bins, config) for band, w in bands.items()}
 
     # 6. write
     result = {
@@ -212,12 +195,32 @@ def evaluate(config: EvaluateConfig) -> dict:
             "variants": [v.name for v in variants],
         },  # fmt: skip
         "leakage": leakage,
-        "flags": degenerate_flags(protocol, labels, synthetic),
+        "flags": degenerate_flags(protocol, units.labels, synthetic),
         "bands": results,
     }
     write_file_atomic(config.out / RESULT_FILE, json.dumps(_finite(result), indent=2).encode())
     write_page(result, config.out / PAGE_FILE)
     return result
+
+
+def _band(real: Windows, units: Units, synthetic: list[Synthetic], variants, class_bins, config) -> dict:
+    """Every variant's scores on this band's real windows, compared; and the similarity measures."""
+    labels, protocol = units.labels, units.protocol
+    design = Design(
+        truth=(labels[:, None] == np.array(protocol.classes)[None, :]).astype(float),
+        groups=units.clusters,
+        class_bins=class_bins,
+        left_out=np.isin(protocol.classes, protocol.left_out),
+        counted=_counted(labels, protocol),
+    )
+    bootstrap = BootstrapConfig(config.bootstrap, config.seed, config.threshold, config.padding_rows)
+    scores = {v.name: _scores(v, real, labels, synthetic, protocol, config) for v in variants}
+    against = _better_baselines(design, scores, variants, synthetic, bootstrap)
+    return {
+        "variants": compare(design, scores, REAL_ONLY, bootstrap, against),
+        "against_baseline": against,
+        "similarity": {s.name: _similarity(real, labels, units.groups, s, protocol, config) for s in synthetic},
+    }
 
 
 def _counted(labels: np.ndarray, protocol: Protocol) -> np.ndarray:
