@@ -82,7 +82,10 @@ def print_summary(result: dict, real_only: str) -> None:
     the whole 95% interval is above 0), the left-out classes' row, and against the better matched
     real baseline; then every flag that makes a difference meaningless."""
     for band, data in result["bands"].items():
-        console.print(f"[bold]{band}[/bold]  macro ROC-AUC, difference from real only (95% CI) | left-out classes")
+        console.print(
+            f"[bold]{band}[/bold]  macro ROC-AUC, difference from real only (95% CI) | left-out classes | against "
+            "the better matched real baseline; GAIN / LOSS only where the whole interval is on one side of 0"
+        )
         for name, v in data["variants"].items():
             macro, rare = v["macro"]["roc_auc"], v["left_out"]["roc_auc"]
             if name == real_only:
@@ -109,7 +112,8 @@ def print_summary(result: dict, real_only: str) -> None:
 def _difference(cell: dict, prefix: str = "") -> str:
     if f"{prefix}difference" not in cell:
         return ""
-    return f"{_signed(cell[f'{prefix}difference'])} ({_ci(cell[f'{prefix}difference_ci'])}: {cell[f'{prefix}verdict']})"
+    mark = {"gain": " GAIN", "loss": " LOSS"}.get(cell[f"{prefix}verdict"], "")
+    return f"{_signed(cell[f'{prefix}difference'])} ({_ci(cell[f'{prefix}difference_ci'])}){mark}"
 
 
 def _num(x) -> str:
