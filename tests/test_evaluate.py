@@ -1,10 +1,14 @@
 """`birdgen-ray evaluate` end to end on real recordings (../shared/audio cut into 3 s windows, labelled with
 the species BirdNET finds in them), with the real BirdNET model, real outputs and the real CLI.
 
-The harness must tell help from harm:
-  (a) held-in windows of the real recordings, lightly augmented, raise the left-out (one-recording) classes
-  (b) the null generator's clips (noise and chirps) do not, and are separable from real at AUC > 0.9
+The harness must tell help from harm, and catch leaks:
+  (a) positive control, not leaked: augmented held-in windows (same species, never tested, no overlap
+      with a tested window) raise the left-out (one-recording) classes, and beat the matched baselines
+  (b) negative control: the null generator's clips (noise and chirps) show no gain, and are separable
+      from real at AUC > 0.9
   (c) a real set whose recordings share windows (overlapping cuts) fails the protocol check
+  (d) leakage control: copies of the real recordings, stored under other paths, are withheld from the
+      folds that test them (by their bytes' SHA-256) and counted; without a hash, as near-copies
 """
 
 from __future__ import annotations
@@ -90,17 +94,24 @@ def test_protocol_is_grouped_and_leaves_one_recording_classes_out(data, evaluate
 def test_a_informative_synthetic_raises_left_out_classes_and_b_noise_does_not(evaluated):
     _, result = evaluated
     held_in, noise = _names(result)
+    # the positive control is not leaked: nothing of it is made from, or a near-copy of, a tested recording
+    assert result["leakage"]["withheld_by_reference"] == 0
+    assert not [n for n in result["leakage"]["near_copies"] if n["output"] == held_in.split(":")[0]]
+    assert result["protocol"]["seeds"] == 3 and result["protocol"]["bootstrap_unit"] == "group"
     for band, data in result["bands"].items():
         variants = data["variants"]
-        # real only cannot learn a class it never trained on: chance on the left-out bin
-        assert variants["real only"]["bins"]["1"]["roc_auc"]["value"] == pytest.approx(0.5)
-        gain = variants[held_in]["bins"]["1"]
-        assert gain["roc_auc"]["difference"] > 0.15 and gain["roc_auc"]["difference_ci"][0] > 0, band
+        # real only cannot learn a class it never trained on: chance on the left-out row
+        assert variants["real only"]["left_out"]["roc_auc"]["value"] == pytest.approx(0.5)
+        gain = variants[held_in]["left_out"]
+        assert gain["roc_auc"]["difference"] > 0.15 and gain["roc_auc"]["verdict"] == "gain", band
         assert gain["cmap"]["difference"] > 0, band
-        harm = variants[noise]["bins"]["1"]
+        # the matched real baselines cannot add rows to classes without real training audio
+        assert gain["roc_auc"]["vs_baseline_verdict"] == "gain", band
+        harm = variants[noise]["left_out"]
         assert harm["roc_auc"]["difference"] < gain["roc_auc"]["difference"] - 0.1, band
-        assert harm["roc_auc"]["difference_ci"][0] <= 0, band  # no demonstrable gain from noise
+        assert harm["roc_auc"]["verdict"] != "gain", band  # no demonstrable gain from noise
         assert harm["cmap"]["difference"] < gain["cmap"]["difference"], band
+        assert variants[noise]["macro"]["roc_auc"]["vs_baseline_verdict"] != "gain", band
         similarity = data["similarity"]
         assert similarity[noise.split(":")[0]]["separability_auc"] > 0.9, band
         assert (
@@ -133,6 +144,42 @@ def _copy_real(data, folder: Path) -> list[str]:
         target.write_bytes((data.real_table.parent / row["path"]).read_bytes())
         names.append(target.name)
     return names
+
+
+def test_d_copies_of_test_recordings_under_other_paths_are_withheld_and_counted(data, tmp_path):
+    """The leakage control. 'copied' names each real recording by another path (elsewhere/NNN.wav, a
+    byte copy) and records its SHA-256, as the engine does; 'pirated' holds the same audio with no
+    reference at all. Every clip of both must be withheld from the one fold that tests its recording."""
+    import hashlib
+
+    from tests.evaluation_data import write_output
+
+    rows = list(csv.DictReader(open(data.real_table)))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    hashes, references = [], []
+    for row in rows:
+        content = (data.real_table.parent / row["path"]).read_bytes()
+        (elsewhere / f"copy-{Path(row['path']).name}").write_bytes(content)
+        hashes.append(hashlib.sha256(content).hexdigest())
+        references.append(f"copy-{Path(row['path']).name}")
+    labels, audio = [w.label for w in data.real], [w.audio for w in data.real]
+    copied = write_output(tmp_path / "copied", labels, audio, reference_sha256=hashes, augmented=False,
+                          reference=references, reference_root=[str(elsewhere)] * len(rows))  # fmt: skip
+    pirated = write_output(tmp_path / "pirated", labels, audio, augmented=False)
+    config = EvaluateConfig(real=str(data.real_table), synthetic=(str(copied), str(pirated)), out=tmp_path / "eval",
+                            bootstrap=0, seeds=1, ratios=(1.0,), progress=False)  # fmt: skip
+    result = evaluate(config)
+    leakage = result["leakage"]
+    assert not set(references) & {row["path"] for row in rows}  # the paths differ: only the bytes match
+    assert leakage["withheld_by_reference"] == len(rows)  # every clip made from a recording, once
+    assert sum(f["withheld_by_reference"] for f in leakage["folds"]) == len(rows)  # in exactly one fold each
+    assert leakage["withheld_near_copies"] == len(rows)  # the pirated copies, by their audio
+    pirated_listed = {n["clip_id"] for n in leakage["near_copies"] if n["output"] == "pirated"}
+    assert len(pirated_listed) == len(rows) and all(n["cosine"] >= 0.995 for n in leakage["near_copies"])
+    # withheld, a copy cannot teach a left-out class its own test recording (leaked, it would score ~1.0)
+    left_out = result["bands"]["full"]["variants"]["copied: all"]["left_out"]["roc_auc"]
+    assert left_out["value"] <= 0.5 + 1e-9
 
 
 def test_embeddings_are_cached_by_file_hash_and_a_rerun_reuses_them(data, synthetic, evaluated):
@@ -183,8 +230,43 @@ def test_page_renders_in_headless_chromium(evaluated, chromium, serve):  # noqa:
     assert len(chromium.find_elements(By.CSS_SELECTOR, "table.macro")) == len(result["bands"])
     rows = chromium.find_elements(By.CSS_SELECTOR, "table.macro tr")
     assert len(rows) == len(result["bands"]) * (1 + len(result["protocol"]["variants"]))
+    assert len(chromium.find_elements(By.CSS_SELECTOR, "table.left-out")) == len(result["bands"])
+    assert chromium.find_elements(By.CSS_SELECTOR, "table.against-baseline tr")
+    assert chromium.find_element(By.ID, "leakage").is_displayed()
+    flags = chromium.find_elements(By.CSS_SELECTOR, "#flags li")
+    assert [f.text for f in flags] == result["flags"]
     points = chromium.find_elements(By.CSS_SELECTOR, "svg.scatter circle.point")
     assert points and all(p.is_displayed() for p in points)
     bins = chromium.find_elements(By.CSS_SELECTOR, "table.bins tr")
     assert "[" in bins[1].text  # differences with their intervals
     assert chromium.find_elements(By.CSS_SELECTOR, "table.similarity")
+
+
+def test_e_one_recording_per_class_is_split_into_time_blocks_and_said_to_be_weaker(tmp_path):
+    """Every class one recording: folds over time blocks of each recording, with a block's gap; a
+    recording too short for the blocks stops the run with what more is needed."""
+    from tests.evaluation_data import write_output
+    from tests.real_audio import AUDIO
+
+    files = {"Wood Thrush": "opensoundscape-1min.wav", "Ash-browed Spinetail": "scikit-maad-spinetail.wav"}
+    table = tmp_path / "one-each.csv"
+    table.write_text("label,path\n" + "".join(f"{label},{AUDIO / name}\n" for label, name in files.items()))
+    noise = np.random.default_rng(0).standard_normal((4, WINDOW_SAMPLES)).astype(np.float32) * 0.05
+    output = write_output(tmp_path / "out", list(files) * 2, list(noise))
+    args = ["evaluate", "--real", str(table), "--synthetic", str(output), "--out", str(tmp_path / "eval")]
+    args += ["--bootstrap", "20", "--seeds", "1", "--ratio", "1", "--folds", "4", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "weaker split" in " ".join(result.output.split())
+    evaluated = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    split = evaluated["protocol"]["split"]
+    assert split["kind"] == "time blocks" and split["blocks"] == 4 and split["gap_blocks"] == 1
+    assert evaluated["real"]["units"] == 2 * 4 and evaluated["protocol"]["every_recording_tested_once"]
+    audio, rate = sf.read(AUDIO / files["Ash-browed Spinetail"], dtype="float32")
+    sf.write(tmp_path / "six-seconds.wav", audio[: 6 * rate], rate)
+    short = tmp_path / "short.csv"
+    short.write_text(f"label,path\nWood Thrush,{AUDIO / files['Wood Thrush']}\nAsh-browed Spinetail,six-seconds.wav\n")
+    args[2] = str(short)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "needs >= 4" in result.output and "second recording" in result.output

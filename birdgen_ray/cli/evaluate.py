@@ -30,13 +30,16 @@ def evaluate_cmd(
         ..., "--out", callback=local_path, help="Folder for the cache, evaluation.json, index.html."
     ),
     folds: int = typer.Option(5, min=2, help="Cross-validation folds (at most; fewer when the real set is small)."),
-    ratio: Optional[List[float]] = typer.Option(None, help="Ratio sweep: synthetic per class as a multiple of real."),
+    ratio: Optional[List[float]] = typer.Option(
+        None, help="Dose-response: synthetic windows per class as a multiple of real training windows."
+    ),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals."),
     match_bandwidth: bool = typer.Option(
         False, help="Also evaluate with real audio low-passed to the synthetic's bandwidth_hz (reports both)."
     ),
-    seed: int = typer.Option(0, help="Folds, ratio picks, bootstrap and probe."),
-    threads: int = typer.Option(1, min=1, help="BirdNET interpreter threads."),
+    seed: int = typer.Option(0, help="Folds, bootstrap, and the first probe and sampling seed."),
+    seeds: int = typer.Option(3, min=1, help="Probe and sampling seeds per fold, folded into the intervals."),
+    threads: int = typer.Option(1, min=1, help="BirdNET interpreter and probe threads."),
     progress: bool = typer.Option(True, help="Progress bars while embedding."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
@@ -48,7 +51,7 @@ def evaluate_cmd(
     if any(r <= 0 for r in ratio or ()):
         raise fail(f"--ratio must be > 0, got {', '.join(map(str, ratio))}")
     config = EvaluateConfig(
-        real=str(real), synthetic=tuple(synthetic), out=out, folds=folds, seed=seed,
+        real=str(real), synthetic=tuple(synthetic), out=out, folds=folds, seed=seed, seeds=seeds,
         ratios=tuple(ratio) if ratio else RATIOS, bootstrap=bootstrap, match_bandwidth=match_bandwidth,
         num_threads=threads, progress=progress, storage_options=storage_options or {},
     )  # fmt: skip
@@ -75,19 +78,42 @@ def _evaluation_modules():
 
 
 def print_summary(result: dict, real_only: str) -> None:
-    """Per band: macro ROC-AUC of every variant, its difference from real only, and the singleton bin's."""
+    """Per band: macro ROC-AUC of every variant and its difference from real only (a gain only when
+    the whole 95% interval is above 0), the left-out classes' row, and against the better matched
+    real baseline; then every flag that makes a difference meaningless."""
     for band, data in result["bands"].items():
-        console.print(f"[bold]{band}[/bold]  macro ROC-AUC (difference from real only; 95% CI) | left-out classes")
+        console.print(
+            f"[bold]{band}[/bold]  macro ROC-AUC, difference from real only (95% CI) | left-out classes | against "
+            "the better matched real baseline; GAIN / LOSS only where the whole interval is on one side of 0"
+        )
         for name, v in data["variants"].items():
-            macro, rare = v["macro"]["roc_auc"], v["bins"]["1"]["roc_auc"]
+            macro, rare = v["macro"]["roc_auc"], v["left_out"]["roc_auc"]
             if name == real_only:
-                console.print(f"  {name:<32} {_num(macro['value'])}                        | {_num(rare['value'])}")
+                console.print(f"  {name:<44} {_num(macro['value'])} | {_num(rare['value'])}", highlight=False)
                 continue
-            console.print(
-                f"  {name:<32} {_num(macro['value'])} ({_signed(macro['difference'])}; {_ci(macro['difference_ci'])})"
-                f" | {_num(rare['value'])} ({_signed(rare['difference'])})",
-                highlight=False,
-            )
+            line = f"  {name:<44} {_num(macro['value'])} {_difference(macro)}"
+            line += f" | {_num(rare['value'])} {_difference(rare)}"
+            if "vs_baseline_difference" in macro:
+                line += f" | vs {macro['vs_baseline'].split(': ', 1)[-1]} {_difference(macro, 'vs_baseline_')}"
+            console.print(line, highlight=False)
+    leakage = result["leakage"]
+    console.print(
+        f"withheld: {leakage['withheld_by_reference']} clips made from a test recording, "
+        f"{leakage['withheld_near_copies']} near-copies (cosine >= {leakage['near_copy_cosine']})",
+        highlight=False,
+    )
+    split = result["protocol"]["split"]
+    if split["kind"] != "recordings":
+        console.print(f"[yellow]weaker split:[/yellow] {split['note']}", highlight=False)
+    for flag in result["flags"]:
+        console.print(f"[yellow]flag:[/yellow] {flag}", highlight=False)
+
+
+def _difference(cell: dict, prefix: str = "") -> str:
+    if f"{prefix}difference" not in cell:
+        return ""
+    mark = {"gain": " GAIN", "loss": " LOSS"}.get(cell[f"{prefix}verdict"], "")
+    return f"{_signed(cell[f'{prefix}difference'])} ({_ci(cell[f'{prefix}difference_ci'])}){mark}"
 
 
 def _num(x) -> str:

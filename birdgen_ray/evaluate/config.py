@@ -14,14 +14,15 @@ class EvaluateConfig:
     synthetic: tuple[str, ...]  # our outputs (folders or URIs)
     out: Path  # EVAL/: the embedding cache, evaluation.json, index.html
     folds: int = 5  # at most; fewer when the real set has fewer groups
-    seed: int = 0  # folds, ratio-sweep picks, bootstrap resamples and the probe
-    ratios: tuple[float, ...] = RATIOS  # synthetic clips per class as a multiple of its real count
-    bootstrap: int = 1000  # resamples of the test recordings for the 95% intervals
+    seed: int = 0  # folds and bootstrap resamples; the first of `seeds` for the probe and sampling
+    seeds: int = 3  # fits per fold and variant (synthetic picks, augmentation, probe), folded into the CIs
+    ratios: tuple[float, ...] = RATIOS  # synthetic windows per class as a multiple of its real training windows
+    bootstrap: int = 1000  # cluster-bootstrap resamples of the groups for the 95% intervals
     threshold: float = 0.5  # F1 is measured at this probability
     padding_rows: int = 5  # padded cmAP (BirdCLEF 2023)
     probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe
     match_bandwidth: bool = False  # also evaluate with real audio low-passed to the synthetic's bandwidth
-    num_threads: int = 1  # BirdNET interpreter threads
+    num_threads: int = 1  # BirdNET interpreter and probe (torch) threads
     batch_size: int = 4  # windows per BirdNET call: the fastest on one core, and little memory
     progress: bool = True
     storage_options: dict = field(default_factory=dict)
@@ -31,6 +32,8 @@ class EvaluateConfig:
             raise ValueError("at least one --synthetic output is needed")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.bootstrap < 0:
             raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
         if any(r <= 0 for r in self.ratios):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from birdgen_ray.verify.birdnet import SAMPLE_RATE, WINDOW_S, BirdNet, split_win
 
 CACHE_DIR = "cache"
 MIN_LAST_WINDOW_S = 1.0  # a last window with less real audio than this is mostly padding: dropped
-EMBEDDINGS_SUFFIX = ".embeddings.parquet"  # the verifier's per-shard embeddings in an output
+CHECKSUM_KEY = b"content_sha256"  # of the rms and embedding columns' bytes, in the file's metadata
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,19 @@ def _table(embeddings: np.ndarray, rms: np.ndarray, model_id: str, **columns) ->
             "embedding": pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[1]),
         }
     )
-    return table.replace_schema_metadata({"model_id": model_id})
+    return table.replace_schema_metadata({"model_id": model_id, CHECKSUM_KEY: _checksum(table)})
+
+
+def _checksum(table: pa.Table) -> str:
+    digest = hashlib.sha256()
+    for name in table.column_names:
+        if name == "embedding":
+            digest.update(np.ascontiguousarray(_as_array(table[name])).tobytes())
+        elif name == "rms":
+            digest.update(table[name].to_numpy().astype(np.float32).tobytes())
+        else:
+            digest.update("\0".join(map(str, table[name].to_pylist())).encode())
+    return digest.hexdigest()
 
 
 def _save(path: Path, table: pa.Table) -> None:
@@ -84,11 +97,20 @@ def _save(path: Path, table: pa.Table) -> None:
 
 
 def _load(path: Path, model_id: str) -> pa.Table | None:
-    """The cached table, or None if absent or made by another model (then it is rebuilt)."""
+    """The cached table, or None if absent, made by another model, or damaged (then it is rebuilt)."""
     if not path.is_file():
         return None
-    table = pq.read_table(path)
-    return table if (table.schema.metadata or {}).get(b"model_id", b"").decode() == model_id else None
+    try:
+        table = pq.read_table(path)
+        metadata = table.schema.metadata or {}
+        damaged = metadata.get(CHECKSUM_KEY, b"").decode() != _checksum(table)
+    except Exception as exc:  # a truncated or corrupt file fails in many ways inside Arrow
+        damaged, metadata = f"{type(exc).__name__}", {}
+    if damaged:
+        reason = damaged if isinstance(damaged, str) else "checksum mismatch"
+        print(f"warning: cache file {path} is damaged ({reason}): recomputing it", file=sys.stderr)
+        return None
+    return table if metadata.get(b"model_id", b"").decode() == model_id else None
 
 
 def _as_array(column: pa.ChunkedArray) -> np.ndarray:
@@ -160,12 +182,6 @@ def embed_synthetic(
 
 def _shard_windows(out, output: SyntheticOutput, shard: str, cache: Path, model, batch_size: int) -> pa.Table:
     stem = shard[: -len(".tar")] if shard.endswith(".tar") else shard
-    reused = f"{stem}{EMBEDDINGS_SUFFIX}"
-    if out.exists(reused):  # written by the species verifier: one row per window, clip_id + embedding
-        table = out.read_table(reused)
-        return table.append_column("rms", pa.array(np.ones(table.num_rows), pa.float32())).select(
-            ["clip_id", "rms", "embedding"]
-        )
     index_rel = f"{stem}.parquet" if stem.startswith(f"{SHARDS_DIR}/") else f"{SHARDS_DIR}/{stem}.parquet"
     key = file_hash(out.read_bytes(index_rel)) if out.exists(index_rel) else file_hash(stem.encode())
     path = cache / CACHE_DIR / "synthetic" / f"{key}.parquet"

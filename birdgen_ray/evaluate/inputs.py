@@ -18,7 +18,8 @@ BIRDCLEF_METADATA = ("train_metadata.csv", "train.csv")  # 2021-2024, 2025+
 LABEL_COLUMNS = ("label", "primary_label")
 PATH_COLUMNS = ("path", "filename")
 GROUP_COLUMN = "group"  # optional: recordings that must stay on one side of every fold (same site, copies)
-REFERENCE_COLUMN = "reference"  # the real recording a reference-conditioned clip was made from
+REFERENCE_COLUMN = "reference"  # the real recording a reference-conditioned clip was made from (its path)
+REFERENCE_SHA256_COLUMN = "reference_sha256"  # ...and the SHA-256 of its bytes: the key leakage is matched by
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,11 @@ def references(index: pa.Table) -> list[str | None]:
     if REFERENCE_COLUMN not in index.column_names:
         return [None] * index.num_rows
     return [v or None for v in index[REFERENCE_COLUMN].to_pylist()]
+
+
+def reference_hashes(index: pa.Table) -> list[str | None]:
+    """Per clip, the SHA-256 of the real recording's bytes it was made from (None for text-only clips,
+    and for outputs written before the index carried `reference_sha256`)."""
+    if REFERENCE_SHA256_COLUMN not in index.column_names:
+        return [None] * index.num_rows
+    return [v or None for v in index[REFERENCE_SHA256_COLUMN].to_pylist()]

@@ -1,5 +1,5 @@
 """Classification metrics of a probe's recording-level scores: per class, macro, per real-count bin,
-with bootstrap 95% intervals and paired differences against real only.
+with cluster-bootstrap 95% intervals (over groups, with the seeds folded in) and paired differences.
 
 `truth` and `scores` are [recordings, classes]: one-hot labels and probabilities.
   ROC-AUC  per class with at least one positive and one negative; others are skipped (BirdCLEF 2024-26).
@@ -84,12 +84,15 @@ def _mean(values: np.ndarray) -> float:
         return float(np.nanmean(values)) if len(values) else float("nan")
 
 
-def summarise(values: dict, class_bins: list[str]) -> dict:
-    """Macro means, overall and per bin: {"macro": {metric: x}, "bins": {bin: {metric: x}}}."""
+def summarise(values: dict, class_bins: list[str], left_out: np.ndarray | None = None) -> dict:
+    """Macro means, overall, per bin and over the left-out classes (classes never trained on real
+    audio; empty when none): {"macro": {metric: x}, "bins": {bin: {metric: x}}, "left_out": {...}}."""
     bins = np.asarray(class_bins)
+    left_out = np.zeros(len(bins), bool) if left_out is None else np.asarray(left_out, bool)
     return {
         "macro": {m: _mean(values[m]) for m in METRICS},
         "bins": {name: {m: _mean(values[m][bins == name]) for m in METRICS} for name, _, _ in BINS},
+        "left_out": {m: _mean(values[m][left_out]) for m in METRICS},
     }
 
 
@@ -108,47 +111,95 @@ def _interval(samples: np.ndarray) -> list[float] | None:
     return [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]
 
 
+def verdict(ci: list[float] | None) -> str:
+    """A difference is a gain or a loss only when its whole 95% interval is on one side of 0."""
+    if not ci:
+        return "undetermined"
+    return "gain" if ci[0] > 0 else "loss" if ci[1] < 0 else "no clear difference"
+
+
 def _flatten(summary: dict) -> dict[tuple[str, str], float]:
     flat = {("macro", m): v for m, v in summary["macro"].items()}
     flat.update({(b, m): v for b, row in summary["bins"].items() for m, v in row.items()})
+    flat.update({("left_out", m): v for m, v in summary["left_out"].items()})
     return flat
 
 
-def compare(
-    truth: np.ndarray,
-    scores: dict[str, np.ndarray],
-    baseline: str,
-    class_bins: list[str],
-    config: BootstrapConfig,
-    counted: np.ndarray | None = None,
-) -> dict:
-    """Every variant's per-class metrics and macro/bin means with 95% intervals, and its paired
-    difference from `baseline` with the difference's interval.
+@dataclass(frozen=True)
+class Design:
+    """What the scores are scored against: one-hot truth [recordings, classes], which cells count,
+    each recording's group (the bootstrap's unit), each class's bin and whether it is left out."""
 
-    The resamples draw test recordings with replacement (the recording is the independent unit), and
-    every variant is scored on the same resamples, so the differences are paired.
+    truth: np.ndarray
+    groups: np.ndarray
+    class_bins: list[str]
+    left_out: np.ndarray
+    counted: np.ndarray | None = None
+
+
+def _summary(design: Design, scores: np.ndarray, rows: np.ndarray, config: BootstrapConfig) -> dict:
+    counted = np.ones(design.truth.shape, bool) if design.counted is None else design.counted
+    values = per_class(design.truth[rows], scores[rows], config.threshold, config.padding, counted[rows])
+    return values
+
+
+def compare(
+    design: Design, scores: dict[str, np.ndarray], baseline: str, config: BootstrapConfig, against: dict | None = None
+) -> dict:
+    """Every variant's per-class metrics and macro / bin / left-out means with 95% intervals, its
+    paired difference from `baseline`, and from `against[variant]` where given, with intervals.
+
+    `scores[name]` is [seeds, recordings, classes]: one fit per seed. The point is the mean over
+    seeds. Each resample draws groups with replacement (a cluster bootstrap: recordings of one site
+    or recordist are not independent) and, per variant, one seed at random, so the intervals hold
+    both the test-set variance and the variance of the probe and of the synthetic sampling. All
+    variants are scored on the same resampled groups, so the differences are paired.
     """
-    counted = np.ones(truth.shape, bool) if counted is None else counted
-    point = {name: per_class(truth, s, config.threshold, config.padding, counted) for name, s in scores.items()}
-    flat_point = {name: _flatten(summarise(values, class_bins)) for name, values in point.items()}
+    against = against or {}
+    everyone = np.arange(len(design.truth))
+    point, flat_point = {}, {}
+    for name, s in scores.items():
+        per_seed = [per_class_summary(design, seed_scores, everyone, config) for seed_scores in s]
+        point[name] = {m: np.nanmean(np.stack([p[0][m] for p in per_seed]), 0) if len(per_seed) > 1
+                       else per_seed[0][0][m] for m in METRICS}  # fmt: skip
+        flat_point[name] = {k: _mean(np.array([p[1][k] for p in per_seed])) for k in per_seed[0][1]}
     keys = list(flat_point[baseline])
     draws = {name: np.full((config.resamples, len(keys)), np.nan) for name in scores}
     rng = np.random.default_rng(config.seed)
+    group_ids, group_of = np.unique(design.groups, return_inverse=True)
+    members = [np.flatnonzero(group_of == g) for g in range(len(group_ids))]
     for b in range(config.resamples):
-        rows = rng.integers(0, len(truth), len(truth))
+        picked = rng.integers(0, len(members), len(members))
+        rows = np.concatenate([members[g] for g in picked])
         for name, s in scores.items():
-            values = per_class(truth[rows], s[rows], config.threshold, config.padding, counted[rows])
-            flat = _flatten(summarise(values, class_bins))
+            flat = per_class_summary(design, s[rng.integers(0, len(s))], rows, config)[1]
             draws[name][b] = [flat[k] for k in keys]
-    result = {}
-    for name in scores:
-        entry = {"per_class": {m: point[name][m].tolist() for m in METRICS}, "macro": {}, "bins": {}}
-        for i, (group, metric) in enumerate(keys):
-            cell = {"value": flat_point[name][(group, metric)], "ci": _interval(draws[name][:, i])}
-            if name != baseline:
-                cell["difference"] = flat_point[name][(group, metric)] - flat_point[baseline][(group, metric)]
-                cell["difference_ci"] = _interval(draws[name][:, i] - draws[baseline][:, i])
-            target = entry["macro"] if group == "macro" else entry["bins"].setdefault(group, {})
-            target[metric] = cell
-        result[name] = entry
-    return result
+    return {name: _entry(name, point, flat_point, draws, keys, baseline, against.get(name)) for name in scores}
+
+
+def per_class_summary(design: Design, scores: np.ndarray, rows: np.ndarray, config: BootstrapConfig):
+    values = _summary(design, scores, rows, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return values, _flatten(summarise(values, design.class_bins, design.left_out))
+
+
+def _entry(name, point, flat_point, draws, keys, baseline, other) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        entry = {"per_class": {m: point[name][m].tolist() for m in METRICS}, "macro": {}, "bins": {}, "left_out": {}}
+    for i, (group, metric) in enumerate(keys):
+        cell = {"value": flat_point[name][(group, metric)], "ci": _interval(draws[name][:, i])}
+        for prefix, base in (("", baseline), ("vs_baseline_", other)):
+            if base is None or name == base:
+                continue
+            cell[f"{prefix}difference"] = flat_point[name][(group, metric)] - flat_point[base][(group, metric)]
+            cell[f"{prefix}difference_ci"] = _interval(draws[name][:, i] - draws[base][:, i])
+            cell[f"{prefix}verdict"] = verdict(cell[f"{prefix}difference_ci"])
+        if other is not None:
+            cell["vs_baseline"] = other
+        if group in ("macro", "left_out"):
+            entry[group][metric] = cell
+        else:
+            entry["bins"].setdefault(group, {})[metric] = cell
+    return entry

@@ -1,10 +1,11 @@
-"""`evaluate(config)`: real only against real + synthetic, on held-out real recordings.
+"""`evaluate(config)`: real only against real + synthetic and against matched real baselines, on
+held-out real recordings.
 
 1. read the real recordings and the synthetic outputs
-2. embed everything with BirdNET (cached under EVAL/cache/)
-3. make the folds and check them for leaks
+2. embed everything with BirdNET (cached, checksummed, under EVAL/cache/)
+3. make the folds, check them for leaks, and find what each fold must withhold (by bytes, near-copies)
 4. per band (full; and real low-passed to the synthetic's bandwidth with --match-bandwidth):
-   train every training-set variant's probe per fold, score the held-out recordings, compare
+   train every variant's probe per fold and seed, score the held-out recordings, compare
 5. per class: Fréchet distance and separability of real and synthetic embeddings
 6. write EVAL/evaluation.json and EVAL/index.html
 """
@@ -12,48 +13,111 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from birdgen_ray.evaluate.blocks import GAP_BLOCKS, block_protocol, blocks_of, needs_time_blocks, time_blocks
 from birdgen_ray.evaluate.config import EvaluateConfig
 from birdgen_ray.evaluate.embed import Windows, embed_real, embed_synthetic
+from birdgen_ray.evaluate.findings import degenerate_flags, leakage_report
 from birdgen_ray.evaluate.inputs import (
     passed_mask,
     read_real,
     read_synthetic,
+    reference_hashes,
     references,
     verified_mask,
 )
-from birdgen_ray.evaluate.metrics import BootstrapConfig, compare, count_bin
+from birdgen_ray.evaluate.leakage import near_copies
+from birdgen_ray.evaluate.metrics import BootstrapConfig, Design, compare, count_bin, per_class_summary
 from birdgen_ray.evaluate.page import write_page
 from birdgen_ray.evaluate.probe import fit_predict, per_recording
-from birdgen_ray.evaluate.protocol import Protocol, check_protocol, make_protocol, ratio_pick, usable_clips
+from birdgen_ray.evaluate.protocol import Protocol, check_protocol, made_from, make_protocol
 from birdgen_ray.evaluate.similarity import frechet_distance, separability_auc
+from birdgen_ray.evaluate.variants import (
+    AUGMENTED,
+    OVERSAMPLED,
+    SYNTHETIC,
+    FoldData,
+    Synthetic,
+    Variant,
+    added_rows,
+)
 from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.verify.birdnet import load_birdnet
 
 REAL_ONLY = "real only"
 RESULT_FILE = "evaluation.json"
 PAGE_FILE = "index.html"
+WEAKER_SPLIT = (
+    "every class has one recording, so folds split each recording into time blocks with a block's gap between "
+    "training and test: weaker than folds over recordings (same bird, site and background on both sides)"
+)
 
 
 @dataclass(frozen=True)
-class Synthetic:
-    """One output's clips as the protocol sees them."""
+class Units:
+    """What the folds split and score: the recordings, or (a set whose every class has one recording)
+    time blocks of them."""
 
-    name: str
-    labels: np.ndarray
-    references: list[str | None]
-    windows: Windows
-    bandwidth_hz: float | None
+    labels: np.ndarray  # per unit
+    groups: np.ndarray  # per unit: kept on one side of every fold
+    clusters: np.ndarray  # per unit: the bootstrap's unit (all blocks of one recording are one cluster)
+    owner: np.ndarray  # per real window: its unit
+    names: list[str]  # per unit, for the leakage list
+    of_recordings: Callable[[list[frozenset[int]]], list[frozenset[int]]]  # recording sets -> unit sets
+    protocol: Protocol
+    split: dict  # for evaluation.json
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    output: int | None  # which Synthetic, None for real only
-    clips: np.ndarray | None  # mask over its clips
+def _units(recordings, labels: np.ndarray, groups: np.ndarray, real: Windows, config: EvaluateConfig) -> Units:
+    names = [r.name for r in recordings]
+    if not needs_time_blocks(labels, groups):
+        protocol = make_protocol(labels, groups, config.folds, config.seed)
+        split = {"kind": "recordings", "note": "grouped, stratified folds over recordings"}
+        return Units(labels, groups, groups, real.owner, names, lambda sets: sets, protocol, split)
+    blocks = time_blocks(real.owner, labels, config.folds)
+    block_names = [f"{names[r]} block {b}" for r, b in zip(blocks.recording.tolist(), blocks.position.tolist())]
+    split = {
+        "kind": "time blocks",
+        "blocks": blocks.blocks,
+        "gap_blocks": GAP_BLOCKS,
+        "note": WEAKER_SPLIT,
+    }
+    return Units(
+        labels=labels[blocks.recording],
+        groups=np.array([f"block-{i}" for i in range(len(blocks.recording))]),
+        clusters=groups[blocks.recording],
+        owner=blocks.owner,
+        names=block_names,
+        of_recordings=lambda sets: blocks_of(blocks, sets),
+        protocol=block_protocol(blocks, labels),
+        split=split,
+    )
+
+
+def _synthetic(output, real: Windows, units: Units, hashes, recordings, config, model) -> Synthetic:
+    """One output's clips, embedded, with what each was made from and what it near-copies (as units)."""
+    names = [frozenset({r.name, r.path, r.name.rsplit("/", 1)[-1]}) for r in recordings]
+    bandwidth = output.index["bandwidth_hz"].to_numpy(zero_copy_only=False) if output.index.num_rows else []
+    windows = embed_synthetic(output, config.out, model, config.batch_size, config.progress)
+    near = near_copies(windows.embeddings, windows.owner, real.embeddings, units.owner, real.rms)
+    near_of: list[set[int]] = [set() for _ in range(output.index.num_rows)]
+    for clip, unit in near:
+        near_of[clip].add(unit)
+    sources = made_from(hashes, names, reference_hashes(output.index), references(output.index))
+    return Synthetic(
+        name=output.name,
+        labels=np.array(output.index["label"].to_pylist()),
+        clip_ids=output.index["clip_id"].to_pylist(),
+        made_from=units.of_recordings(sources),
+        near_copy_of=[frozenset(n) for n in near_of],
+        windows=windows,
+        bandwidth_hz=float(np.nanmin(bandwidth)) if len(bandwidth) else None,
+        near_cosines=near,
+    )
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -64,53 +128,37 @@ def evaluate(config: EvaluateConfig) -> dict:
     groups = np.array([r.group for r in recordings])
     outputs = read_synthetic(list(config.synthetic), set(labels.tolist()), config.storage_options)
 
-    # 2. embeddings
+    # 2. embeddings; the units the folds split (recordings, or time blocks of one-recording sets)
     model = load_birdnet(config.num_threads)
     real, hashes = embed_real(recordings, config.out, model, None, config.batch_size, config.progress)
-    keys = [frozenset({r.name, r.path, r.name.rsplit("/", 1)[-1], h}) for r, h in zip(recordings, hashes)]
-    synthetic = []
-    for output in outputs:
-        bandwidth = output.index["bandwidth_hz"].to_numpy(zero_copy_only=False) if output.index.num_rows else []
-        windows = embed_synthetic(output, config.out, model, config.batch_size, config.progress)
-        synthetic.append(
-            Synthetic(
-                name=output.name,
-                labels=np.array(output.index["label"].to_pylist()),
-                references=references(output.index),
-                windows=windows,
-                bandwidth_hz=float(np.nanmin(bandwidth)) if len(bandwidth) else None,
-            )
-        )
+    units = _units(recordings, labels, groups, real, config)
+    real = Windows(real.embeddings, units.owner, real.rms)
+    synthetic = [_synthetic(o, real, units, hashes, recordings, config, model) for o in outputs]
 
-    # 3. folds, checked on the full-band embeddings
-    protocol = make_protocol(labels, groups, config.folds, config.seed)
-    checks = check_protocol(protocol, labels, groups, real.owner, real.embeddings, real.rms, config.seed)
-    variants = _variants(outputs, synthetic, protocol, config)
+    # 3. folds, checked on the full-band embeddings; what each fold withholds
+    protocol = units.protocol
+    checks = check_protocol(protocol, units.labels, units.groups, real.owner, real.embeddings, real.rms)
+    leakage = leakage_report(protocol, synthetic, units.names)
+    variants = _variants(outputs, synthetic, config)
 
     # 4. + 5. per band
     bands = {"full": real}
     cutoffs = [s.bandwidth_hz for s in synthetic if s.bandwidth_hz]
     if config.match_bandwidth and cutoffs:
         cutoff = min(cutoffs)
-        bands[f"matched ({cutoff / 1000:g} kHz)"] = embed_real(
-            recordings, config.out, model, cutoff, config.batch_size, config.progress
-        )[0]
+        low = embed_real(recordings, config.out, model, cutoff, config.batch_size, config.progress)[0]
+        bands[f"matched ({cutoff / 1000:g} kHz)"] = Windows(low.embeddings, units.owner, low.rms)
     class_bins = [count_bin(protocol.real_counts[c]) for c in protocol.classes]
-    truth = (labels[:, None] == np.array(protocol.classes)[None, :]).astype(float)
-    counted = _counted(labels, protocol)
-    results = {}
-    for band, real_windows in bands.items():
-        scores = {v.name: _cross_validated_scores(v, real_windows, labels, keys, synthetic, protocol, config)
-                  for v in variants}  # fmt: skip
-        bootstrap = BootstrapConfig(config.bootstrap, config.seed, config.threshold, config.padding_rows)
-        results[band] = {
-            "variants": compare(truth, scores, REAL_ONLY, class_bins, bootstrap, counted),
-            "similarity": {s.name: _similarity(real_windows, labels, groups, s, protocol, config) for s in synthetic},
-        }
+    results = {band: _band(w, units, synthetic, variants, class_bins, config) for band, w in bands.items()}
 
     # 6. write
     result = {
-        "real": {"source": str(config.real), "recordings": len(recordings), "windows": int(len(real.owner))},
+        "real": {
+            "source": str(config.real),
+            "recordings": len(recordings),
+            "units": len(units.labels),
+            "windows": int(len(real.owner)),
+        },
         "synthetic": [
             {
                 "name": s.name,
@@ -134,18 +182,45 @@ def evaluate(config: EvaluateConfig) -> dict:
         ],  # fmt: skip
         "protocol": {
             **checks,
+            "split": units.split,
             "seed": config.seed,
+            "seeds": config.seeds,
             "bootstrap": config.bootstrap,
+            "bootstrap_unit": "group",
             "threshold": config.threshold,
             "padding_rows": config.padding_rows,
+            "probe": "multinomial logistic regression (torch L-BFGS), class-balanced",
             "probe_c": config.probe_c,
+            "augmentation_space": "embedding",
             "variants": [v.name for v in variants],
         },  # fmt: skip
+        "leakage": leakage,
+        "flags": degenerate_flags(protocol, units.labels, synthetic),
         "bands": results,
     }
     write_file_atomic(config.out / RESULT_FILE, json.dumps(_finite(result), indent=2).encode())
     write_page(result, config.out / PAGE_FILE)
     return result
+
+
+def _band(real: Windows, units: Units, synthetic: list[Synthetic], variants, class_bins, config) -> dict:
+    """Every variant's scores on this band's real windows, compared; and the similarity measures."""
+    labels, protocol = units.labels, units.protocol
+    design = Design(
+        truth=(labels[:, None] == np.array(protocol.classes)[None, :]).astype(float),
+        groups=units.clusters,
+        class_bins=class_bins,
+        left_out=np.isin(protocol.classes, protocol.left_out),
+        counted=_counted(labels, protocol),
+    )
+    bootstrap = BootstrapConfig(config.bootstrap, config.seed, config.threshold, config.padding_rows)
+    scores = {v.name: _scores(v, real, labels, synthetic, protocol, config) for v in variants}
+    against = _better_baselines(design, scores, variants, synthetic, bootstrap)
+    return {
+        "variants": compare(design, scores, REAL_ONLY, bootstrap, against),
+        "against_baseline": against,
+        "similarity": {s.name: _similarity(real, labels, units.groups, s, protocol, config) for s in synthetic},
+    }
 
 
 def _counted(labels: np.ndarray, protocol: Protocol) -> np.ndarray:
@@ -163,43 +238,64 @@ def _counted(labels: np.ndarray, protocol: Protocol) -> np.ndarray:
     return counted
 
 
-def _variants(outputs, synthetic: list[Synthetic], protocol: Protocol, config: EvaluateConfig) -> list[Variant]:
-    """real only; per output: all, passed the gate, species-verified (if any), and the ratio sweep."""
-    variants = [Variant(REAL_ONLY, None, None)]
+def _variants(outputs, synthetic: list[Synthetic], config: EvaluateConfig) -> list[Variant]:
+    """real only; per output: the two matched real baselines, all, passed the gate, species-verified
+    (if any), and the dose-response sweep in windows."""
+    variants = [Variant(REAL_ONLY)]
     for i, (output, s) in enumerate(zip(outputs, synthetic)):
         passed = np.array(passed_mask(output.index), bool)
         verified = verified_mask(output)
-        variants.append(Variant(f"{s.name}: all", i, np.ones(len(s.labels), bool)))
-        variants.append(Variant(f"{s.name}: passed", i, passed))
+        variants.append(Variant(f"{s.name}: oversampled real (matched)", OVERSAMPLED, i))
+        variants.append(Variant(f"{s.name}: re-augmented real (matched)", AUGMENTED, i))
+        variants.append(Variant(f"{s.name}: all", SYNTHETIC, i, np.ones(len(s.labels), bool)))
+        variants.append(Variant(f"{s.name}: passed", SYNTHETIC, i, passed))
         if verified is not None and any(verified):
-            variants.append(Variant(f"{s.name}: verified", i, np.array(verified, bool)))
+            variants.append(Variant(f"{s.name}: verified", SYNTHETIC, i, np.array(verified, bool)))
         for ratio in config.ratios:
-            picked = ratio_pick(s.labels, passed, protocol.real_counts, ratio, config.seed)
-            variants.append(Variant(f"{s.name}: passed {ratio:g}x real", i, picked))
+            variants.append(Variant(f"{s.name}: passed {ratio:g}x real windows", SYNTHETIC, i, passed, ratio))
     return variants
 
 
-def _cross_validated_scores(
-    variant: Variant, real: Windows, labels, keys, synthetic: list[Synthetic], protocol: Protocol, config
-) -> np.ndarray:
-    """[recordings, classes]: each recording scored by the probe of the fold that held it out."""
-    scores = np.zeros((len(labels), len(protocol.classes)))
-    for fold in protocol.folds:
-        train_windows = np.isin(real.owner, fold.train)
-        x, y = [real.embeddings[train_windows]], [labels[real.owner[train_windows]]]
-        if variant.output is not None:
-            s = synthetic[variant.output]
-            clips = variant.clips & usable_clips(fold, keys, s.references)
-            chosen = clips[s.windows.owner]
-            x.append(s.windows.embeddings[chosen])
-            y.append(s.labels[s.windows.owner[chosen]])
-        test_windows = np.isin(real.owner, fold.test)
-        probabilities = fit_predict(
-            np.concatenate(x), np.concatenate(y), real.embeddings[test_windows], protocol.classes,
-            config.probe_c, config.seed,
-        )  # fmt: skip
-        scores[fold.test] = per_recording(probabilities, real.owner[test_windows], fold.test)
+def _scores(variant: Variant, real: Windows, labels, synthetic: list[Synthetic], protocol: Protocol, config):
+    """[seeds, recordings, classes]: each recording scored by the probe of the fold that held it out.
+
+    A variant that samples nothing (real only, all, passed, verified) gives one probe whatever the
+    seed (the probe is convex and starts at 0): it is fitted once and its scores stand for every seed.
+    """
+    scores = np.zeros((config.seeds, len(labels), len(protocol.classes)))
+    samples = variant.kind in (OVERSAMPLED, AUGMENTED) or variant.ratio is not None
+    for seed in range(config.seeds if samples else 1):
+        for fold in protocol.folds:
+            train_windows = np.isin(real.owner, fold.train)
+            data = FoldData(fold, real, labels, synthetic)
+            x_added, y_added = added_rows(variant, data, config.seed + seed)
+            x = np.concatenate([real.embeddings[train_windows], x_added])
+            y = np.concatenate([labels[real.owner[train_windows]], y_added])
+            test_windows = np.isin(real.owner, fold.test)
+            test_x = real.embeddings[test_windows]
+            probabilities = fit_predict(
+                x, y, test_x, protocol.classes, config.probe_c, config.seed + seed, config.num_threads
+            )
+            scores[seed, fold.test] = per_recording(probabilities, real.owner[test_windows], fold.test)
+    if not samples:
+        scores[1:] = scores[0]
     return scores
+
+
+def _better_baselines(design: Design, scores: dict, variants: list[Variant], synthetic, bootstrap) -> dict:
+    """{synthetic variant: the better (macro ROC-AUC) of its output's two matched real baselines}."""
+    everyone = np.arange(len(design.truth))
+
+    def macro(name: str) -> float:
+        values = [per_class_summary(design, s, everyone, bootstrap)[1][("macro", "roc_auc")] for s in scores[name]]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else -np.inf
+
+    against = {}
+    for i in range(len(synthetic)):
+        baselines = [v.name for v in variants if v.output == i and v.kind in (OVERSAMPLED, AUGMENTED)]
+        best = max(baselines, key=macro)
+        against.update({v.name: best for v in variants if v.output == i and v.kind == SYNTHETIC})
+    return against
 
 
 def _similarity(real: Windows, labels, groups, s: Synthetic, protocol: Protocol, config) -> dict:

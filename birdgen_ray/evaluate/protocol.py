@@ -5,12 +5,12 @@ training-set variant adds, and the checks that no test recording leaks into its 
     stay on one side) and stratified by class, so every class with two or more groups is tested.
   - Classes whose recordings all sit in one group are left out: their recordings are only ever tested
     (spread over the folds), so such a class is learnt from synthetic clips alone.
-  - A synthetic clip whose `reference` names a recording is dropped from the folds that test it.
+  - A synthetic clip made from a recording (its `reference_sha256` is the recording's SHA-256), or a
+    near-copy of one, is withheld from the fold that tests it.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-SILENT_RMS = 1e-4  # windows quieter than -80 dBFS look alike in any recording: not evidence of a leak
-DUPLICATE_COSINE = 0.995  # embeddings this close are the same audio (re-encoded or resampled at most)
+from birdgen_ray.evaluate.leakage import duplicate_recording_pairs
 
 
 class ProtocolError(ValueError):
@@ -76,7 +75,6 @@ def check_protocol(
     window_recording: np.ndarray,
     embeddings: np.ndarray,
     window_rms: np.ndarray,
-    seed: int = 0,
 ) -> dict:
     """Raise ProtocolError if any fold leaks; otherwise return what was checked, for the report.
 
@@ -86,7 +84,7 @@ def check_protocol(
     """
     n = len(labels)
     tested = np.zeros(n, int)
-    duplicates = _duplicate_window_pairs(window_recording, embeddings, window_rms, seed)
+    duplicates = duplicate_recording_pairs(window_recording, embeddings, window_rms)
     untrained = []
     for k, fold in enumerate(protocol.folds):
         tested[fold.test] += 1
@@ -120,53 +118,25 @@ def check_protocol(
     }
 
 
-def _duplicate_window_pairs(
-    window_recording: np.ndarray, embeddings: np.ndarray, window_rms: np.ndarray, seed: int
-) -> set[tuple[int, int]]:
-    """Pairs of recordings with a near-identical (cosine >= DUPLICATE_COSINE), non-silent window.
-
-    Random-hyperplane hashing puts near-identical vectors in one bucket; only buckets holding windows of
-    two or more recordings are compared in full, so this stays cheap for hundreds of thousands of windows.
-    """
-    loud = np.flatnonzero(window_rms >= SILENT_RMS)
-    if len(loud) < 2:
-        return set()
-    unit = embeddings[loud].astype(np.float64)
-    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-    planes = np.random.default_rng(seed).standard_normal((unit.shape[1], 12))
-    codes = (unit @ planes > 0) @ (1 << np.arange(12))
-    pairs = set()
-    for code in np.unique(codes):
-        members = np.flatnonzero(codes == code)
-        owners = window_recording[loud[members]]
-        if len(set(owners.tolist())) < 2:
-            continue
-        close = np.argwhere(np.triu(unit[members] @ unit[members].T, 1) >= DUPLICATE_COSINE)
-        for i, j in close:
-            a, b = int(owners[i]), int(owners[j])
-            if a != b:
-                pairs.add((min(a, b), max(a, b)))
-    return pairs
+def made_from(
+    recording_sha256: list[str],
+    recording_names: list[frozenset[str]],
+    sha256s: list[str | None],
+    texts: list[str | None],
+) -> list[frozenset[int]]:
+    """Per synthetic clip, the real recordings it was made from: those whose file SHA-256 equals the
+    clip's `reference_sha256` (the bytes, whatever path either table wrote). Only a clip without a
+    hash (an output written before the index had the column) falls back to its `reference` text."""
+    by_hash: dict[str, set[int]] = {}
+    by_name: dict[str, set[int]] = {}
+    for i, (h, names) in enumerate(zip(recording_sha256, recording_names)):
+        by_hash.setdefault(h, set()).add(i)
+        for name in names:
+            by_name.setdefault(name, set()).add(i)
+    return [frozenset(by_hash.get(h, ()) if h else by_name.get(t, ()) if t else ()) for h, t in zip(sha256s, texts)]
 
 
-def usable_clips(fold: Fold, recording_keys: list[frozenset[str]], references: list[str | None]) -> np.ndarray:
-    """Mask of synthetic clips that may train this fold: those not made from one of its test recordings."""
-    tested = set().union(*(recording_keys[i] for i in fold.test)) if len(fold.test) else set()
-    return np.array([ref is None or ref == "" or ref not in tested for ref in references], bool)
-
-
-def ratio_pick(
-    labels: np.ndarray, eligible: np.ndarray, real_counts: dict[str, int], ratio: float, seed: int
-) -> np.ndarray:
-    """Mask of ceil(ratio x real count) eligible clips per class, nested across ratios (one seeded order)."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    chosen = np.zeros(len(labels), bool)
-    taken: Counter = Counter()
-    for i in order:
-        if not eligible[i]:
-            continue
-        label = labels[i]
-        if taken[label] < math.ceil(ratio * real_counts.get(label, 0)):
-            chosen[i] = True
-            taken[label] += 1
-    return chosen
+def withheld(fold: Fold, sources: list[frozenset[int]]) -> np.ndarray:
+    """Mask of clips that may not train this fold: made from (or near-copies of) a recording it tests."""
+    tested = set(fold.test.tolist())
+    return np.array([bool(s & tested) for s in sources], bool)
