@@ -59,6 +59,17 @@ def pytest_make_collect_report(collector):
     _fail_or_count(outcome.get_result())  # a module-level skip (birdnet_or_skip) happens at collection
 
 
+# The fast loop (`pytest -m "not slow"`) leaves out every test that needs one of these: a Ray, a model,
+# BirdNET, an S3 server or a browser. A test that is slow for another reason says so with @pytest.mark.slow.
+SLOW_FIXTURES = {"ray_local", "ray_head", "tiny_cache_and_one_thread", "s3_server", "chromium", "birdnet"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_terminal_summary(terminalreporter):
     if _must_run_skips:
         reasons = sorted(set(_must_run_skips))
