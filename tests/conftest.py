@@ -7,6 +7,8 @@ import secrets
 
 import pytest
 
+from tests import fault_hooks
+
 # Token auth, as on a user's machine (Ray's servers listen on all interfaces): one fresh token for the
 # session, in the environment, so that every Ray process and subprocess of the tests shares it and
 # no ~/.ray/auth_token is written. A RAY_AUTH_MODE set by the caller is respected.
@@ -17,6 +19,11 @@ if "RAY_AUTH_MODE" not in os.environ:
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The fault hooks (tests/fault_hooks.py): in this process, and, through tests/hooks/sitecustomize.py on
+# PYTHONPATH, in every child (the local Ray's workers, the CLI subprocesses), before any of them starts.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fault_hooks.PYTHONPATH, os.environ.get("PYTHONPATH")]))
+fault_hooks.install()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from birdgen_ray.generate.null import LOAD_SLEEP_ENV, SLEEP_ENV
+from tests import fault_hooks
+from tests.fault_hooks import LOAD_SLEEP_ENV, SLEEP_ENV
 from tests.plans import plan_table, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def _env(**extra: str) -> dict[str, str]:
     """The session's token auth (conftest.py), this worktree's code, this venv's tools first."""
     return {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": fault_hooks.PYTHONPATH,
         "RAY_USAGE_STATS_ENABLED": "0",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         **extra,

@@ -11,8 +11,6 @@ An actor of a run that holds the output's lease (`lock_run_id`: the lease token)
 still names its run and has not expired right before each commit: an actor that outlived its
 driver commits nothing once a resume took the lease over or the lease expired (its clips would land
 a second time, under the resume's other shard ids).
-
-Test hook: BIRDGEN_WRITE_DELAY_S=<seconds> sleeps that long before each commit (a slow store).
 """
 
 from __future__ import annotations
@@ -33,8 +31,6 @@ from birdgen_ray.schedule.shards import ShardSpec
 from birdgen_ray.write.shard_writer import commit_shard
 
 log = logging.getLogger(__name__)
-
-WRITE_DELAY_ENV = "BIRDGEN_WRITE_DELAY_S"
 
 
 @dataclass
@@ -107,7 +103,6 @@ class ShardWorker:
         self._made: dict[str, float] = {}  # shard id -> clips generated, until that shard commits or fails
         self._made_lock = threading.Lock()
         self.generator.on_batch = self._batch_done
-        self._write_delay_s = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)
 
     def info(self) -> dict:
         """This worker's process, model, the GPUs Ray gave it (none in-process or on a CPU actor), and the
@@ -155,17 +150,7 @@ class ShardWorker:
             generate_seconds = time.perf_counter() - start
             generate_end = time.time()
         write_start = time.perf_counter()
-        if self._write_delay_s:
-            time.sleep(self._write_delay_s)
-        nbytes = commit_shard(
-            self.output,
-            shard.shard_id,
-            shard.plan_slice,
-            clips,
-            self.run.generation,
-            self.generator.model_id,
-            before_commit=self._check_lock if self.lock_run_id else None,
-        )
+        nbytes = self._commit(shard, clips)
         stages["write"] = time.perf_counter() - write_start
         return ShardResult(
             shard.shard_id,
@@ -179,6 +164,18 @@ class ShardWorker:
             generate_end=generate_end,
             committed_at=time.time(),
             actor_pid=os.getpid(),
+        )
+
+    def _commit(self, shard: ShardSpec, clips: list[GeneratedClip]) -> int:
+        """Write and commit the shard's files; the bytes written."""
+        return commit_shard(
+            self.output,
+            shard.shard_id,
+            shard.plan_slice,
+            clips,
+            self.run.generation,
+            self.generator.model_id,
+            before_commit=self._check_lock if self.lock_run_id else None,
         )
 
     def _check_lock(self) -> None:
