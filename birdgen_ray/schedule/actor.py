@@ -11,6 +11,9 @@ An actor of a run that holds the output's lease (`lock_run_id`: the lease token)
 still names its run and has not expired right before each commit: an actor that outlived its
 driver commits nothing once a resume took the lease over or the lease expired (its clips would land
 a second time, under the resume's other shard ids).
+
+The Ray actor is built without its model: the driver asks `placed()` (answered once it runs on a
+node) and then `load()`, so it tells an actor waiting for a node from one loading its model.
 """
 
 from __future__ import annotations
@@ -86,10 +89,29 @@ def _assigned_gpu_ids() -> list[str]:
 class ShardWorker:
     """Plain class so it runs in-process too (thread-safe); `actor_class()` below gives its Ray actor form."""
 
-    def __init__(self, run: RunConfig, cpu_threads: int | None = None, lock_run_id: str | None = None):
+    def __init__(
+        self, run: RunConfig, cpu_threads: int | None = None, lock_run_id: str | None = None, load_now: bool = True
+    ):
         self.run = run
         self.lock_run_id = lock_run_id  # None: no lock to check (in-process use, tests)
         self.output = Output(run.out, run.storage_options)
+        self._cpu_threads = cpu_threads
+        self._generator_lock = threading.Lock()
+        self._generating: ShardSpec | None = None  # the shard holding the generator
+        self._made: dict[str, float] = {}  # shard id -> clips generated, until that shard commits or fails
+        self._made_lock = threading.Lock()
+        if load_now:
+            self.load()
+
+    def placed(self) -> int:
+        """Answers once the actor runs on a node: the driver then knows it is loading its model."""
+        return os.getpid()
+
+    def load(self) -> dict:
+        """Build the generator (the model load); the actor form is built without it, so the driver sees
+        placement and the model load apart. Returns `info()`."""
+        cpu_threads = self._cpu_threads
+        run = self.run
         self.generator = build_generator(run)
         # Only a generator that brought torch in needs its thread count; importing torch just for
         # this would add seconds to every (re)started actor of the null generator.
@@ -98,11 +120,8 @@ class ShardWorker:
             cpu_threads = max(1, cpu_threads - run.engine.verifier_threads_for(gpu=False))
         if cpu_threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(cpu_threads)
-        self._generator_lock = threading.Lock()
-        self._generating: ShardSpec | None = None  # the shard holding the generator
-        self._made: dict[str, float] = {}  # shard id -> clips generated, until that shard commits or fails
-        self._made_lock = threading.Lock()
         self.generator.on_batch = self._batch_done
+        return self.info()
 
     def info(self) -> dict:
         """This worker's process, model, the GPUs Ray gave it (none in-process or on a CPU actor), and the
