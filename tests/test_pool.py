@@ -63,3 +63,21 @@ def test_a_model_that_fails_to_load_is_a_model_failure_not_a_lost_node(ray_local
         assert slot.state is SlotState.LOST and pool.with_room(1) == [] and pool.start_refs() == []
     finally:
         pool.kill_all()
+
+
+def test_the_start_call_of_a_replaced_actor_is_stale_and_the_new_one_starts(ray_local, tmp_path):
+    path = write_plan(tmp_path / "plan.parquet", plan_table(2))
+    run = RunConfig(plan_path=str(path), out=str(tmp_path / "out"), generator="null", gpus_per_actor=0)
+    pool = _pool(run)
+    slot = pool.slots[0]
+    try:
+        pool.start(slot)
+        [old_ref] = pool.start_refs()
+        pool.start(slot)  # replaced (and killed) before it was seen to start
+        ray.wait([old_ref], timeout=120)
+        assert pool.start_step(old_ref).kind == "stale"
+        assert slot.state is SlotState.PLACING and slot.failed_starts == 0  # the old actor's end is not counted
+        assert [_next_step(pool).kind, _next_step(pool).kind] == ["placed", "loaded"]
+        assert slot.state is SlotState.READY
+    finally:
+        pool.kill_all()

@@ -210,7 +210,7 @@ class Driver:
 
     def _start_step(self, ref) -> None:
         step = self.pool.start_step(ref)
-        if step.kind == "placed":
+        if step.kind in ("placed", "stale"):
             return
         if step.kind == "loaded":
             self._actor_started(step.info)

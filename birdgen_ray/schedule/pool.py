@@ -47,7 +47,8 @@ class Slot:
 
 @dataclass(frozen=True)
 class StartStep:
-    """What a finished start call says: `placed`, `loaded` (with the actor's info) or `failed`."""
+    """What a finished start call says: `placed`, `loaded` (with the actor's info) or `failed`; `stale`
+    for the call of an actor the slot has replaced since (killed: nothing to act on)."""
 
     slot: Slot
     kind: str
@@ -60,7 +61,7 @@ class ActorPool:
     def __init__(self, count: int, new_actor: Callable[[], object]):
         self.slots = [Slot(i) for i in range(count)]
         self._new_actor = new_actor
-        self._starting: dict = {}  # placed()/load() ref -> slot
+        self._starting: dict = {}  # placed()/load() ref -> (slot, the actor asked)
 
     def start(self, slot: Slot) -> None:
         """A new actor in the slot, placing; a dead or failed one must not keep its GPU reservation."""
@@ -70,7 +71,7 @@ class ActorPool:
             ray.kill(slot.actor, no_restart=True)
         slot.actor = self._new_actor()
         slot.phase = SlotState.PLACING
-        self._starting[slot.actor.placed.remote()] = slot
+        self._starting[slot.actor.placed.remote()] = (slot, slot.actor)
 
     def lose(self, slot: Slot) -> None:
         slot.phase = SlotState.LOST
@@ -86,7 +87,9 @@ class ActorPool:
         import ray
         from ray.exceptions import RayActorError, RayError
 
-        slot = self._starting.pop(ref)
+        slot, actor = self._starting.pop(ref)
+        if actor is not slot.actor:
+            return StartStep(slot, "stale")
         try:
             answer = ray.get(ref)
         except RayError as exc:
@@ -96,7 +99,7 @@ class ActorPool:
             return StartStep(slot, "failed", error=exc, model_failed=model_failed)
         if slot.phase is SlotState.PLACING:
             slot.phase = SlotState.LOADING
-            self._starting[slot.actor.load.remote()] = slot
+            self._starting[slot.actor.load.remote()] = (slot, slot.actor)
             return StartStep(slot, "placed")
         slot.phase, slot.failed_starts = SlotState.READY, 0
         return StartStep(slot, "loaded", info=answer)
