@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 
+from tests import fault_hooks
 from tests.real_audio import AUDIO
 
 # Skips for want of something the project's own set-up provides: the shared folder beside the checkout
@@ -90,6 +91,11 @@ if "RAY_AUTH_MODE" not in os.environ:
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The fault hooks (tests/fault_hooks.py): in this process, and, through tests/hooks/sitecustomize.py on
+# PYTHONPATH, in every child (the local Ray's workers, the CLI subprocesses), before any of them starts.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fault_hooks.PYTHONPATH, os.environ.get("PYTHONPATH")]))
+fault_hooks.install()
 
 
 @pytest.fixture(scope="session")

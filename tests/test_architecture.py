@@ -1,4 +1,6 @@
-"""The floors of docs/architecture.md hold: no part of birdgen_ray imports a part on a higher floor."""
+"""The floors of docs/architecture.md hold: no part of birdgen_ray imports a part on a higher floor,
+parts on one floor import each other without a cycle, and the doc's table names exactly the parts
+that exist. And every function of the package fits: at most 100 lines, at most 5 blocks deep."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import ast
 import re
 import subprocess
 import sys
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,9 +16,20 @@ PACKAGE = REPO / "birdgen_ray"
 DOC = REPO / "docs" / "architecture.md"
 
 
-def floors_in_doc() -> dict[str, int]:
+MAX_FUNCTION_LINES = 100
+MAX_BLOCK_DEPTH = 5  # blocks (if, for, while, try, with, match, def, class) inside a function, one in another
+# Too long still, in files being changed elsewhere while the rule came in (#27): each is split there and
+# struck off here. The test fails on a new offender, and on an entry here that fits by now.
+NOT_YET_FITTING = {
+    "birdgen_ray/cli/plan.py plan_cmd()",
+    "birdgen_ray/cli/submit.py submit_cmd()",
+    "birdgen_ray/plan/schema.py validate_plan()",
+}
+
+
+def floors_in_doc(doc: str | None = None) -> dict[str, int]:
     """part -> floor, from the table between the <!-- floors --> markers."""
-    table = DOC.read_text().split("<!-- floors -->")[1].split("<!-- /floors -->")[0]
+    table = (doc if doc is not None else DOC.read_text()).split("<!-- floors -->")[1].split("<!-- /floors -->")[0]
     floors = {}
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -51,20 +65,100 @@ def imports_of(path: Path, root: Path = REPO) -> list[tuple[int, str]]:
     return found
 
 
-def modules() -> list[Path]:
-    return sorted(PACKAGE.rglob("*.py"))
+def modules(package: Path = PACKAGE) -> list[Path]:
+    return sorted(package.rglob("*.py"))
 
 
-def test_the_doc_names_floors_for_every_part():
-    floors = floors_in_doc()
-    assert set(floors.values()) == {1, 2, 3, 4, 5, 6}
+def parts_in(package: Path = PACKAGE) -> set[str]:
+    """The package's parts: its modules and subpackages."""
     parts = {
         p.stem if p.is_file() else p.name
-        for p in PACKAGE.iterdir()
+        for p in package.iterdir()
         if p.suffix == ".py" or (p / "__init__.py").exists()
     }
     parts.discard("__init__")
-    assert parts - set(floors) == set(), f"parts without a floor in {DOC.name}: {sorted(parts - set(floors))}"
+    return parts
+
+
+def table_mismatch(floors: dict[str, int], parts: set[str]) -> list[str]:
+    missing, extra = sorted(parts - set(floors)), sorted(set(floors) - parts)
+    return [f"parts without a floor in {DOC.name}: {missing}"] * bool(missing) + [
+        f"{DOC.name} names parts that do not exist: {extra}"
+    ] * bool(extra)
+
+
+def same_floor_cycle(package: Path, floors: dict[str, int]) -> list[str]:
+    """A cycle of imports between parts on one floor (part -> part ...), or [] when there is none."""
+    graph: dict[str, set[str]] = {part: set() for part in floors}
+    for path in modules(package):
+        own = part_of(".".join(path.relative_to(package.parent).with_suffix("").parts))
+        for _, target in imports_of(path, root=package.parent):
+            other = part_of(target)
+            if own and other and other != own and floors.get(other) == floors.get(own):
+                graph[own].add(other)
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as cycle:
+        return list(cycle.args[1])
+    return []
+
+
+def _bodies(node: ast.stmt):
+    """The blocks a compound statement holds; an elif is a block of its `if`, not one inside it."""
+    if isinstance(node, ast.If):
+        yield node.body
+        if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
+            yield from _bodies(node.orelse[0])
+        elif node.orelse:
+            yield node.orelse
+        return
+    if isinstance(node, ast.Match):
+        yield from (case.body for case in node.cases)
+        return
+    yield from (getattr(node, name) for name in ("body", "orelse", "finalbody") if getattr(node, name, None))
+    yield from (handler.body for handler in getattr(node, "handlers", []))
+
+
+def block_depth(statements: list[ast.stmt]) -> int:
+    """How many blocks deep the statements go: 0 for straight-line code."""
+    return max((1 + block_depth(body) for s in statements if hasattr(s, "body") for body in _bodies(s)), default=0)
+
+
+def oversized_functions(package: Path = PACKAGE) -> list[str]:
+    found = []
+    for path in modules(package):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines, depth = node.end_lineno - node.lineno + 1, block_depth(node.body)
+                if lines > MAX_FUNCTION_LINES or depth > MAX_BLOCK_DEPTH:
+                    where = f"{path.relative_to(package.parent)}:{node.lineno}"
+                    found.append(f"{where} {node.name}(): {lines} lines, {depth} blocks deep")
+    return found
+
+
+def _without_line(found: str) -> str:
+    """'birdgen_ray/a.py:12 f(): ...' -> 'birdgen_ray/a.py f()'"""
+    where, name = found.split(" ")[:2]
+    return f"{where.rsplit(':', 1)[0]} {name.removesuffix(':')}"
+
+
+def test_the_doc_names_floors_for_every_part_and_no_other():
+    floors = floors_in_doc()
+    assert set(floors.values()) == {1, 2, 3, 4, 5, 6}
+    assert table_mismatch(floors, parts_in()) == []
+
+
+def test_parts_on_one_floor_import_each_other_without_a_cycle():
+    cycle = same_floor_cycle(PACKAGE, floors_in_doc())
+    assert not cycle, "import cycle between parts of one floor: " + " -> ".join(cycle)
+
+
+def test_every_function_fits():
+    oversized = oversized_functions()
+    new = [found for found in oversized if _without_line(found) not in NOT_YET_FITTING]
+    assert not new, "\n".join(new)
+    fitting_now = NOT_YET_FITTING - {_without_line(found) for found in oversized}
+    assert not fitting_now, f"these fit now: strike them off NOT_YET_FITTING: {sorted(fitting_now)}"
 
 
 def test_no_part_imports_a_higher_floor():
@@ -91,6 +185,49 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     assert found == ["birdgen_ray.cli", "birdgen_ray.schedule.runner"]
     floors = floors_in_doc()
     assert all(floors[part_of(t)] > floors["generate"] for t in found)
+
+
+def _fake_package(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / "birdgen_ray" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "birdgen_ray" / name).write_text(text)
+    return root / "birdgen_ray"
+
+
+def test_the_checker_sees_a_cycle_on_one_floor(tmp_path):
+    """report -> export -> report (both floor 5) is caught, a function-level import too; one way is fine."""
+    files = {
+        "__init__.py": "",
+        "report/__init__.py": "",
+        "report/page.py": "from birdgen_ray.export import birdclef\n",
+        "export/__init__.py": "",
+        "export/birdclef.py": "def f():\n    from ..report import page\n",
+    }
+    package = _fake_package(tmp_path, files)
+    assert sorted(same_floor_cycle(package, floors_in_doc())) == ["export", "report", "report"]
+    (package / "export" / "birdclef.py").write_text("def f():\n    pass\n")
+    assert same_floor_cycle(package, floors_in_doc()) == []
+
+
+def test_the_checker_sees_a_part_missing_from_the_table_and_one_too_many(tmp_path):
+    package = _fake_package(tmp_path, {"__init__.py": "", "config.py": "", "gadgets/__init__.py": ""})
+    floors = floors_in_doc("<!-- floors -->\n| 1 | `config`, `io` | x |\n<!-- /floors -->")
+    assert table_mismatch(floors, parts_in(package)) == [
+        "parts without a floor in architecture.md: ['gadgets']",
+        "architecture.md names parts that do not exist: ['io']",
+    ]
+
+
+def test_the_checker_sees_a_long_function_and_a_deep_one(tmp_path):
+    deep = "def deep(x):\n" + "".join("    " * (i + 1) + f"if x > {i}:\n" for i in range(6)) + "    " * 7 + "pass\n"
+    fits = "def fits(x):\n" + "".join("    " * (i + 1) + f"for _ in x{i}:\n" for i in range(5)) + "    " * 6 + "pass\n"
+    long = "def long():\n" + "    x = 1\n" * 100
+    chain = "def chain(x):\n    if x:\n        pass\n" + "    elif x:\n        pass\n" * 20  # an elif is no deeper
+    package = _fake_package(tmp_path, {"a.py": deep + fits + long + chain})
+    assert oversized_functions(package) == [
+        "birdgen_ray/a.py:1 deep(): 8 lines, 6 blocks deep",
+        "birdgen_ray/a.py:16 long(): 101 lines, 0 blocks deep",
+    ]
 
 
 def test_config_and_engine_load_neither_fsspec_nor_pyarrow():

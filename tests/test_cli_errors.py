@@ -15,10 +15,11 @@ from birdgen_ray import open_index
 from birdgen_ray.cli import app
 from birdgen_ray.config import SCHEDULERS, RunConfig
 from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import LEASE_FILE
+from tests import fault_hooks
+from tests.fault_hooks import SLEEP_ENV
 from tests.interruptible import interrupt_when
 from tests.made_outputs import null_output
 from tests.plans import plan_table, write_plan
@@ -273,7 +274,7 @@ def test_ctrl_c_during_submit_says_what_is_kept_and_releases_the_lock(ray_local,
         "--actor-env",
         f"{SLEEP_ENV}=0.2",
     ]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}  # the session's token auth
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": fault_hooks.PYTHONPATH}  # token auth, hooks
     returncode, stdout, stderr = interrupt_when(
         command,
         env,

@@ -25,7 +25,6 @@ import pytest
 import torch
 
 from birdgen_ray.config import EngineConfig, RunConfig
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.reader import open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import LEASE_FILE, shard_paths
@@ -37,6 +36,8 @@ from birdgen_ray.schedule.drive import ActorStartFailed
 from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.runner import Stopped, submit
 from birdgen_ray.schedule.shards import make_shards
+from tests import fault_hooks
+from tests.fault_hooks import SLEEP_ENV
 from tests.plans import plan_table, write_plan
 
 PLAN_CLIPS = 48
@@ -151,7 +152,7 @@ def start_driver(ray_local, plan_path: str, out: Path, *extra: str) -> subproces
         f"{SLEEP_ENV}=0.1",
         *extra,
     ]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}  # the session's token auth
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": fault_hooks.PYTHONPATH}  # token auth, hooks
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 

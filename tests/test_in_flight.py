@@ -13,10 +13,10 @@ import time
 import pyarrow.parquet as pq
 
 from birdgen_ray.config import RunConfig
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.run_status import run_line
 from birdgen_ray.io.layout import PROGRESS_FILE
 from birdgen_ray.schedule.runner import submit
+from tests.fault_hooks import SLEEP_ENV
 from tests.plans import plan_table, write_plan
 
 CLIPS, SHARD = 24, 12

@@ -4,8 +4,8 @@ Two real Ray nodes on 127.0.0.1, each a `ray start --block` of its own (non-defa
 auth from conftest.py), one CPU each: the driver (a `birdgen-ray submit` subprocess joined to
 them) gets one actor per node. The second node's raylet runs with a slow null "model load"
 (BIRDGEN_NULL_LOAD_S in its environment, which its workers inherit); it is SIGKILLed while its
-actor is still in its constructor. That death is a lost node, not a generator that cannot start:
-the run must not end with "the generator actors could not start", and every clip lands once.
+actor is still loading its model (ShardWorker.load). That death is a lost node, not a generator
+that cannot start: the run must not end with "the generator actors could not start", and every clip lands once.
 
 Only the processes started here are stopped, by pid (`ray stop` would stop every Ray on the box).
 """
@@ -28,7 +28,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from birdgen_ray.generate.null import LOAD_SLEEP_ENV, SLEEP_ENV
+from tests import fault_hooks
+from tests.fault_hooks import LOAD_SLEEP_ENV, SLEEP_ENV
 from tests.plans import plan_table, write_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def _env(**extra: str) -> dict[str, str]:
     """The session's token auth (conftest.py), this worktree's code, this venv's tools first."""
     return {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": fault_hooks.PYTHONPATH,
         "RAY_USAGE_STATS_ENABLED": "0",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         **extra,
@@ -164,7 +165,7 @@ def test_a_node_lost_while_its_actor_loads_the_model_does_not_end_the_run(tmp_pa
         )  # fmt: skip
         started |= _tree(driver)
 
-        # 1. the lost node's actor is in its constructor (the slow load): its raylet goes away
+        # 1. the lost node's actor is loading its model (the slow load): its raylet goes away
         deadline = time.monotonic() + NODE_START_TIMEOUT_S
         loading: list[psutil.Process] = []
         while not loading:

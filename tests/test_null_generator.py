@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
-from birdgen_ray.generate.null import FAIL_LABEL_ENV, SLEEP_ENV, SOURCE_RATE, NullGenerator
+from birdgen_ray.generate.null import SOURCE_RATE, NullGenerator
 from birdgen_ray.generate.types import ClipGenerator
 from birdgen_ray.io.audio import decode_wav, encode_wav
 from birdgen_ray.plan.schema import make_clip_id
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT, PlanRow
+from tests.fault_hooks import FAIL_LABEL_ENV, SLEEP_ENV
 
 
 def row(label: str = "amerob", seed: int = 7, duration_s: float = 1.0, prompt: str = "an american robin singing"):

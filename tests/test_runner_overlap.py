@@ -1,6 +1,6 @@
 """An actor generates the next shard while the previous one is still being written.
 
-The writes are slowed with the actor's BIRDGEN_WRITE_DELAY_S hook (a slow object store); what is
+The writes are slowed with the BIRDGEN_WRITE_DELAY_S hook (tests/fault_hooks.py: a slow object store); what is
 checked are the timestamps each shard reports (when it got the generator, released it, committed),
 not how fast anything ran.
 """
@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from birdgen_ray.config import EngineConfig, RunConfig
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.io.layout import committed_shard_ids, shard_paths
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import validate_plan
-from birdgen_ray.schedule.actor import WRITE_DELAY_ENV, ShardResult, ShardWorker
+from birdgen_ray.schedule.actor import ShardResult, ShardWorker
 from birdgen_ray.schedule.drive import drive
 from birdgen_ray.schedule.shards import make_shards
+from tests.fault_hooks import SLEEP_ENV, WRITE_DELAY_ENV
 from tests.plans import plan_table, write_plan
 from tests.test_faults import OutOfMemoryAboveTwo
 

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, RunConfig
-from birdgen_ray.generate.null import FAIL_LABEL_ENV, SILENT_LABEL_ENV
 from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.lease import OutputLease
 from birdgen_ray.schedule.progress import RunProgress
 from birdgen_ray.schedule.runner import submit
+from tests.fault_hooks import FAIL_LABEL_ENV, SILENT_LABEL_ENV
 from tests.plans import plan_table, write_plan
 
 # 12 clips of one length: sorted by clip_id the 4 "bad-..." clips fill the first shard of 4.

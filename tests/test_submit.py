@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from birdgen_ray import open_index, read_clip
 from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, QualityThresholds, RunConfig
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.schema import INDEX_SCHEMA
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import PlanError, validate_plan
@@ -27,6 +26,7 @@ from birdgen_ray.schedule.resume import SettingsMismatch
 from birdgen_ray.schedule.runner import submit
 from birdgen_ray.schedule.shards import make_shards
 from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool
+from tests.fault_hooks import SLEEP_ENV
 from tests.plans import plan_table, write_plan
 
 

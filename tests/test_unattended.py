@@ -21,12 +21,13 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.config import RunConfig
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.run_status import run_line
 from birdgen_ray.io.layout import LEASE_FILE, PROGRESS_FILE
 from birdgen_ray.plan.schema import PlanError, read_plan
 from birdgen_ray.schedule.drive import PlacementTimeout
 from birdgen_ray.schedule.runner import submit
+from tests import fault_hooks
+from tests.fault_hooks import SLEEP_ENV
 from tests.plans import plan_table, write_plan
 from tests.test_s3 import BUCKET, s3_server  # noqa: F401 - the moto server fixture
 
@@ -44,7 +45,7 @@ def null_args(plan: str, out: str, *extra: str) -> list[str]:
 
 
 def run_cli(args: list[str], timeout: float = 120, **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": str(REPO), **env}  # the session's token auth (conftest.py)
+    environ = {**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH, **env}  # the session's token auth (conftest.py)
     return subprocess.run([*CLI, *args], env=environ, capture_output=True, text=True, timeout=timeout)
 
 
@@ -213,7 +214,7 @@ def test_status_of_running_finished_interrupted_and_dead_runs(ray_local, tmp_pat
     driver = subprocess.Popen(
         # 1 s a clip: the 32 new clips outlast the status call below even on a loaded machine
         [*CLI, *null_args(bigger, str(out), *address, "--actor-env", f"{SLEEP_ENV}=1.0")],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH},
         stderr=subprocess.PIPE,
         text=True,
     )

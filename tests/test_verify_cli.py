@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.io.layout import committed_shard_ids, species_path
+from tests import fault_hooks
 from tests.made_outputs import birdclef_plan, null_output
-from tests.real_audio import AUDIO, REPO, birdnet_or_skip, needs_real_audio
+from tests.real_audio import AUDIO, birdnet_or_skip, needs_real_audio
 from tests.without_packages import cli_without
 
 birdnet_or_skip()
@@ -24,7 +25,7 @@ BIRDS = AUDIO / "opensoundscape-birds_10s.wav"
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), **extra}  # the session's token auth (conftest.py)
+    return {**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH, **extra}  # the session's token auth (conftest.py)
 
 
 @needs_real_audio

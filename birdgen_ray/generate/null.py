@@ -2,17 +2,12 @@
 
 It goes through the same post-processing and quality measurement as the real engine, so the whole
 pipeline (scheduling, shards, index, resume) can be exercised and benchmarked without a GPU.
-Environment hooks exist for fault-injection tests:
-  BIRDGEN_NULL_FAIL_LABEL=<label>  rows with that label raise RuntimeError
-  BIRDGEN_NULL_SLEEP_S=<seconds>   sleep this long per row (so a test can kill an actor mid-shard)
-  BIRDGEN_NULL_HANG_LABEL=<label>  rows with that label hang (BIRDGEN_NULL_HANG_S, default a day)
-  BIRDGEN_NULL_SILENT_LABEL=<label> rows with that label come out silent (they fail the quality gate)
-  BIRDGEN_NULL_LOAD_S=<seconds>    sleep this long when built (a slow model load, for lost-node tests)
+The fault-injection tests extend it from the test suite (tests/fault_hooks.py): it reads nothing
+from the environment.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import zlib
 from dataclasses import replace
@@ -27,11 +22,6 @@ from birdgen_ray.generate.types import BatchCallback, GeneratedClip
 from birdgen_ray.rows import PlanRow
 
 SOURCE_RATE = 16_000  # what AudioLDM2 produces; the null audio is made at the same rate
-FAIL_LABEL_ENV = "BIRDGEN_NULL_FAIL_LABEL"
-SLEEP_ENV = "BIRDGEN_NULL_SLEEP_S"
-HANG_LABEL_ENV = "BIRDGEN_NULL_HANG_LABEL"
-SILENT_LABEL_ENV = "BIRDGEN_NULL_SILENT_LABEL"
-LOAD_SLEEP_ENV = "BIRDGEN_NULL_LOAD_S"
 
 
 def synthesize(row: PlanRow, sample_rate: int = SOURCE_RATE) -> np.ndarray:
@@ -67,9 +57,6 @@ class NullGenerator:
     on_batch: BatchCallback | None = None  # each row is a batch of one here
 
     def __init__(self, generation: GenerationConfig, engine: EngineConfig):
-        load_s = float(os.environ.get(LOAD_SLEEP_ENV) or 0.0)
-        if load_s > 0:  # only when asked: the per-row sleep hook counts every sleep
-            time.sleep(load_s)
         self.generation = generation
         self.engine = engine
         self.stage_times: dict[str, float] = {"generate": 0.0, "postprocess": 0.0}
@@ -77,26 +64,20 @@ class NullGenerator:
         self._thresholds = replace(generation.quality, min_clap_score=None)
 
     def generate(self, rows: Sequence[PlanRow]) -> list[GeneratedClip]:
-        fail_label = os.environ.get(FAIL_LABEL_ENV)
-        sleep_s = float(os.environ.get(SLEEP_ENV) or 0.0)
         clips = []
         for row in rows:
-            clips.append(self._one(row, fail_label, sleep_s))
+            clips.append(self._one(row))
             if self.on_batch is not None:
                 self.on_batch(1)
         return clips
 
-    def _one(self, row: PlanRow, fail_label: str | None, sleep_s: float) -> GeneratedClip:
-        if sleep_s > 0:
-            time.sleep(sleep_s)
-        if row.label == os.environ.get(HANG_LABEL_ENV):
-            time.sleep(float(os.environ.get("BIRDGEN_NULL_HANG_S") or 24 * 3600))  # a stuck GPU call
-        if fail_label is not None and row.label == fail_label:
-            raise RuntimeError(f"injected failure for {row.clip_id}")
+    def _raw(self, row: PlanRow) -> np.ndarray:
+        """The row's audio at the source rate, before post-processing."""
+        return synthesize(row)
+
+    def _one(self, row: PlanRow) -> GeneratedClip:
         started = time.perf_counter()
-        raw = synthesize(row)
-        if row.label == os.environ.get(SILENT_LABEL_ENV):
-            raw[:] = 0.0
+        raw = self._raw(row)
         generated = time.perf_counter()
 
         gen = self.generation

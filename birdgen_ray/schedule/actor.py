@@ -12,7 +12,8 @@ still names its run and has not expired right before each commit: an actor that 
 driver commits nothing once a resume took the lease over or the lease expired (its clips would land
 a second time, under the resume's other shard ids).
 
-Test hook: BIRDGEN_WRITE_DELAY_S=<seconds> sleeps that long before each commit (a slow store).
+The Ray actor is built without its model: the driver asks `placed()` (answered once it runs on a
+node) and then `load()`, so it tells an actor waiting for a node from one loading its model.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from birdgen_ray.versions import to_json as versions_json
 from birdgen_ray.write.shard_writer import commit_shard
 
 log = logging.getLogger(__name__)
-
-WRITE_DELAY_ENV = "BIRDGEN_WRITE_DELAY_S"
 
 
 @dataclass
@@ -93,10 +92,29 @@ def _assigned_gpu_ids() -> list[str]:
 class ShardWorker:
     """Plain class so it runs in-process too (thread-safe); `actor_class()` below gives its Ray actor form."""
 
-    def __init__(self, run: RunConfig, cpu_threads: int | None = None, lock_run_id: str | None = None):
+    def __init__(
+        self, run: RunConfig, cpu_threads: int | None = None, lock_run_id: str | None = None, load_now: bool = True
+    ):
         self.run = run
         self.lock_run_id = lock_run_id  # None: no lock to check (in-process use, tests)
         self.output = Output(run.out, run.storage_options)
+        self._cpu_threads = cpu_threads
+        self._generator_lock = threading.Lock()
+        self._generating: ShardSpec | None = None  # the shard holding the generator
+        self._made: dict[str, float] = {}  # shard id -> clips generated, until that shard commits or fails
+        self._made_lock = threading.Lock()
+        if load_now:
+            self.load()
+
+    def placed(self) -> int:
+        """Answers once the actor runs on a node: the driver then knows it is loading its model."""
+        return os.getpid()
+
+    def load(self) -> dict:
+        """Build the generator (the model load); the actor form is built without it, so the driver sees
+        placement and the model load apart. Returns `info()`."""
+        cpu_threads = self._cpu_threads
+        run = self.run
         self.generator = build_generator(run)
         # what decides this actor's audio, recorded in each of its clips' index rows
         self.versions = versions_json(audio_versions(model_revision(run.generation.model)))
@@ -107,12 +125,8 @@ class ShardWorker:
             cpu_threads = max(1, cpu_threads - run.engine.verifier_threads_for(gpu=False))
         if cpu_threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(cpu_threads)
-        self._generator_lock = threading.Lock()
-        self._generating: ShardSpec | None = None  # the shard holding the generator
-        self._made: dict[str, float] = {}  # shard id -> clips generated, until that shard commits or fails
-        self._made_lock = threading.Lock()
         self.generator.on_batch = self._batch_done
-        self._write_delay_s = float(os.environ.get(WRITE_DELAY_ENV) or 0.0)
+        return self.info()
 
     def info(self) -> dict:
         """This worker's process, model, the GPUs Ray gave it (none in-process or on a CPU actor), and the
@@ -161,18 +175,7 @@ class ShardWorker:
             generate_seconds = time.perf_counter() - start
             generate_end = time.time()
         write_start = time.perf_counter()
-        if self._write_delay_s:
-            time.sleep(self._write_delay_s)
-        nbytes = commit_shard(
-            self.output,
-            shard.shard_id,
-            shard.plan_slice,
-            clips,
-            self.run.generation,
-            self.generator.model_id,
-            versions=self.versions,
-            before_commit=self._check_lock if self.lock_run_id else None,
-        )
+        nbytes = self._commit(shard, clips)
         stages["write"] = time.perf_counter() - write_start
         return ShardResult(
             shard.shard_id,
@@ -186,6 +189,19 @@ class ShardWorker:
             generate_end=generate_end,
             committed_at=time.time(),
             actor_pid=os.getpid(),
+        )
+
+    def _commit(self, shard: ShardSpec, clips: list[GeneratedClip]) -> int:
+        """Write and commit the shard's files; the bytes written."""
+        return commit_shard(
+            self.output,
+            shard.shard_id,
+            shard.plan_slice,
+            clips,
+            self.run.generation,
+            self.generator.model_id,
+            versions=self.versions,
+            before_commit=self._check_lock if self.lock_run_id else None,
         )
 
     def _check_lock(self) -> None:

@@ -9,6 +9,10 @@ that fails to load on a live node ends the run (ActorStartFailed). A run with no
 --placement-timeout-s ends (PlacementTimeout), committed shards kept. A run whose lease was lost
 (taken over, or expired while the driver was paused) stops, and its actors commit nothing more.
 The bar and progress.json count clips as batches finish: committed, and in flight (InFlightPoller).
+
+The actors live in an ActorPool (schedule/pool.py: slots placing, loading, ready, busy or lost);
+what a failed shard or a failed start leads to is schedule/retry.py's; the bar and progress.json
+are observers of the loop's events (schedule/observers.py).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import pyarrow.compute as pc
@@ -29,10 +33,13 @@ from birdgen_ray.schedule.cluster import has_autoscaler, init_ray
 from birdgen_ray.schedule.failures import record_failure, short_error
 from birdgen_ray.schedule.in_flight import InFlightPoller
 from birdgen_ray.schedule.lease import OutputLease, OutputLocked
+from birdgen_ray.schedule.observers import DriveObserver, ProgressObserver, StateObserver
+from birdgen_ray.schedule.pool import STARTED, ActorPool, Slot
 from birdgen_ray.schedule.progress import RunProgress
+from birdgen_ray.schedule.retry import RetryPolicy, ShardFailure, ShardVerdict, StartVerdict
 from birdgen_ray.schedule.run_state import RunState
 from birdgen_ray.schedule.shards import ShardSpec
-from birdgen_ray.schedule.sizing import size_actor_pool, waiting_line
+from birdgen_ray.schedule.sizing import ActorSizing, size_actor_pool, waiting_line
 from birdgen_ray.schedule.watchdog import StuckActorWatchdog
 
 log = logging.getLogger(__name__)
@@ -76,14 +83,28 @@ def drive(
     and commits no more. `state` is the progress.json record, rewritten every few seconds.
     """
     import ray
-    from ray.exceptions import RayActorError, RayError
 
     phase_start = time.perf_counter()
-    init_ray(run)  # counted with start_actors: a local Ray starts here
+    # 1. the cluster (a local Ray starts here: counted with start_actors) and the pool's size
+    init_ray(run)
     resources = ray.cluster_resources()
     sizing = size_actor_pool(run, resources.get("GPU", 0.0), resources.get("CPU", 1.0))
     count = min(sizing.count, len(shards))
     run = _with_workload(run, shards, count)
+    # 2. the actors' form: generate one shard, write another, and a thread free for the in_flight() polls
+    Actor = actor_class(max_concurrency=max(1, run.max_inflight_per_actor) + 1)
+    options, token = _actor_options(run, sizing), lock.token if lock else None
+    pool = ActorPool(count, lambda: Actor.options(**options).remote(run, sizing.cpu_threads, token, load_now=False))
+    # 3. who watches: the bar, and progress.json
+    progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
+    observers: list[DriveObserver] = [ProgressObserver(progress)]
+    if state:
+        observers.append(StateObserver(state))
+    # 4. the loop
+    return Driver(run, output, shards, pool, sizing, observers, lock, phase_start).loop()
+
+
+def _actor_options(run: RunConfig, sizing: ActorSizing) -> dict:
     # A verifying actor asks for its BirdNET threads too (docs/verification.md): 1 + 6 on a GPU actor
     options: dict = {"num_cpus": 1}
     if run.generation.verifier:
@@ -92,149 +113,190 @@ def drive(
         options["num_gpus"] = sizing.gpus_per_actor
     if run.actor_env:
         options["runtime_env"] = {"env_vars": dict(run.actor_env)}
-    # generate one, write another, and a thread free for the in_flight() polls
-    Actor = actor_class(max_concurrency=max(1, run.max_inflight_per_actor) + 1)
-    result = DriveResult(actors=count, gpus_per_actor=sizing.gpus_per_actor)
+    return options
 
-    actors: list = [None] * count
-    starting: dict = {}  # info() ref -> slot, until that actor has started
-    ready = [False] * count
-    failed_starts = [0] * count  # in a row, per slot
 
-    def start_actor(slot: int) -> None:
-        if actors[slot] is not None:  # a dead or failed actor must not keep its GPU reservation
-            ray.kill(actors[slot], no_restart=True)
-        actors[slot] = Actor.options(**options).remote(run, sizing.cpu_threads, lock.token if lock else None)
-        ready[slot] = False
-        starting[actors[slot].info.remote()] = slot
+class Driver:
+    """One run's drive loop over an ActorPool: what is queued, in flight, retried, failed and done."""
 
-    def started(ref) -> None:
-        slot = starting.pop(ref)
+    def __init__(
+        self,
+        run: RunConfig,
+        output: Output,
+        shards: list[ShardSpec],
+        pool: ActorPool,
+        sizing: ActorSizing,
+        observers: list[DriveObserver],
+        lock: OutputLease | None,
+        phase_start: float,
+    ):
+        self.config, self.output, self.pool, self.sizing = run, output, pool, sizing
+        self.observers, self.lock, self.phase_start = observers, lock, phase_start
+        self.result = DriveResult(actors=len(pool.slots), gpus_per_actor=sizing.gpus_per_actor)
+        self.queue: deque[ShardSpec] = deque(shards)
+        self.inflight: dict = {}  # ObjectRef -> (shard, slot index, the actor handle it went to)
+        self.retry = RetryPolicy(run.max_shard_attempts, run.shard_timeout_s)
+        self.watchdog = StuckActorWatchdog(run.shard_timeout_s, len(pool.slots)) if run.shard_timeout_s else None
+        self.failure_records: set[str] = set()  # shard ids an earlier run recorded as failed
+        self.poller = InFlightPoller()
+        self.last_report = time.monotonic()
+        self.autoscaler = None  # asked the cluster only when there is something to wait for
+        self.placement_deadline = _deadline(run.placement_timeout_s)
+
+    def loop(self) -> DriveResult:
         try:
-            info = ray.get(ref)
-        except RayError as exc:
-            failed_starts[slot] += 1
-            # The constructor raised on a live node (bad model id, no weights, no CUDA) before any
-            # actor of this run started: fail fast instead of retrying every shard. An actor whose
-            # node died (or one failing after others started) is tried again, a few times.
-            if getattr(exc, "actor_init_failed", False) and not result.actor_info:
-                raise ActorStartFailed(f"the generator actors could not start: {short_error(exc)}") from None
-            if failed_starts[slot] < run.max_shard_attempts:
-                log.warning("actor %d failed to start (%s); starting another", slot, short_error(exc))
-                start_actor(slot)
-            else:
-                log.warning("actor %d failed to start %d times; going on without it", slot, failed_starts[slot])
-            return
-        if not result.actor_info:
-            result.model_id = info["model_id"]
-            result.driver_seconds["start_actors"] = time.perf_counter() - phase_start
-            for line in engine_lines(info.get("engine", {})):
-                progress.console.print(line, highlight=False, soft_wrap=True)  # never wrapped: logs keep whole lines
-        result.actor_info.append(info)
-        ready[slot], failed_starts[slot] = True, 0
-
-    queue: deque[ShardSpec] = deque(shards)
-    attempts: Counter[str] = Counter()
-    inflight: dict = {}  # ObjectRef -> (shard, actor slot, the actor handle it went to)
-    watchdog = StuckActorWatchdog(run.shard_timeout_s, count) if run.shard_timeout_s else None
-    load = [0] * count
-    # one listing instead of a delete request per committed shard (thousands, on object storage)
-    failure_records = {name[: -len(".json")] for name in output.list(FAILURES_DIR, ".json")}
-    progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
-    poller = InFlightPoller()
-    last_report = time.monotonic()
-    autoscaler = None  # asked the cluster only when there is something to wait for
-    placement_deadline = _deadline(run.placement_timeout_s)
-    try:
-        for slot in range(count):
-            start_actor(slot)
-        while queue or inflight:
-            for slot in range(count):
-                while ready[slot] and queue and load[slot] < run.max_inflight_per_actor:
-                    if watchdog:
-                        watchdog.handing_over(slot, inflight, actors)
-                    shard = queue.popleft()
-                    ref = actors[slot].run_shard.remote(shard)
-                    inflight[ref] = (shard, slot, actors[slot])
-                    load[slot] += 1
-            if not inflight and not starting:
-                raise ActorStartFailed(f"no generator actor is left to run the {len(queue)} remaining shards")
-            if any(ready):
-                placement_deadline = _deadline(run.placement_timeout_s)
-            elif time.monotonic() > placement_deadline:
-                raise PlacementTimeout(
-                    f"no generator actor could be placed and started within --placement-timeout-s "
-                    f"{run.placement_timeout_s:g} ({waiting_line(len(starting), 0, sizing, bool(autoscaler))}); "
-                    f"{len(queue)} shards left, committed shards kept; run the same command to resume"
-                )
-            ready_refs, waiting = ray.wait([*inflight, *starting], num_returns=1, timeout=1.0)
-            if ready_refs and waiting:  # everything else already done too: handled before the watchdog looks
-                ready_refs += ray.wait(waiting, num_returns=len(waiting), timeout=0)[0]
-            for ref in ready_refs:
-                if ref in starting:
-                    started(ref)
-                    continue
-                shard, slot, actor = inflight.pop(ref)
-                load[slot] -= 1
-                if watchdog and actor is actors[slot]:
-                    watchdog.finished(slot)
-                try:
-                    done: ShardResult = ray.get(ref)
-                except RayError as exc:  # the task raised, its actor died, or its result was lost
-                    if lock and isinstance(getattr(exc, "cause", None), OutputLocked):
-                        lock.verify()  # an actor found the lease lost: stop before recording anything
-                    error = short_error(exc)
-                    blamed = watchdog.blamed.get(actor._actor_id.hex()) if watchdog else None
-                    if blamed == shard.shard_id:
-                        error = f"timed out after {run.shard_timeout_s:g} s (its actor was killed): {error}"
-                    if isinstance(exc, RayActorError) and _died_here(exc, actors[slot]):
-                        log.warning("actor %d died (%s); starting a replacement", slot, error)
-                        start_actor(slot)
-                        result.actors_replaced += 1
-                    if blamed is not None and blamed != shard.shard_id and isinstance(exc, RayActorError):
-                        result.retries += 1  # it only shared an actor with a stuck shard: not its attempt
-                        queue.append(shard)
-                        continue
-                    attempts[shard.shard_id] += 1
-                    if attempts[shard.shard_id] < run.max_shard_attempts:
-                        result.retries += 1
-                        queue.append(shard)
+            # one listing instead of a delete request per committed shard (thousands, on object storage)
+            self.failure_records = {name[: -len(".json")] for name in self.output.list(FAILURES_DIR, ".json")}
+            for slot in self.pool.slots:
+                self.pool.start(slot)
+            while self.queue or self.inflight:
+                # 1. hand shards to the started actors with room
+                self._dispatch()
+                # 2. end the run when no actor is left, or none was started in time
+                self._check_placement()
+                # 3. wait up to a second; read each actor start and each shard that came back
+                for ref in self._wait():
+                    if self.pool.is_start_ref(ref):
+                        self._start_step(ref)
                     else:
-                        record_failure(output, shard, error, attempts[shard.shard_id])
-                        result.failed[shard.shard_id] = error
-                        result.failed_clips += shard.num_clips
-                        progress.failed(shard.num_clips)
-                        if state:
-                            state.failed(shard.num_clips)
-                    continue
-                if shard.shard_id in failure_records:  # an earlier run's record of this very shard
-                    output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
-                result.results.append(done)
-                progress.advance(done.clips)
-                if state:
-                    state.committed(done.clips, slot, shard.shard_id)
-            if watchdog:  # after the finished shards are counted: one that just finished is not stuck
-                watchdog.kill_stuck(inflight, actors)
-            if lock:
-                lock.check()
-            in_flight = poller.clips(actors, ready, inflight)
-            progress.in_flight(in_flight)
-            if state:
-                state.in_flight(in_flight)
-                state.maybe_write()
-            if starting and time.monotonic() - last_report >= PLACEMENT_REPORT_S:
-                last_report = time.monotonic()
-                autoscaler = has_autoscaler() if autoscaler is None else autoscaler
-                line = waiting_line(len(starting), sum(ready), sizing, autoscaler, run.placement_timeout_s)
-                progress.console.print(line, highlight=False, soft_wrap=True)  # never wrapped: logs keep whole lines
-    finally:
+                        self._shard_back(ref)
+                # 4. kill stuck actors (after the finished shards are counted: one that just finished is not stuck)
+                if self.watchdog:
+                    self.watchdog.kill_stuck(self.inflight, self.pool.handles())
+                # 5. stop once the lease is lost
+                if self.lock:
+                    self.lock.check()
+                # 6. tell the observers the clips in flight, and which actors still wait for a node
+                self._report()
+        finally:
+            self._finish()
+        return self.result
+
+    def _tell(self, event: str, *args) -> None:
+        for observer in self.observers:
+            getattr(observer, event)(*args)
+
+    def _dispatch(self) -> None:
+        most = self.config.max_inflight_per_actor
+        for slot in self.pool.with_room(most):
+            while self.queue and slot.load < most:
+                if self.watchdog:
+                    self.watchdog.handing_over(slot.index, self.inflight, self.pool.handles())
+                shard = self.queue.popleft()
+                self.inflight[slot.actor.run_shard.remote(shard)] = (shard, slot.index, slot.actor)
+                slot.load += 1
+
+    def _check_placement(self) -> None:
+        starting = len(self.pool.start_refs())
+        if not self.inflight and not starting:
+            raise ActorStartFailed(f"no generator actor is left to run the {len(self.queue)} remaining shards")
+        if self.pool.count(*STARTED):
+            self.placement_deadline = _deadline(self.config.placement_timeout_s)
+        elif time.monotonic() > self.placement_deadline:
+            raise PlacementTimeout(
+                f"no generator actor could be placed and started within --placement-timeout-s "
+                f"{self.config.placement_timeout_s:g} "
+                f"({waiting_line(starting, 0, self.sizing, bool(self.autoscaler))}); "
+                f"{len(self.queue)} shards left, committed shards kept; run the same command to resume"
+            )
+
+    def _wait(self) -> list:
+        import ray
+
+        ready, waiting = ray.wait([*self.inflight, *self.pool.start_refs()], num_returns=1, timeout=1.0)
+        if ready and waiting:  # everything else already done too: handled before the watchdog looks
+            ready += ray.wait(waiting, num_returns=len(waiting), timeout=0)[0]
+        return ready
+
+    def _start_step(self, ref) -> None:
+        step = self.pool.start_step(ref)
+        if step.kind in ("placed", "stale"):
+            return
+        if step.kind == "loaded":
+            self._actor_started(step.info)
+            return
+        slot, error = step.slot, short_error(step.error)
+        verdict = self.retry.start_failed(slot.failed_starts, step.model_failed, bool(self.result.actor_info))
+        if verdict is StartVerdict.END_RUN:
+            raise ActorStartFailed(f"the generator actors could not start: {error}") from None
+        if verdict is StartVerdict.RESTART:
+            log.warning("actor %d failed to start (%s); starting another", slot.index, error)
+            self.pool.start(slot)
+        else:
+            log.warning("actor %d failed to start %d times; going on without it", slot.index, slot.failed_starts)
+            self.pool.lose(slot)
+
+    def _actor_started(self, info: dict) -> None:
+        first = not self.result.actor_info
+        if first:
+            self.result.model_id = info["model_id"]
+            self.result.driver_seconds["start_actors"] = time.perf_counter() - self.phase_start
+        self._tell("actor_started", info, first)
+        self.result.actor_info.append(info)
+
+    def _shard_back(self, ref) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        shard, index, actor = self.inflight.pop(ref)
+        slot = self.pool.slots[index]
+        slot.load -= 1
+        if self.watchdog and actor is slot.actor:
+            self.watchdog.finished(index)
+        try:
+            done: ShardResult = ray.get(ref)
+        except RayError as exc:  # the task raised, its actor died, or its result was lost
+            self._shard_failed(shard, slot, actor, exc)
+            return
+        if shard.shard_id in self.failure_records:  # an earlier run's record of this very shard
+            self.output.remove(f"{FAILURES_DIR}/{shard.shard_id}.json")
+        self.result.results.append(done)
+        self._tell("shard_committed", index, done)
+
+    def _shard_failed(self, shard: ShardSpec, slot: Slot, actor, exc: BaseException) -> None:
+        from ray.exceptions import RayActorError
+
+        if self.lock and isinstance(getattr(exc, "cause", None), OutputLocked):
+            self.lock.verify()  # an actor found the lease lost: stop before recording anything
+        actor_died = isinstance(exc, RayActorError)
+        blamed = self.watchdog.blamed.get(actor._actor_id.hex()) if self.watchdog else None
+        failure = self.retry.shard_failed(shard.shard_id, short_error(exc), actor_died, blamed)
+        if actor_died and _died_here(exc, slot.actor):
+            log.warning("actor %d died (%s); starting a replacement", slot.index, failure.error)
+            self.pool.start(slot)
+            self.result.actors_replaced += 1
+        if failure.verdict is ShardVerdict.GIVE_UP:
+            self._give_up(shard, failure)
+        else:
+            self.result.retries += 1
+            self.queue.append(shard)
+
+    def _give_up(self, shard: ShardSpec, failure: ShardFailure) -> None:
+        record_failure(self.output, shard, failure.error, failure.attempts)
+        self.result.failed[shard.shard_id] = failure.error
+        self.result.failed_clips += shard.num_clips
+        self._tell("shard_failed", shard, failure.error)
+
+    def _report(self) -> None:
+        clips = self.poller.clips(self.pool.handles(), self.pool.started_flags(), self.inflight)
+        self._tell("clips_in_flight", clips)
+        starting = len(self.pool.start_refs())
+        if starting and time.monotonic() - self.last_report >= PLACEMENT_REPORT_S:
+            self.last_report = time.monotonic()
+            self.autoscaler = has_autoscaler() if self.autoscaler is None else self.autoscaler
+            started = self.pool.count(*STARTED)
+            self._tell(
+                "waiting",
+                waiting_line(starting, started, self.sizing, self.autoscaler, self.config.placement_timeout_s),
+            )
+
+    def _finish(self) -> None:
         now = time.perf_counter()
-        started_at = phase_start + result.driver_seconds.setdefault("start_actors", now - phase_start)
-        result.driver_seconds["run_shards"] = now - started_at
-        progress.close()
-        for actor in filter(None, actors):  # a long-lived driver (notebook, tests) must not keep them and their GPUs
-            ray.kill(actor)
-    return result
+        started_at = self.phase_start + self.result.driver_seconds.setdefault("start_actors", now - self.phase_start)
+        self.result.driver_seconds["run_shards"] = now - started_at
+        for observer in self.observers:
+            observer.close()
+        self.pool.kill_all()
 
 
 def _deadline(timeout_s: float) -> float:
@@ -249,11 +311,6 @@ def _with_workload(run: RunConfig, shards: list[ShardSpec], actors: int) -> RunC
     if engine.clips_per_actor is None and actors:
         engine = replace(engine, clips_per_actor=math.ceil(sum(s.num_clips for s in shards) / actors))
     return replace(run, engine=engine)
-
-
-def engine_lines(choices: dict) -> list[str]:
-    """submit's lines on the first actor's engine: each speed setting, and why."""
-    return [f"engine {name.replace('_', ' ')}: {c['value']} ({c['why']})" for name, c in choices.items()]
 
 
 def _died_here(exc, actor) -> bool:

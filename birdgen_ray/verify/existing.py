@@ -6,21 +6,15 @@ sidecar exists is done, so a rerun scores only what is missing and a run killed 
 nothing and writes nothing twice. The caller holds the output's lock (one writer at a time). A task
 of a killed run may still finish after its driver died: its write is atomic and the same bytes a
 rerun would write, so a shard still ends up with exactly one sidecar, each clip in it once.
-
-Test hook: BIRDGEN_VERIFY_DELAY_S=<seconds> sleeps that long before each sidecar write.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field
 
 from birdgen_ray.io.audio import decode_wav
 from birdgen_ray.io.layout import SUMMARY_FILE, committed_shard_ids, shard_paths, species_path
 from birdgen_ray.io.storage import Output
-
-DELAY_ENV = "BIRDGEN_VERIFY_DELAY_S"
 
 
 @dataclass(frozen=True)
@@ -71,16 +65,18 @@ def verify_shard(config: VerifyOutputConfig, shard_id: str) -> dict:
     scores = score_clips(model, list(audios), list(rates), targets, config.batch_size)
     # 4. one atomic write: the sidecar exists completely or not at all
     table = sidecar_table([row["clip_id"] for row in rows], scores, verifier_id(model))
-    delay = float(os.environ.get(DELAY_ENV) or 0.0)
-    if delay:
-        time.sleep(delay)
-    output.write_table(species_path(shard_id), table)
+    publish_sidecar(output, shard_id, table)
     return {
         "shard_id": shard_id,
         "clips": len(rows),
         "unverifiable": sorted(set(species.unverifiable)),
         "verifier": verifier_id(model),
     }
+
+
+def publish_sidecar(output: Output, shard_id: str, table) -> None:
+    """The shard's sidecar, in one atomic write (the kill tests slow this down: tests/fault_hooks.py)."""
+    output.write_table(species_path(shard_id), table)
 
 
 def verify_output(config: VerifyOutputConfig) -> dict:
