@@ -49,15 +49,16 @@ def timeout_run(tmp_path, plan, **kw) -> RunConfig:
 
 def test_a_shard_queued_behind_another_on_its_actor_is_not_timed_out(ray_local, tmp_path):
     # One actor takes two shards at once (max_inflight_per_actor=2) but generates one at a time: the
-    # second waits ~2 s for the first, then takes ~2 s itself. Each shard takes well under the 3 s
-    # timeout, so no actor may be killed, though the second finishes ~4 s after it was handed over.
+    # second waits ~3 s for the first, then takes ~3 s itself. Each shard takes 2 s less than the 5 s
+    # timeout (slack for a loaded box), so no actor may be killed, though the second finishes ~6 s after
+    # it was handed over.
     summary = submit(
         timeout_run(
             tmp_path,
             plan_table(12, durations=(1.0,)),
-            shard_timeout_s=3.0,
+            shard_timeout_s=5.0,
             max_shard_attempts=1,
-            actor_env={"BIRDGEN_NULL_SLEEP_S": "0.5"},
+            actor_env={"BIRDGEN_NULL_SLEEP_S": "0.75"},
         )
     )
     assert summary["status"] == "complete" and summary["failed_clips"] == 0
