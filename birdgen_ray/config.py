@@ -33,6 +33,8 @@ class QualityThresholds:
     max_retries: int = 2  # regenerations with a derived seed after a rejected clip
     # the target species' BirdNET confidence (max over 3 s windows); None disables; needs a verifier
     min_species_confidence: float | None = None
+    # True: min_species_confidence is a share of each class's reference_ceiling (`0.5x`), not a confidence
+    species_confidence_relative: bool = False
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -63,6 +65,8 @@ class GenerationConfig:
     # label -> BirdNET label, resolved per run from the plan's scientific names and --species-map. Not in
     # the settings JSON or fingerprint: a plan that adds classes adds labels, and must still resume.
     species_labels: dict = field(default_factory=dict, compare=False)
+    # label -> the plan's reference_ceiling, resolved per run for a relative species threshold; as above
+    species_ceilings: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -92,11 +96,14 @@ class GenerationConfig:
         made before they existed keeps its fingerprint and can be resumed."""
         data = asdict(self)
         data.pop("species_labels")
+        data.pop("species_ceilings")
         for name, off in _ADDED_OFF.items():
             if data.get(name) == off:
                 data.pop(name)
         if data["quality"].get("min_species_confidence") is None:
             data["quality"].pop("min_species_confidence")
+        if not data["quality"].get("species_confidence_relative"):
+            data["quality"].pop("species_confidence_relative")
         return json.dumps(data, sort_keys=True)
 
     def fingerprint(self) -> str:

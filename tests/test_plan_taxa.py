@@ -136,7 +136,7 @@ SETTINGS = {
     "hawpet1": ("ocean", "sea", "seabird colony", "island", "headland"),
     "laysan": ("ocean", "albatross colony", "island"),
     "lessca": ("lake", "marsh", "pond", "river", "estuary"),
-    "sheowl": ("night",),
+    "sheowl": ("dusk", "evening"),  # a Short-eared Owl hunts open country at dusk, not a forest at night
 }
 
 
@@ -165,7 +165,7 @@ def test_user_overrides_per_label_order_and_family(tmp_path):
     )
     templates = load_templates(path)
     scaup = ClassStats("lessca", 3, "Lesser Scaup", "Aythya affinis", order="Anseriformes", family="Anatidae (Ducks)")
-    owl = ClassStats("sheowl", 3, "Short-eared Owl", "Asio flammeus", order="Strigiformes", family="Strigidae (Owls)")
+    owl = ClassStats("tawowl1", 3, "Tawny Owl", "Strix aluco", order="Strigiformes", family="Strigidae (Owls)")
     assert templates.for_stats(scaup).habitats == ("on a frozen harbour",)
     assert templates.for_stats(owl).habitats == ("in a barn at midnight",)
     assert templates.for_stats(owl).descriptors == load_templates().for_stats(owl).descriptors  # the order's

@@ -16,6 +16,7 @@ from birdgen_ray.cli.options import (
     storage_options_option,
     writing_to,
 )
+from birdgen_ray.export.background import parse_snr
 from birdgen_ray.export.birdclef import (
     AUDIO_FORMATS,
     METADATA_FILES,
@@ -24,6 +25,7 @@ from birdgen_ray.export.birdclef import (
     NothingToExport,
     export_birdclef,
 )
+from birdgen_ray.verify.thresholds import parse_species_threshold
 
 console = line_console()
 FORMATS = ("birdclef",)
@@ -44,8 +46,26 @@ def export_cmd(
         "2024", help="Metadata columns: 2024 (= 2023, train_metadata.csv) or 2025 (train.csv, with 'collection')."
     ),
     include_failed: bool = typer.Option(
-        False, "--include-failed", help="Also export clips that failed the quality gate."
+        False, "--include-failed", help="Also export clips that failed the quality gate (= --verdict any)."
     ),
+    verdict: str = typer.Option(
+        "pass",
+        help="Keep clips with this verdict: pass (the gate), any, fail, or one reason such as fail:species.",
+    ),
+    min_species_confidence: Optional[str] = typer.Option(
+        None,
+        show_default=False,
+        help="Keep only clips BirdNET heard as their class at X (0-1), or at a share of the class's "
+        "band ceiling (0.5x) [default: off].",
+    ),
+    background: Optional[Path] = typer.Option(
+        None,
+        show_default=False,
+        help="Mix each clip over a random window of these soundscapes: a folder, or a CSV/Parquet with a "
+        "'path' column [default: off].",
+    ),
+    snr_db: str = typer.Option("3:15", help="With --background: SNR in dB, drawn per clip from lo:hi."),
+    seed: int = typer.Option(0, min=0, help="With --background: decides each clip's soundscape, offset and SNR."),
     label: Optional[List[str]] = typer.Option(None, help="Only this class (repeat, or comma-separate, for more)."),
     license: str = typer.Option("", help="Text for the 'license' column (the license of the model's outputs)."),
     rating: float = typer.Option(
@@ -71,6 +91,11 @@ def export_cmd(
             sample_rate=sample_rate,
             layout=layout.value,
             include_failed=include_failed,
+            verdict=verdict,
+            species_threshold=parse_species_threshold(min_species_confidence) if min_species_confidence else None,
+            background=str(background) if background else None,
+            snr_db=parse_snr(snr_db),
+            seed=seed,
             labels=split_values(label),
             license=license,
             rating=rating,
@@ -80,9 +105,9 @@ def export_cmd(
             result = export_birdclef(out, dest, config, storage_options)
     except NothingToExport as exc:
         raise fail(str(exc), code=1) from None
-    except (ExportError, FileNotFoundError) as exc:
+    except (ExportError, FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
-    skipped = f", skipped {result.skipped_failed} that failed the quality gate" if result.skipped_failed else ""
+    skipped = "".join(f", left out {n} that {why}" for why, n in result.left_out.items())
     console.print(
         f"exported {result.exported} clips to {result.audio_dir}{skipped}; metadata: {result.metadata_csv}",
         highlight=False,

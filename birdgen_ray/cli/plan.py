@@ -14,7 +14,7 @@ from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
 from birdgen_ray.plan.estimate import estimate_gpu_time
 from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
-from birdgen_ray.plan.references import ReferenceOptions, parse_strength, summary_line
+from birdgen_ray.plan.references import ReferenceOptions, parse_strength, summary_lines
 from birdgen_ray.plan.tables import InputError
 
 
@@ -116,6 +116,20 @@ def plan_cmd(
         str,
         typer.Option(help="With --references: 0 keeps the recording, 1 starts from noise; lo:hi samples per row."),
     ] = "0.5",
+    windows_per_recording: Annotated[
+        int,
+        typer.Option(
+            help="With --references: BirdNET's best 3 s windows of the class per recording (birdnet extra).", min=1
+        ),
+    ] = 3,
+    min_reference_confidence: Annotated[
+        float,
+        typer.Option(
+            help="With --references: a window needs this BirdNET confidence in its class; else: loudest window.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.3,
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
     """Turn a class-imbalanced training set into a balanced, varied prompt plan.
@@ -153,7 +167,15 @@ def plan_cmd(
         )
         prompt_templates = load_templates(templates)
         reference_options = (
-            ReferenceOptions(references, parse_strength(strength), storage_options or {}) if references else None
+            ReferenceOptions(
+                references,
+                parse_strength(strength),
+                storage_options or {},
+                windows_per_recording=windows_per_recording,
+                min_confidence=min_reference_confidence,
+            )
+            if references
+            else None
         )
         classes = read_classes(input_path, taxonomy)
         result = build_plan(classes, options, prompt_templates, reference_options)
@@ -162,7 +184,8 @@ def plan_cmd(
 
     print_summary(classes, result.allocations, console, result.call_types)
     if "references" in result.metadata:
-        console.print(summary_line(result.metadata["references"]))
+        for line in summary_lines(result.metadata["references"]):
+            console.print(line, highlight=False)
     birds = [c for c in classes if c.taxon_class.lower() == "aves" and result.allocations[c.label].synthetic_count]
     if birds and not any(c.order or c.family for c in birds) and prompt_templates.sections["orders"]:
         console.print(

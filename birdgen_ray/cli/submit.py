@@ -34,6 +34,7 @@ from birdgen_ray.schedule.lease import OutputLocked
 from birdgen_ray.schedule.resume import SettingsMismatch
 from birdgen_ray.schedule.runner import Stopped, submit
 from birdgen_ray.verify.birdnet import MissingExtra
+from birdgen_ray.verify.thresholds import parse_species_threshold
 
 err = line_console(stderr=True)
 SHOW_FAILED = 10  # failed shards listed at the end of a run; `status` lists them all
@@ -83,14 +84,12 @@ def submit_cmd(
         help="Score every take's species with BirdNET v2.4 on CPU threads beside the model (needs "
         "birdgen-ray[birdnet]; model licence CC BY-NC-SA 4.0) [default: off].",
     ),
-    min_species_confidence: Optional[float] = typer.Option(
+    min_species_confidence: Optional[str] = typer.Option(
         None,
-        min=0,
-        max=1,
-        callback=finite,
         show_default=False,
-        help="Quality gate (with --verify): reject takes whose species confidence is below this; after the "
-        "retries such a clip is kept as fail:species [default: off].",
+        help="Quality gate (with --verify): reject takes whose species confidence is below X (0-1), or "
+        "below a share of the class's band ceiling (0.5x; plan --references); after the retries such a "
+        "clip is kept as fail:species [default: off].",
     ),
     rank_by: RankBy = typer.Option(
         "clap",
@@ -204,6 +203,7 @@ def submit_cmd(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        species_threshold = parse_species_threshold(min_species_confidence) if min_species_confidence else None
         run = RunConfig(
             plan_path=str(plan),
             out=out,
@@ -217,7 +217,10 @@ def submit_cmd(
                 output_sample_rate=sample_rate,
                 peak_dbfs=peak_dbfs,
                 quality=QualityThresholds(
-                    min_clap_score=min_clap, max_retries=max_retries, min_species_confidence=min_species_confidence
+                    min_clap_score=min_clap,
+                    max_retries=max_retries,
+                    min_species_confidence=species_threshold.value if species_threshold else None,
+                    species_confidence_relative=bool(species_threshold and species_threshold.relative),
                 ),
                 verifier=verify.value if verify else None,
                 rank_by=rank_by.value,

@@ -7,10 +7,17 @@
 real one (`pd.concat([real, synthetic])`) and the audio folders merge into the real train_audio.
 Every synthetic row has `source` = "synthetic" (real rows have none after the concat); the 2025
 layout's own `collection` column says "synthetic" too. Extra columns after the layout's record how
-each clip was made (clip_id, prompt, seeds, model, gate verdict, CLAP score). An output made with
-references (plan --references) also gets `reference_filename` (the recording the clip was made from,
-relative to the references' train_audio, as in BirdCLEF's own `filename`) and `strength`: a clip must
-go to the fold of its reference (docs/using-results.md).
+each clip was made (clip_id, prompt, seeds, model, gate verdict, CLAP score, bandwidth) and what
+BirdNET heard in it (`species_confidence`, `species_top1`; empty when the output was not verified).
+An output made with references (plan --references) also gets `reference_filename` (the recording the
+clip was made from, relative to the references' train_audio, as in BirdCLEF's own `filename`), its
+window, `strength`, `reference_confidence` and the class's `reference_ceiling`: a clip must go to the
+fold of its reference (docs/using-results.md).
+
+Which clips: those whose `verdict` is `pass` (the gate: quality, plus species where the run set a
+threshold), or any verdict; then, with a species threshold (absolute or `0.5x` of the class's
+ceiling), only clips BirdNET heard at it. With backgrounds (export/background.py) each clip is mixed
+over a soundscape and its row names the file, offset and SNR.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
@@ -30,12 +39,25 @@ from birdgen_ray.io.layout import has_audio
 from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.schema import UNSAFE_LABEL
+from birdgen_ray.report.species import species_columns
+from birdgen_ray.verify.columns import SPECIES_COLUMNS, SPECIES_FIELDS
+from birdgen_ray.verify.thresholds import SpeciesThreshold
 
 AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
 METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2025": "train.csv"}
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
-REFERENCE_EXTRA_COLUMNS = ["reference_filename", "strength"]  # only for outputs made with references
+EXTRA_COLUMNS += ["bandwidth_hz", "species_confidence", "species_top1"]
+# only for outputs made with references (each one the index has)
+REFERENCE_EXTRA_COLUMNS = [
+    "reference_filename",
+    "reference_start_s",
+    "strength",
+    "reference_confidence",
+    "reference_ceiling",
+    "reference_sha256",
+]
+BACKGROUND_COLUMNS = ["background_file", "background_offset_s", "background_snr_db"]  # only with --background
 AUDIO_FORMATS = tuple(ENCODINGS)  # ogg (Vorbis, what BirdCLEF ships), flac, wav
 # Index columns the export reads (when present): to locate each clip and fill the metadata CSV.
 EXPORT_INDEX_COLUMNS = {
@@ -56,6 +78,12 @@ EXPORT_INDEX_COLUMNS = {
     "common_name",
     "reference",
     "strength",
+    "bandwidth_hz",
+    "reference_start_s",
+    "reference_confidence",
+    "reference_ceiling",
+    "reference_sha256",
+    *SPECIES_COLUMNS,
 }
 
 
@@ -78,6 +106,11 @@ class ExportConfig:
     license: str = ""  # the `license` column; empty: "synthetic (<model_id>), see the model's license"
     rating: float = 0.0  # Xeno-canto scale; 0 means "not rated"
     workers: int = 0  # encoding threads; 0: one per CPU core
+    verdict: str = "pass"  # keep clips with this verdict ("pass", "fail", "fail:species", ...) or "any"
+    species_threshold: SpeciesThreshold | None = None  # also keep only clips BirdNET heard at this
+    background: str | None = None  # folder or path table of soundscapes to mix each clip over
+    snr_db: tuple[float, float] = (3.0, 15.0)  # with background: the SNR range, drawn per clip
+    seed: int = 0  # with background: decides each clip's file, offset and SNR
 
     def __post_init__(self) -> None:
         if self.audio_format not in AUDIO_FORMATS:
@@ -86,6 +119,8 @@ class ExportConfig:
             raise ExportError(f"layout must be one of {sorted(METADATA_FILES)}, got {self.layout!r}")
         if self.sample_rate < 8_000:
             raise ExportError(f"sample rate must be >= 8000 Hz, got {self.sample_rate}")
+        if self.include_failed:  # the older spelling of verdict "any"
+            object.__setattr__(self, "verdict", "any")
 
 
 @dataclass
@@ -93,7 +128,8 @@ class ExportResult:
     metadata_csv: Path
     audio_dir: Path
     exported: int
-    skipped_failed: int
+    skipped_failed: int  # clips whose verdict was not the one asked for
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> clips the filters left out
 
 
 def export_birdclef(
@@ -103,6 +139,9 @@ def export_birdclef(
     storage_options: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Write every selected clip as DEST/train_audio/<label>/<clip_id>.<ext> plus the metadata CSV."""
+    # 1. the backgrounds first: an unreadable one is named before any work
+    backgrounds = _backgrounds(config)
+    # 2. the index, its species columns filled in from `verify OUT`'s sidecars
     output = as_output(out, storage_options)
     index = open_index(output)
     # Only the columns the export uses: the per-row settings JSON alone would be most of the memory.
@@ -112,32 +151,120 @@ def export_birdclef(
             index = select_labels(index, config.labels, output.uri)
         except ValueError as exc:
             raise ExportError(str(exc)) from None
-    rows = sorted(index.to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
+    rows = sorted(_with_species(output, index).to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
     _check_labels(rows, output.uri)
-    kept = rows if config.include_failed else [r for r in rows if r["verdict"] == "pass"]
-    kept = [r for r in kept if has_audio(r)]  # fail:species clips left out by --drop-species-failures
+    # 3. the filters, each counting what it left out
+    kept, left_out = select_rows(rows, config)
     if not kept:  # a training job fed from a header-only CSV would quietly get no synthetic data
-        reason = f": all {len(rows)} selected clips failed the quality gate (see --include-failed)" if rows else ""
+        reason = _nothing_left(rows, left_out, config)
         raise NothingToExport(f"nothing to export from {output.uri}{reason}; nothing was written")
     dest = Path(dest)
     audio_dir = dest / AUDIO_DIR
     for label in sorted({r["label"] for r in kept}):
         (audio_dir / label).mkdir(parents=True, exist_ok=True)
 
+    # 4. decode, mix, resample, encode: one clip per task
     def export_one(row: dict) -> dict:
         filename = f"{row['label']}/{row['clip_id']}.{config.audio_format}"
         audio, rate = decode_wav(read_clip_bytes(output, row))
         audio = resample(audio, rate, config.sample_rate)
+        record = metadata_row(row, filename, config)
+        if backgrounds is not None:
+            mix = backgrounds.mix(audio, row["clip_id"])
+            audio = mix.audio
+            record.update({name: getattr(mix, name) for name in BACKGROUND_COLUMNS})
         write_file_atomic(audio_dir / filename, encode_audio(audio, config.sample_rate, config.audio_format))
-        return metadata_row(row, filename, config)
+        return record
 
     # libsndfile's encoders and the reads release the GIL, so threads encode in parallel.
     with ThreadPoolExecutor(max_workers=config.workers or os.cpu_count() or 1) as pool:
         records = list(pool.map(export_one, kept))
+    # 5. the metadata CSV, last
     metadata_csv = dest / METADATA_FILES[config.layout]
-    extra = EXTRA_COLUMNS + (REFERENCE_EXTRA_COLUMNS if "reference" in index.column_names else [])
+    present = {"reference_filename" if c == "reference" else c for c in index.column_names}
+    extra = EXTRA_COLUMNS + [c for c in REFERENCE_EXTRA_COLUMNS if c in present]
+    extra += BACKGROUND_COLUMNS if backgrounds is not None else []
     write_file_atomic(metadata_csv, _csv_bytes(records, LAYOUTS[config.layout] + extra))
-    return ExportResult(metadata_csv, audio_dir, len(records), len(rows) - len(kept))
+    skipped = left_out.get(_verdict_reason(config), 0)
+    return ExportResult(metadata_csv, audio_dir, len(records), skipped, left_out)
+
+
+def _backgrounds(config: ExportConfig):
+    if config.background is None:
+        return None
+    from birdgen_ray.export.background import BackgroundError, Backgrounds, find_backgrounds
+
+    try:
+        return Backgrounds(find_backgrounds(config.background), config.snr_db, config.seed, config.sample_rate)
+    except BackgroundError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _with_species(output: Output, index):
+    """The index with species_confidence and species_top1 from its own columns or the sidecars."""
+    verified = species_columns(output, index)
+    values = (
+        {}
+        if verified is None
+        else dict(zip(verified["clip_id"].to_pylist(), zip(*(verified[c].to_pylist() for c in SPECIES_COLUMNS))))
+    )
+    clip_ids = index["clip_id"].to_pylist()
+    for position, field_ in enumerate(SPECIES_FIELDS):
+        column = [values[c][position] if c in values else None for c in clip_ids]
+        if field_.name in index.column_names:
+            index = index.drop_columns([field_.name])
+        index = index.append_column(field_, pa.array(column, field_.type))
+    return index
+
+
+def _nothing_left(rows: list[dict], left_out: dict[str, int], config: ExportConfig) -> str:
+    """Why no clip is left: which filters took them away."""
+    if not rows:
+        return ""
+    if len(left_out) == 1:
+        (why,) = left_out
+        hint = " (see --include-failed)" if why == _verdict_reason(config) and config.verdict == "pass" else ""
+        return f": all {len(rows)} selected clips {why}{hint}"
+    return f": of {len(rows)} selected clips, " + ", ".join(f"{n} {why}" for why, n in left_out.items())
+
+
+def verdict_matches(verdict: str, wanted: str) -> bool:
+    """'pass' matches 'pass'; 'fail' matches every 'fail:<reasons>'; 'fail:species' any verdict naming it."""
+    if verdict == wanted or wanted == "any":
+        return True
+    if ":" not in wanted:
+        return verdict.startswith(wanted + ":")
+    kind, reasons = wanted.split(":", 1)
+    return verdict.startswith(kind + ":") and set(reasons.split(",")) <= set(verdict.split(":", 1)[1].split(","))
+
+
+def _verdict_reason(config: ExportConfig) -> str:
+    return "failed the quality gate" if config.verdict == "pass" else f"had another verdict than {config.verdict!r}"
+
+
+def select_rows(rows: list[dict], config: ExportConfig) -> tuple[list[dict], dict[str, int]]:
+    """The rows the export keeps, and per reason how many each filter left out (in filter order)."""
+    filters = []
+    if config.verdict != "any":
+        filters.append((_verdict_reason(config), lambda r: verdict_matches(r["verdict"], config.verdict)))
+    threshold = config.species_threshold
+    if threshold is not None:
+        of_ceiling = " of the class ceiling" if threshold.relative else ""
+        filters.append(
+            (
+                f"were heard below species confidence {threshold}{of_ceiling}",
+                lambda r: threshold.passes(r.get("species_confidence"), r.get("reference_ceiling")),
+            )
+        )
+    # fail:species clips of a run with --drop-species-failures have no audio to export
+    filters.append(("have no audio (--drop-species-failures)", has_audio))
+    left_out: dict[str, int] = {}
+    for reason, wanted_row in filters:
+        kept = [r for r in rows if wanted_row(r)]
+        if len(kept) < len(rows):
+            left_out[reason] = len(rows) - len(kept)
+        rows = kept
+    return rows, left_out
 
 
 def metadata_row(row: dict, filename: str, config: ExportConfig) -> dict:
@@ -168,8 +295,11 @@ def metadata_row(row: dict, filename: str, config: ExportConfig) -> dict:
         "verdict": row["verdict"],
         "clap_score": row["clap_score"],
         "duration_s": row["duration_s"],
+        "bandwidth_hz": row.get("bandwidth_hz"),
+        "species_confidence": row.get("species_confidence"),
+        "species_top1": row.get("species_top1") or "",
         "reference_filename": row.get("reference"),
-        "strength": row.get("strength"),
+        **{name: row.get(name) for name in REFERENCE_EXTRA_COLUMNS[1:]},
     }
 
 

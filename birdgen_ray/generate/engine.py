@@ -281,7 +281,7 @@ class AudioLDM2Engine:
         if state.species is not None:
             state.metrics["species_confidence"] = state.species.species_confidence
             state.metrics["species_top1_confidence"] = state.species.species_top1_confidence
-        state.reasons = judge(state.metrics, clap_score, gen.quality)
+        state.reasons = judge(state.metrics, clap_score, gen.quality, gen.species_ceilings.get(state.row.label))
 
     def _scores(self, batch: list[_Take], rows: list[PlanRow], clean: np.ndarray, finite: np.ndarray) -> list[float]:
         """Each take's CLAP similarity to its own prompt; -inf for all when scoring has no use (one take each,

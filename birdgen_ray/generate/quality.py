@@ -71,8 +71,16 @@ def measure(audio: np.ndarray, sample_rate: int, thresholds: QualityThresholds) 
     }
 
 
-def judge(metrics: dict[str, float], clap_score: float | None, thresholds: QualityThresholds) -> list[str]:
+def judge(
+    metrics: dict[str, float],
+    clap_score: float | None,
+    thresholds: QualityThresholds,
+    species_ceiling: float | None = None,
+) -> list[str]:
     """Reasons to reject the clip, in the order of the constants above; an empty list means it passes.
+
+    A relative species threshold (`0.5x`) asks for that share of `species_ceiling`, the class's
+    reference_ceiling; the runner refuses such a run when a verifiable class has none.
 
     With `min_clap_score` set, a missing score is a caller bug (the scorer did not run) and raises,
     rather than silently failing or passing every clip.
@@ -97,7 +105,10 @@ def judge(metrics: dict[str, float], clap_score: float | None, thresholds: Quali
         # NaN: the class has no BirdNET label (unverifiable). A retry cannot change that, so it is not
         # rejected here; it never counts as a species pass either (report, status).
         confidence = metrics["species_confidence"]
-        if not math.isnan(confidence) and confidence < thresholds.min_species_confidence:
+        needed = thresholds.min_species_confidence
+        if thresholds.species_confidence_relative:
+            needed = needed * species_ceiling if species_ceiling is not None else float("nan")
+        if not math.isnan(confidence) and confidence < needed:  # a NaN `needed` rejects nothing
             reasons.append(SPECIES)
     return reasons
 

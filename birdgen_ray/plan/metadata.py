@@ -43,6 +43,7 @@ class ClassStats:
     taxon_class: str = DEFAULT_TAXON_CLASS
     order: str = ""  # eBird ORDER1 ("Procellariiformes"), from an eBird taxonomy or an `order` column
     family: str = ""  # eBird FAMILY ("Procellariidae (Shearwaters and Petrels)")
+    region: str = ""  # where the class lives ("Hawaii"), from a `region` column when the input has one
     call_types: Counter = field(default_factory=Counter)  # normalised `type` value -> recordings
     source: str = ""  # the file the class was first seen in, and where in it ("column 'x' line N"),
     where: str = ""  # for error messages
@@ -102,6 +103,7 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
     type_col = table.column("type")
     common_col = table.column("common_name")
     sci_col = table.column("scientific_name")
+    region_col = table.column("region")
     classes: dict[str, ClassStats] = {}
     empty: list[int] = []
     unsafe: list[int] = []
@@ -118,6 +120,8 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
             stats.common_name = row[common_col]
         if sci_col is not None and not stats.scientific_name:
             stats.scientific_name = row[sci_col]
+        if region_col is not None and not stats.region:
+            stats.region = row[region_col]
         if type_col is not None:
             for value in parse_list(row[type_col]):
                 stats.call_types[normalise_call_type(value)] += 1
@@ -139,6 +143,7 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
     common_col, sci_col = table.column("common_name"), table.column("scientific_name")
     class_col = table.column(*_CLASS_ALIASES)
     order_col, family_col = table.column("order", "order1"), table.column("family")
+    region_col = table.column("region")
     empty, unsafe, bad_count, seen, dup = [], [], [], {}, []
     classes = []
     for row, pos in zip(table.rows, table.positions):
@@ -165,6 +170,7 @@ def _classes_from_counts(table: RawTable) -> list[ClassStats]:
                 taxon_class=(row[class_col] if class_col is not None else "") or DEFAULT_TAXON_CLASS,
                 order=row[order_col] if order_col is not None else "",
                 family=row[family_col] if family_col is not None else "",
+                region=row[region_col] if region_col is not None else "",
                 source=table.path,
                 where=table.where(count_name, [pos]),
             )

@@ -95,7 +95,7 @@ def clip_prompt(
     style = _pick(styles, None, *key, "prompt_style") if len(styles) > 1 else styles[0]
     values = {
         "common_name": stats.common_name or stats.scientific_name or stats.label,
-        "scientific_name": stats.scientific_name,
+        "scientific_name": stats.scientific_name if stats.common_name else "",  # never "X (X)"
         "call_type": call_type,
         "sound": _pick(sound_for(call_type, section.sounds), None, *key, "sound"),
         "habitat": _pick(section.habitats, None, *key, "habitat"),

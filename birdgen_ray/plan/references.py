@@ -4,13 +4,20 @@ ROOT is BirdCLEF's `train_audio/` (or a folder holding it), laid out `<label>/<f
 object storage, or a CSV table with `label,path` columns (paths relative to the table's folder, or
 absolute). For every row of a class with recordings:
   1. `reference` is the recording's path relative to ROOT (`reference_root` holds ROOT);
-  2. round-robin over the class's recordings in sorted order: take k uses recording k mod n, so each
-     is used before any repeats;
-  3. `reference_start_s` is where the `duration_s` window with the most energy starts;
+  2. which windows: when the class maps to a BirdNET label (verify/species.py) and the birdnet extra
+     is installed, each recording's K best 3 s windows for the class at or above the confidence
+     floor (plan/reference_windows.py; scores cached by the file's SHA-256), the row's window
+     centred on it, `reference_confidence` its confidence; a recording without such a window (one
+     warning line names it), a class BirdNET does not know, or a plan made without the extra takes
+     the `duration_s` window with the most energy (`reference_confidence` null);
+  3. rows go round-robin over (recording, window) in sorted recording order, each recording's best
+     window first: every recording is used before any repeats, every best window before a second;
   4. `strength` is the --strength value, or, for a range lo:hi, lo + (hi - lo) u with u drawn from
      sha256(plan seed, label, take): deterministic, independent of the other rows.
-Classes without recordings keep text-only rows (null reference columns). Recordings that cannot be
-read, are shorter than 0.5 s or are silent are all named, with their paths, before anything is written.
+`reference_ceiling` is the class's mean confidence on its chosen windows band-limited to the model's
+band (what AudioLDM2's 16 kHz audio could keep at best). Classes without recordings keep text-only
+rows (null reference columns). Recordings that cannot be read, are shorter than 0.5 s or are silent are
+all named, with their paths, before anything is written.
 """
 
 from __future__ import annotations
@@ -19,13 +26,22 @@ import csv
 import hashlib
 import io
 import posixpath
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
-from birdgen_ray.io.recordings import load_recording, loudest_window_start, reference_problem, reference_uri
+from birdgen_ray.io.recordings import (
+    Recording,
+    load_recording,
+    loudest_window_start,
+    reference_problem,
+    reference_uri,
+)
+from birdgen_ray.plan.reference_windows import MODEL_BAND_HZ, best_windows, clip_start, default_cache_dir, window_scores
 from birdgen_ray.plan.schema import make_clip_id
 from birdgen_ray.plan.tables import InputError
 
@@ -35,6 +51,10 @@ REFERENCE_SCHEMA = pa.schema(
         ("reference_root", pa.string()),
         ("reference_start_s", pa.float64()),
         ("strength", pa.float64()),
+        # BirdNET's confidence in the class on the row's 3 s window (null: picked by energy)
+        ("reference_confidence", pa.float64()),
+        # the class's ceiling: mean confidence on its chosen windows band-limited to the model's band
+        ("reference_ceiling", pa.float64()),
     ]
 )
 
@@ -44,6 +64,15 @@ class ReferenceOptions:
     root: str  # train_audio folder, a folder holding it, or a label,path CSV (local or fsspec URI)
     strength: tuple[float, float] = (0.5, 0.5)  # lo == hi: one strength for every row
     storage_options: dict[str, Any] = field(default_factory=dict)
+    windows_per_recording: int = 3  # species windows per recording (BirdNET's best K)
+    min_confidence: float = 0.3  # a species window needs at least this confidence
+    cache_dir: str | None = None  # window scores by file SHA-256; None: default_cache_dir()
+
+    def __post_init__(self) -> None:
+        if self.windows_per_recording < 1:
+            raise ValueError(f"--windows-per-recording must be >= 1, got {self.windows_per_recording}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"--min-reference-confidence must be in [0, 1], got {self.min_confidence}")
 
 
 def parse_strength(text: str) -> tuple[float, float]:
@@ -120,36 +149,119 @@ def add_references(table: pa.Table, options: ReferenceOptions, seed: int) -> tup
     root, recordings = find_recordings(options)
     labels, takes = table["label"].to_pylist(), table["take"].to_pylist()
     durations = table["duration_s"].to_pylist()
-    loaded, problems = {}, []
+    picker = _WindowPicker(root, options, _species_targets(table))
+    rows_of = Counter(labels)
     columns: dict[str, list] = {name: [] for name in REFERENCE_SCHEMA.names}
     for label, take, duration in zip(labels, takes, durations):
         paths = recordings.get(label)
-        if not paths:
+        slots = picker.slots(label, paths, duration, rows_of[label]) if paths else []
+        if not slots:
             for name in REFERENCE_SCHEMA.names:
                 columns[name].append(None)
             continue
-        relative = paths[take % len(paths)]
-        if relative not in loaded:
-            loaded[relative] = _check(reference_uri(root, relative), options, duration, problems)
+        relative, start_s, confidence = slots[take % len(slots)]
         columns["reference"].append(relative)
         columns["reference_root"].append(root)
-        columns["reference_start_s"].append(loaded[relative])
+        columns["reference_start_s"].append(start_s)
         columns["strength"].append(row_strength(options.strength, seed, label, take))
-    if problems:
-        raise InputError(options.root, problems)
+        columns["reference_confidence"].append(confidence)
+        columns["reference_ceiling"].append(picker.ceilings.get(label))
+    if picker.problems:
+        raise InputError(options.root, picker.problems)
     planned = set(labels)
     summary = {
         "root": root,
         "strength": list(options.strength),
         "classes_with_recordings": sorted(planned & set(recordings)),
         "classes_text_only": sorted(planned - set(recordings)),
-        "recordings_used": len(loaded),
+        "recordings_used": len(picker.loaded),
+        **picker.summary(),
     }
     for name in REFERENCE_SCHEMA.names:
         table = table.append_column(
             REFERENCE_SCHEMA.field(name), pa.array(columns[name], REFERENCE_SCHEMA.field(name).type)
         )
     return _with_reference_clip_ids(table), summary
+
+
+def _species_targets(table: pa.Table) -> dict[str, int] | None:
+    """label -> BirdNET label index for the classes BirdNET knows; None without the birdnet extra."""
+    from birdgen_ray.verify.birdnet import MissingExtra, birdnet_labels, require_extra
+    from birdgen_ray.verify.species import plan_species
+
+    try:
+        require_extra()
+        return dict(plan_species(table, birdnet_labels()).index)
+    except MissingExtra:
+        return None
+
+
+class _WindowPicker:
+    """A class's slots, (recording, start, confidence), in the order its takes use them: round-robin
+    over its recordings, each recording's best species window first, then its second, ..."""
+
+    def __init__(self, root: str, options: ReferenceOptions, targets: dict[str, int] | None):
+        self.root, self.options, self.targets = root, options, targets
+        self.loaded: dict[str, Recording | None] = {}
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.chosen: dict[str, list[dict]] = {}  # label -> the species windows its rows use
+        self.ceilings: dict[str, float] = {}  # label -> mean band-limited confidence of those windows
+        self._slots: dict[tuple[str, float], list[tuple[str, float, float | None]]] = {}
+
+    def slots(self, label: str, paths: list[str], duration: float, rows: int) -> list[tuple[str, float, float | None]]:
+        key = (label, duration)
+        if key not in self._slots:
+            self._slots[key] = self._pick(label, paths[: min(len(paths), rows)], duration)
+        return self._slots[key]
+
+    def _pick(self, label: str, paths: list[str], duration: float) -> list[tuple[str, float, float | None]]:
+        target = None if self.targets is None else self.targets.get(label)
+        per_recording, chosen = [], []
+        for relative in paths:
+            recording = self._load(relative)
+            if recording is None:
+                continue
+            loudest = [(relative, loudest_window_start(recording.audio, recording.rate, duration), None)]
+            if target is None:
+                per_recording.append(loudest)
+                continue
+            scores = window_scores(recording, self.options.storage_options, self._cache_dir())
+            windows = best_windows(scores, target, self.options.windows_per_recording, self.options.min_confidence)
+            if not windows:
+                self.warnings.append(
+                    f"warning: {recording.uri}: no 3 s window where BirdNET hears {label} at >= "
+                    f"{self.options.min_confidence:g} (best {float(scores.full_band[:, target].max()):.2f}); "
+                    "its loudest window is used"
+                )
+            per_recording.append(
+                [(relative, clip_start(w, duration, scores.duration_s), w.confidence) for w in windows] or loudest
+            )
+            chosen += [{"reference": relative, "start_s": w.start_s, **asdict(w)} for w in windows]
+        slots = [r[j] for j in range(max(map(len, per_recording), default=0)) for r in per_recording if j < len(r)]
+        if chosen:
+            self.chosen[label] = chosen
+            self.ceilings[label] = round(sum(c["band_limited"] for c in chosen) / len(chosen), 4)
+        return slots
+
+    def _load(self, relative: str) -> Recording | None:
+        if relative not in self.loaded:
+            self.loaded[relative] = _check(reference_uri(self.root, relative), self.options, self.problems)
+        return self.loaded[relative]
+
+    def _cache_dir(self) -> Path:
+        return Path(self.options.cache_dir) if self.options.cache_dir else default_cache_dir()
+
+    def summary(self) -> dict:
+        return {
+            "window_choice": "energy" if self.targets is None else "birdnet",
+            "windows_per_recording": self.options.windows_per_recording,
+            "min_reference_confidence": self.options.min_confidence,
+            "species_windows": self.chosen,
+            "reference_ceiling": self.ceilings,
+            "model_band_hz": MODEL_BAND_HZ,
+            "warnings": self.warnings,
+        }
 
 
 def _with_reference_clip_ids(table: pa.Table) -> pa.Table:
@@ -163,8 +275,8 @@ def _with_reference_clip_ids(table: pa.Table) -> pa.Table:
     return table.set_column(position, table.schema.field("clip_id"), pa.array(ids, pa.string()))
 
 
-def _check(uri: str, options: ReferenceOptions, duration: float, problems: list[str]) -> float | None:
-    """The loudest window's start, or None with the recording's problem appended."""
+def _check(uri: str, options: ReferenceOptions, problems: list[str]) -> Recording | None:
+    """The recording, or None with its problem appended."""
     try:
         recording = load_recording(uri, options.storage_options)
     except AudioReadError as exc:
@@ -174,11 +286,12 @@ def _check(uri: str, options: ReferenceOptions, duration: float, problems: list[
     if problem:
         problems.append(f"reference {problem}")
         return None
-    return loudest_window_start(recording.audio, recording.rate, duration)
+    return recording
 
 
-def summary_line(summary: dict) -> str:
-    """For the balance summary: which classes use references and which fall back to text-only."""
+def summary_lines(summary: dict) -> list[str]:
+    """For the plan's summary: which classes use references, how their windows were picked, and
+    per class the species windows chosen with their confidences."""
     text_only = summary["classes_text_only"]
     shown = ", ".join(text_only[:10]) + (f" and {len(text_only) - 10} more" if len(text_only) > 10 else "")
     lo, hi = summary["strength"]
@@ -188,4 +301,27 @@ def summary_line(summary: dict) -> str:
     )
     if text_only:
         line += f"; {len(text_only)} without recordings fall back to text-only: {shown}"
-    return line
+    lines = [line]
+    if summary.get("window_choice") == "energy":
+        lines.append(
+            "reference windows: picked by loudness, not by species (the birdnet extra is not installed: "
+            "pip install 'birdgen-ray[birdnet]')"
+        )
+    lines += summary.get("warnings", [])
+    ceilings = summary.get("reference_ceiling", {})
+    if summary.get("species_windows"):
+        lines.append(
+            f"reference windows where BirdNET hears the class (best {summary['windows_per_recording']} per "
+            f"recording at >= {summary['min_reference_confidence']:g}; ceiling: their mean confidence "
+            "band-limited to the model's band):"
+        )
+    for label, windows in sorted(summary.get("species_windows", {}).items()):
+        shown_windows = ", ".join(
+            f"{w['reference'].rsplit('/', 1)[-1]} {w['start_s']:g}-{w['start_s'] + 3:g} s {w['confidence']:.2f}"
+            for w in windows[:6]
+        )
+        more = f" and {len(windows) - 6} more" if len(windows) > 6 else ""
+        lines.append(
+            f"  {label}: {shown_windows}{more}; ceiling {ceilings[label]:.2f} at {summary['model_band_hz'] // 1000} kHz"
+        )
+    return lines

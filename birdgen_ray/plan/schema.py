@@ -15,6 +15,10 @@ Optional reference columns (plans made with `plan --references`; null on text-on
   reference_root   string   where the references are (local folder or fsspec URI)
   reference_start_s float64 >= 0: where the row's window starts in the recording
   strength         float64  in [0, 1]: share of the schedule run from the noised reference
+  reference_confidence float64 in [0, 1]: BirdNET's confidence in the class on the row's window
+                            (null: the window was picked by energy)
+  reference_ceiling float64 in [0, 1]: the class's BirdNET confidence on its chosen windows
+                            band-limited to the model's band (what `--min-species-confidence 0.5x` scales)
 Any other column (taxon class, common name, budget rule, ...) is carried into the index unchanged.
 
 Validation reads the whole table before any work starts and reports every problem at once, naming
@@ -45,6 +49,8 @@ OPTIONAL_COLUMNS = {
     "reference_root": "string",
     "reference_start_s": "number",
     "strength": "number",
+    "reference_confidence": "number",
+    "reference_ceiling": "number",
 }
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -147,7 +153,9 @@ def _type_ok(kind: str, typ: pa.DataType) -> bool:
 def _reference_problems(table: pa.Table) -> list[str]:
     """Null is fine (a text-only row); a value must be in range."""
     problems = []
-    for col, low, high in (("strength", 0.0, 1.0), ("reference_start_s", 0.0, float("inf"))):
+    ranges = (("strength", 0.0, 1.0), ("reference_start_s", 0.0, float("inf")))
+    ranges += (("reference_confidence", 0.0, 1.0), ("reference_ceiling", 0.0, 1.0))
+    for col, low, high in ranges:
         if col in table.column_names:
             values = pc.cast(table[col], pa.float64())
             outside = pc.or_kleene(pc.invert(pc.is_finite(values)), pc.less(values, low))

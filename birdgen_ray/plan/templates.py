@@ -1,9 +1,11 @@
 """Prompt template files (TOML or YAML): read, check, and resolve the section of one class.
 
 The file format is described in birdgen_ray/data/prompt_templates.toml (the shipped defaults). A
-class's section is [default], then [classes.<taxon class>], [orders.<order>], [families.<family>]
-and [labels.<label>] on top, each overriding the keys it sets (habitats.py says how a class's order
-and family are matched).
+class's section is [default], then [classes.<taxon class>], [regions.<region>], [orders.<order>],
+[families.<family>], [genera.<genus>], [species.<scientific name>] and [labels.<label>] on top, each
+overriding the keys it sets (habitats.py says how a class's sections are matched). A template that
+uses {scientific_name} must use {common_name} too: AudioLDM2 does not know Latin names, so no prompt
+names an animal by its scientific name alone.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ VARIABLES = (
 )
 _LIST_KEYS = ("call_types", "habitats", "styles")
 _SECTION_KEYS = set(_LIST_KEYS) | {"templates", "sounds", "negative_prompt", "descriptors"}
-_OVERRIDE_TABLES = ("classes", "orders", "families", "labels")
+_OVERRIDE_TABLES = ("classes", "regions", "orders", "families", "genera", "species", "labels")
 DEFAULT_PROMPT_STYLE = "descriptive"  # the style of a `templates` given as a plain list
 
 
@@ -75,7 +77,7 @@ class PromptTemplates:
         return self._resolve(((("classes", taxon_class.strip().lower()),)))
 
     def for_stats(self, stats: ClassStats) -> TaxonTemplates:
-        """The class's section: default < taxon class < order < family < label."""
+        """The class's section: default < taxon class < region < order < family < genus < species < label."""
         return self._resolve(tuple(override_keys(stats)))
 
     @property
@@ -256,3 +258,7 @@ def _check_template(template: str, key: str, source: str) -> None:
     bad = sorted(n for n in names if n not in VARIABLES)
     if bad:
         raise _fail(source, key, f"unknown variable(s) {bad}; allowed: {list(VARIABLES)}")
+    if "scientific_name" in names and "common_name" not in names:
+        raise _fail(
+            source, key, "uses {scientific_name} without {common_name}: AudioLDM2 does not know scientific names"
+        )

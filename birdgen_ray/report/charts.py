@@ -71,13 +71,14 @@ def metric_histograms(values: dict[str, list[float]], thresholds: dict[str, floa
     return _save(fig, path)
 
 
-def species_histogram(confidences: list[float], threshold: float, path: Path) -> Path:
-    """Distribution of the target species' BirdNET confidence; a dashed line at the pass threshold."""
+def species_histogram(confidences: list[float], threshold: float | None, path: Path) -> Path:
+    """Distribution of the target species' BirdNET confidence; a dashed line at the run's threshold."""
     fig = Figure(figsize=(4.8, 2.6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.hist(confidences, bins=20, range=(0.0, 1.0), color=SYNTHETIC)
-    ax.axvline(threshold, color=FAILED, linestyle="--", linewidth=1, label=f"pass >= {threshold:g}")
-    ax.legend(fontsize=7)
+    if threshold is not None:
+        ax.axvline(threshold, color=FAILED, linestyle="--", linewidth=1, label=f"pass >= {threshold:g}")
+        ax.legend(fontsize=7)
     ax.set_title("species confidence (BirdNET v2.4, max over 3 s windows)", fontsize=9)
     ax.set_xlabel("confidence", fontsize=8)
     ax.set_ylabel("clips", fontsize=8)

@@ -1,9 +1,12 @@
 """The report's species section: what BirdNET says about the clips, per class and per taxon.
 
 Species columns come from the index (a `submit --verify` run) or, for clips made without it, from
-`verify OUT`'s sidecars. A clip passes when its target species' confidence reaches the run's
-`min_species_confidence` (or 0.5, BirdNET's usual cut-off, when the run set none); a clip of a class
-with no BirdNET label is unverifiable and never counts as passed.
+`verify OUT`'s sidecars. A clip passes the species rule when its target species' confidence reaches
+the run's `min_species_confidence`, the rule the gate's `verdict` applied; a run that set none has no
+species rule, and the section says so instead of counting passes against a number the run never
+used. A clip of a class with no BirdNET label is unverifiable and never counts as passed. Each class
+shows its `reference_ceiling` (plan --references): what its real recordings score once band-limited
+to the model's band.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from birdgen_ray.io.layout import SHARDS_DIR, committed_shard_ids, species_path
 from birdgen_ray.io.storage import Output, read_parquet
 from birdgen_ray.verify.birdnet import LICENCE
 from birdgen_ray.verify.columns import SPECIES_COLUMNS
+from birdgen_ray.verify.thresholds import SpeciesThreshold
 
 DEFAULT_PASS = 0.5
 CONFUSIONS_SHOWN = 20
@@ -31,16 +35,23 @@ class SpeciesGroup:
     clips: int = 0
     verified: int = 0  # clips with a confidence (their class has a BirdNET label)
     passed: int = 0
+    ceiling: float | None = None  # the class's reference_ceiling (plan --references), if any
+    confidences: list[float] = field(default_factory=list)
 
     @property
     def pass_rate(self) -> float | None:
         return self.passed / self.clips if self.clips else None
 
+    @property
+    def median_confidence(self) -> float | None:
+        ordered = sorted(self.confidences)
+        return ordered[len(ordered) // 2] if ordered else None
+
 
 @dataclass
 class SpeciesReport:
-    threshold: float
-    threshold_source: str  # "the run's --min-species-confidence" or "default"
+    threshold: float | None  # the run's absolute --min-species-confidence; None: none, or relative
+    threshold_source: str  # the run's rule in words, or "no species threshold was set"
     verifiers: list[str]
     clips: int
     passed: int
@@ -54,7 +65,8 @@ class SpeciesReport:
 
 def species_columns(output: Output, index: pa.Table) -> pa.Table | None:
     """clip_id, label, taxon_class + species columns, sidecar values filling in what the index lacks."""
-    have = [c for c in ("clip_id", "label", "taxon_class", *SPECIES_COLUMNS) if c in index.column_names]
+    wanted = ("clip_id", "label", "taxon_class", "reference_ceiling", *SPECIES_COLUMNS)
+    have = [c for c in wanted if c in index.column_names]
     table = index.select(have)
     sidecars = _sidecars(output)
     if sidecars is not None:
@@ -82,12 +94,6 @@ def _sidecars(output: Output) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
-def pass_threshold(settings: dict) -> tuple[float, float | None]:
-    """(the confidence a clip needs, the run's own --min-species-confidence or None)."""
-    run_threshold = (settings.get("quality") or {}).get("min_species_confidence")
-    return (DEFAULT_PASS if run_threshold is None else float(run_threshold)), run_threshold
-
-
 def species_passed(output: Output, index: pa.Table) -> list[bool] | None:
     """Per index row: BirdNET heard the clip's own species at the pass threshold (None: nothing verified).
 
@@ -97,13 +103,29 @@ def species_passed(output: Output, index: pa.Table) -> list[bool] | None:
     if table is None:
         return None
     settings = json.loads(index["settings"][0].as_py() or "{}") if "settings" in index.column_names else {}
-    threshold, _ = pass_threshold(settings)
-    confidence = dict(zip(table["clip_id"].to_pylist(), table["species_confidence"].to_pylist()))
-    passed = []
-    for clip_id in index["clip_id"].to_pylist():
-        value = confidence.get(clip_id)
-        passed.append(value is not None and not math.isnan(value) and value >= threshold)
-    return passed
+    rule = run_rule(settings) or SpeciesThreshold(DEFAULT_PASS)  # evaluate's "species-verified": 0.5 if none
+    ceilings = table["reference_ceiling"].to_pylist() if "reference_ceiling" in table.column_names else None
+    scored = zip(table["species_confidence"].to_pylist(), ceilings or [None] * table.num_rows)
+    judged = dict(zip(table["clip_id"].to_pylist(), (rule.passes(c, ceiling) for c, ceiling in scored)))
+    return [judged.get(clip_id, False) for clip_id in index["clip_id"].to_pylist()]
+
+
+def run_rule(settings: dict) -> SpeciesThreshold | None:
+    """The run's species rule, as its gate applied it (None: the run set no species threshold)."""
+    quality = settings.get("quality") or {}
+    if quality.get("min_species_confidence") is None:
+        return None
+    return SpeciesThreshold(float(quality["min_species_confidence"]), bool(quality.get("species_confidence_relative")))
+
+
+def _rule_text(rule: SpeciesThreshold | None) -> str:
+    if rule is None:
+        return "no species threshold was set"
+    return (
+        f"the run's --min-species-confidence {rule} of each class's ceiling"
+        if rule.relative
+        else ("the run's --min-species-confidence")
+    )
 
 
 def collect_species(output: Output, index: pa.Table, settings: dict) -> SpeciesReport | None:
@@ -111,29 +133,32 @@ def collect_species(output: Output, index: pa.Table, settings: dict) -> SpeciesR
     table = species_columns(output, index)
     if table is None:
         return None
-    threshold, run_threshold = pass_threshold(settings)
+    rule = run_rule(settings)
     rows = table.to_pydict()
     taxa = rows.get("taxon_class") or [""] * table.num_rows
+    ceilings = rows.get("reference_ceiling") or [None] * table.num_rows
     per_class: dict[str, SpeciesGroup] = {}
     per_taxon: dict[str, SpeciesGroup] = {}
     confusions: Counter = Counter()
     confidences = []
-    for label, taxon, confidence, top1 in zip(rows["label"], taxa, rows["species_confidence"], rows["species_top1"]):
+    columns = zip(rows["label"], taxa, ceilings, rows["species_confidence"], rows["species_top1"])
+    for label, taxon, ceiling, confidence, top1 in columns:
         ok = confidence is not None and not math.isnan(confidence)
-        passed = ok and confidence >= threshold  # the rule species_passed applies
-        class_group = per_class.setdefault(label, SpeciesGroup(label))
+        passed = rule is not None and rule.passes(confidence, ceiling)  # the gate's rule
+        class_group = per_class.setdefault(label, SpeciesGroup(label, ceiling=ceiling))
         taxon_group = per_taxon.setdefault(taxon or "?", SpeciesGroup(taxon or "?"))
         for group in (class_group, taxon_group):
             group.clips += 1
             group.verified += int(ok)
             group.passed += int(passed)
+            group.confidences += [float(confidence)] if ok else []
         if ok:
             confidences.append(float(confidence))
-            if not passed:
+            if rule is not None and not passed:
                 confusions[(label, top1)] += 1
     return SpeciesReport(
-        threshold=threshold,
-        threshold_source="the run's --min-species-confidence" if run_threshold is not None else "default",
+        threshold=None if rule is None or rule.relative else rule.value,
+        threshold_source=_rule_text(rule),
         verifiers=sorted(set(rows["verifier"])),
         clips=table.num_rows,
         passed=sum(g.passed for g in per_class.values()),

@@ -163,4 +163,24 @@ def _with_species(run: RunConfig, plan) -> RunConfig:
         log.warning(describe_unverifiable(species))
     labels = birdnet_labels()
     generation = replace(run.generation, species_labels={k: labels[i] for k, i in species.index.items()})
+    if generation.quality.species_confidence_relative:
+        generation = replace(generation, species_ceilings=_ceilings(plan, set(species.index)))
     return replace(run, generation=generation)
+
+
+def _ceilings(plan, verifiable: set[str]) -> dict[str, float]:
+    """label -> the plan's reference_ceiling; a verifiable class without one makes a relative
+    species threshold meaningless, so the run is refused naming the classes."""
+    ceilings: dict[str, float] = {}
+    if "reference_ceiling" in plan.column_names:
+        for label, ceiling in zip(plan["label"].to_pylist(), plan["reference_ceiling"].to_pylist()):
+            if ceiling is not None:
+                ceilings.setdefault(label, float(ceiling))
+    missing = sorted(verifiable - set(ceilings))
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise ValueError(
+            "a relative --min-species-confidence (like 0.5x) needs each class's reference_ceiling "
+            f"(plan --references with the birdnet extra); the plan has none for: {shown}"
+        )
+    return ceilings
