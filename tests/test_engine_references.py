@@ -13,6 +13,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.denoise import latent_height, steps_to_run
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.postprocess import to_output
+from birdgen_ray.generate.renderer import reference_window
 from birdgen_ray.rows import PlanRow
 from tests.real_audio import AUDIO, needs_real_audio
 from tests.test_engine import _nan_on_calls, relative_difference, relative_l2
@@ -69,7 +70,7 @@ def test_strength_zero_decodes_the_encoded_reference():
     row = ref_row("zero", 0.0)
     (clip,) = engine.generate([row])
     with torch.no_grad():
-        latents = engine.references.latents(row, latent_height(engine.pipe, 1.0))
+        latents = engine.references.latents(reference_window(row), latent_height(engine.pipe, 1.0))
         mel = engine.pipe.vae.decode(latents / engine.pipe.vae.config.scaling_factor).sample
         raw = engine.pipe.mel_spectrogram_to_waveform(mel)[0, :16_000].numpy()
     np.testing.assert_array_equal(clip.audio, to_output(raw, 16_000, 16_000, 1.0, -1.0))

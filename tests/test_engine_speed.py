@@ -46,9 +46,9 @@ def record_batches(engine: AudioLDM2Engine) -> list[list[int]]:
     batches: list[list[int]] = []
     render = engine._render_batch
 
-    def recorded(rows, seeds, first_step, duration):
-        batches.append(list(seeds))
-        return render(rows, seeds, first_step, duration)
+    def recorded(rows, real_rows, duration):
+        batches.append([r.seed for r in rows])
+        return render(rows, real_rows, duration)
 
     engine._render_batch = recorded
     return batches
@@ -139,10 +139,10 @@ def test_a_finished_clips_post_processing_runs_while_later_batches_render():
         started.set()
         return postprocess(raw, duration)
 
-    def last_batch_waits_for_it(rows, seeds, first_step, duration):
-        if seeds == [ROWS[-1].seed]:  # the last 1 s clip: the pool must already be working on an earlier one
+    def last_batch_waits_for_it(rows, real_rows, duration):
+        if [r.seed for r in rows] == [ROWS[-1].seed]:  # the last 1 s clip: the pool must already be working
             overlapped.append(started.wait(timeout=10))
-        return render(rows, seeds, first_step, duration)
+        return render(rows, real_rows, duration)
 
     engine._postprocess, engine._render_batch = postprocess_signals, last_batch_waits_for_it
     clips = engine.generate(ROWS)

@@ -44,8 +44,9 @@ def pooled_output(output) -> torch.Tensor:
 class PromptEncoder:
     """Per-text encodings with an LRU cache; `batch` assembles pipeline inputs for many clips."""
 
-    def __init__(self, pipe, stage: StageTimer, cache_size: int = 4096, group_size: int = 64):
+    def __init__(self, pipe, stage: StageTimer, cache_size: int = 4096, group_size: int = 64, counts=None):
         self.pipe = pipe
+        self.counts = counts  # renderer.EngineCounts: one encoder call per group encoded
         self.stage = stage
         self.cache_size = cache_size
         self.group_size = group_size
@@ -98,6 +99,8 @@ class PromptEncoder:
         pipe, device = self.pipe, self.pipe._execution_device
         clap_ids = torch.tensor([m[1] for m in members], device=device)
         t5_ids = torch.tensor([m[2] for m in members], device=device)
+        if self.counts is not None:
+            self.counts.encoder_calls += 1
         with self.stage("text_encoding"):
             clap_text = pooled_output(
                 pipe.text_encoder.get_text_features(clap_ids, attention_mask=torch.ones_like(clap_ids))
