@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds, RunConfig
+from birdgen_ray.generate.encode import bucket
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.seeds import attempt_seed
 from birdgen_ray.plan.schema import validate_plan
@@ -112,7 +113,7 @@ def test_the_index_holds_null_for_an_unscored_clip(tmp_path):
     assert index["peak_dbfs"].null_count == 0
 
 
-def test_a_shards_texts_are_encoded_once_up_front_in_the_largest_groups():
+def test_a_shards_texts_are_encoded_once_up_front_in_length_buckets():
     engine = make_engine(batch_size=1)
     t5_calls = count_calls(engine.pipe.text_encoder_2)
     rows = [
@@ -121,11 +122,13 @@ def test_a_shards_texts_are_encoded_once_up_front_in_the_largest_groups():
     ]
     texts = list(dict.fromkeys(t for r in rows for t in (r.prompt, r.negative_prompt)))
     lengths = {(len(engine.pipe.tokenizer(t).input_ids), len(engine.pipe.tokenizer_2(t).input_ids)) for t in texts}
-    assert len(lengths) < len(texts)  # some texts share token lengths: one group for them
+    buckets = {(bucket(c, 512), bucket(t, 512)) for c, t in lengths}
+    assert len(buckets) < len(lengths)  # texts of different lengths share a bucket: one call for them
 
     engine.generate(rows)
 
-    assert t5_calls[0] == len(lengths)  # one Flan-T5 call per group of equal token lengths, none per batch
+    assert t5_calls[0] == len(buckets)  # one Flan-T5 call per length bucket, none per batch
+    assert engine.engine_counts["encoder_calls"] == len(buckets)
     assert set(engine.encoder._cache) == set(texts)
 
 

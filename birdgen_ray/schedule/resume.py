@@ -132,7 +132,7 @@ def check_scheduler(plan: pa.Table, generation: GenerationConfig, plan_path: str
         return
     references = sum(1 for reference in plan["reference"].to_pylist() if reference)
     if references:
-        raise PlanError(
+        raise ValueError(  # a setting that does not fit the plan, not a bad plan: one line
             f"--scheduler pndm cannot start from a reference: {references} rows of {plan_path} have one "
             "(use --scheduler dpm, ddim or unipc)"
         )
