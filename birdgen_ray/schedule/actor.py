@@ -47,6 +47,7 @@ class ShardResult:
     seconds: float  # generating + writing this shard (the wait for the generator excluded)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # the generator's stages + "write"
     oom_splits: int = 0
+    engine_counts: dict[str, int] = field(default_factory=dict)  # encoder calls, UNet rows, padded rows
     generate_seconds: float = 0.0  # holding the generator (the GPU on a GPU actor)
     # When (epoch seconds, in the actor's process) this shard got the generator, released it, committed.
     generate_start: float = 0.0
@@ -164,6 +165,7 @@ class ShardWorker:
         with self._generator_lock:  # one shard at a time on the model; the previous one may still be writing
             generate_start, start = time.time(), time.perf_counter()
             stages_before = dict(getattr(self.generator, "stage_times", {}))
+            counts_before = dict(getattr(self.generator, "engine_counts", {}))
             self._generating = shard
             try:
                 clips, oom_splits = self._generate(rows)
@@ -172,6 +174,7 @@ class ShardWorker:
             with self._made_lock:
                 self._made[shard.shard_id] = float(len(clips))
             stages = {k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()}
+            counts = {k: v - counts_before.get(k, 0) for k, v in getattr(self.generator, "engine_counts", {}).items()}
             generate_seconds = time.perf_counter() - start
             generate_end = time.time()
         write_start = time.perf_counter()
@@ -184,6 +187,7 @@ class ShardWorker:
             seconds=generate_seconds + stages["write"],
             stage_seconds=stages,
             oom_splits=oom_splits,
+            engine_counts=counts,
             generate_seconds=generate_seconds,
             generate_start=generate_start,
             generate_end=generate_end,
