@@ -145,7 +145,10 @@ def test_mixed_references_and_strengths_do_not_depend_on_batch_mates_float32():
     together = batched.generate(MIXED)
     for row, clip in zip(MIXED, together):
         single = alone.generate([row])[0].audio
-        assert relative_l2(single, clip.audio) < 1e-5  # the bounds of test_engine's invariance tests
+        # float32 rounding only (the float64 twin above bounds the logic at 1e-12): test_engine's text-only
+        # bound of 1e-5 was met here by 0.9e-5 on 2026-12-01's packages; under the lock the `quarter` row
+        # measures 1.04e-5 (1.09e-5 with the engine before the take queue), so this test allows 2e-5
+        assert relative_l2(single, clip.audio) < 2e-5
         assert relative_difference(single, clip.audio) < 5e-5
 
 
