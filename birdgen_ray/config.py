@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 TINY_MODEL = "tiny"
@@ -196,3 +197,17 @@ class RunConfig:
             raise ValueError("--verify needs the audioldm2 generator (the null generator makes no bird sound)")
         if self.shard_timeout_s is not None and not self.shard_timeout_s > 0:
             raise ValueError(f"shard_timeout_s must be > 0 (or None: no timeout), got {self.shard_timeout_s}")
+
+
+def parse_range(text: str, option: str, low: float = -math.inf, high: float = math.inf) -> tuple[float, float]:
+    """'0.5' -> (0.5, 0.5); '0.3:0.7' -> (0.3, 0.7), with low <= lo <= hi <= high; ValueError names the option."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not all(math.isfinite(p) and low <= p <= high for p in parts) or parts[0] > parts[1]:
+        bounds = f"{low:g} <= lo <= hi <= {high:g}" if math.isfinite(low) and math.isfinite(high) else "lo <= hi"
+        raise ValueError(f"{option} must be a number or a range lo:hi with {bounds}, got {text!r}")
+    return parts[0], parts[1]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from birdgen_ray.config import parse_range
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError, read_audio
 
 
@@ -39,15 +40,7 @@ class Mix:
 
 def parse_snr(text: str) -> tuple[float, float]:
     """'3:15' -> (3.0, 15.0); '6' -> (6.0, 6.0); ValueError names the option."""
-    try:
-        parts = [float(p) for p in text.split(":")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or not all(np.isfinite(parts)) or parts[0] > parts[1]:
-        raise ValueError(f"--snr-db must be a number or a range lo:hi in dB with lo <= hi, got {text!r}")
-    return parts[0], parts[1]
+    return parse_range(text, "--snr-db")
 
 
 def find_backgrounds(source: str | Path) -> list[str]:

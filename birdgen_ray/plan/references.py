@@ -33,6 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from birdgen_ray.config import parse_range
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
 from birdgen_ray.io.recordings import (
     Recording,
@@ -77,17 +78,7 @@ class ReferenceOptions:
 
 def parse_strength(text: str) -> tuple[float, float]:
     """'0.5' or '0.3:0.7' -> (lo, hi) within [0, 1]; ValueError names the option."""
-    try:
-        parts = [float(p) for p in text.split(":")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or not all(0.0 <= p <= 1.0 for p in parts) or parts[0] > parts[1]:
-        raise ValueError(
-            f"--strength must be a number in [0, 1] or a range lo:hi with 0 <= lo <= hi <= 1, got {text!r}"
-        )
-    return parts[0], parts[1]
+    return parse_range(text, "--strength", 0.0, 1.0)
 
 
 def row_strength(strength: tuple[float, float], seed: int, label: str, take: int) -> float:
