@@ -260,7 +260,7 @@ class AudioLDM2Engine:
                 audio=audio,
                 sample_rate=gen.output_sample_rate,
                 source_sample_rate=self.source_rate,
-                bandwidth_hz=self.source_rate / 2,
+                bandwidth_hz=min(self.source_rate, gen.output_sample_rate) / 2,  # the stored audio's band
                 final_seed=int(state.seed),
                 attempts=state.attempts,
                 verdict=verdict(state.reasons),

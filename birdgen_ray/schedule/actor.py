@@ -58,7 +58,13 @@ def build_generator(run: RunConfig) -> ClipGenerator:
         from birdgen_ray.generate.null import NullGenerator
 
         return NullGenerator(run.generation, run.engine)
-    if run.generator == "audioldm2":
+    if run.generator == "audioldm2":  # the --model, of whichever family its model_index.json names
+        from birdgen_ray.generate.model import model_family, resolve_model
+
+        if model_family(resolve_model(run.generation.model)[0]) == "stable-audio-open":
+            from birdgen_ray.generate.renderer_engine import RendererEngine
+
+            return RendererEngine(run.generation, run.engine, run.storage_options)
         from birdgen_ray.generate.engine import AudioLDM2Engine
 
         return AudioLDM2Engine(run.generation, run.engine, run.storage_options)
