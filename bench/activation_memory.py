@@ -27,8 +27,7 @@ from common import bench_arguments, bench_device, make_rows, prepare_model  # be
 from machine import cpu_model
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
-from birdgen_ray.generate.engine import AudioLDM2Engine
-from birdgen_ray.generate.renderer_engine import RendererEngine
+from birdgen_ray.generate.engine import AudioLDM2Engine, StableAudioEngine
 
 
 def _status_mb(field: str) -> float:
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         model = prepare_stable_audio(args.model or "full", args.cache_dir)
         generation = GenerationConfig(model=model, num_inference_steps=2, quality=QualityThresholds(max_retries=0))
-        engine = RendererEngine(generation, EngineConfig(batch_size=1, device="cpu"))
+        engine = StableAudioEngine(generation, EngineConfig(batch_size=1, device="cpu"))
     else:
         model = prepare_model(args.model or "full", args.cache_dir, args.reference)
         quality = QualityThresholds(min_clap_score=-1.0, max_retries=0)  # every clip scored, none retried

@@ -30,6 +30,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, RunConfig
 from birdgen_ray.generate import engine as engine_module
 from birdgen_ray.generate.engine import make_scheduler
 from birdgen_ray.generate.model import load_pipeline
+from birdgen_ray.generate.renderers import audioldm2 as renderer_module
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.rows import PlanRow
@@ -54,12 +55,12 @@ class SharedPipelines:
     def installed(self):
         """The engine module loads through this while the block runs (a bench in a test process must not
         hand its pipeline to the tests after it)."""
-        original = engine_module.load_pipeline
-        engine_module.load_pipeline = self
+        original = renderer_module.load_pipeline
+        renderer_module.load_pipeline = self
         try:
             yield self
         finally:
-            engine_module.load_pipeline = original
+            renderer_module.load_pipeline = original
 
 
 class CaseTimedOut(Exception):

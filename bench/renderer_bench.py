@@ -26,9 +26,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
-from birdgen_ray.generate.engine import AudioLDM2Engine
+from birdgen_ray.generate.engine import AudioLDM2Engine, StableAudioEngine
 from birdgen_ray.generate.random_stable_audio import build_from_reference_configs
-from birdgen_ray.generate.renderer_engine import RendererEngine
 
 STABLE_AUDIO_CONFIGS = Path(__file__).resolve().parent / "reference" / "stable-audio-open-1.0"
 
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = bench_device(args)
     models = {
         "audioldm2": (prepare_model(args.audioldm2, args.cache_dir, args.reference), AudioLDM2Engine),
-        "stable-audio-open": (prepare_stable_audio(args.stable_audio, args.cache_dir), RendererEngine),
+        "stable-audio-open": (prepare_stable_audio(args.stable_audio, args.cache_dir), StableAudioEngine),
     }
     report = {
         "date": datetime.date.today().isoformat(),

@@ -93,10 +93,13 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     assert all(floors[part_of(t)] > floors["generate"] for t in found)
 
 
-def test_config_and_engine_load_neither_fsspec_nor_pyarrow():
+def test_config_engine_queue_and_renderers_load_neither_fsspec_pyarrow_nor_soundfile():
+    """The engine reads no files but references (io.recordings, imported on the first one)."""
     code = (
-        "import sys, birdgen_ray.config, birdgen_ray.generate.engine; "
-        "print(sorted(m for m in ('fsspec', 'pyarrow') if m in sys.modules))"
+        "import sys, birdgen_ray.config, birdgen_ray.generate.engine, birdgen_ray.generate.take_queue, "
+        "birdgen_ray.generate.renderer, birdgen_ray.generate.renderers.audioldm2, "
+        "birdgen_ray.generate.renderers.stable_audio; "
+        "print(sorted(m for m in ('fsspec', 'pyarrow', 'soundfile') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -179,12 +179,12 @@ def test_the_bench_gives_the_engine_module_its_own_loader_back():
     """Its shared pipeline must not leak into engines built after it in the same process (the tests)."""
     import cases
 
-    from birdgen_ray.generate import engine as engine_module
+    from birdgen_ray.generate.renderers import audioldm2 as renderer_module
 
-    original = engine_module.load_pipeline
+    original = renderer_module.load_pipeline
     with cases.SharedPipelines().installed() as pipes:
-        assert engine_module.load_pipeline is pipes
-    assert engine_module.load_pipeline is original
+        assert renderer_module.load_pipeline is pipes
+    assert renderer_module.load_pipeline is original
 
 
 def test_renderer_bench_measures_both_families_at_equal_clip_length(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
-from birdgen_ray.generate import engine as engine_module
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.model import load_pipeline
+from birdgen_ray.generate.renderers import audioldm2 as renderer_module
 from birdgen_ray.rows import PlanRow
 
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 def fp16_engine(monkeypatch, batch_size=2) -> AudioLDM2Engine:
     """fp16 weights through from_pretrained, exactly as load_pipeline gives them on CUDA."""
     monkeypatch.setattr(
-        engine_module, "load_pipeline", lambda model, device: load_pipeline(model, device, dtype=torch.float16)
+        renderer_module, "load_pipeline", lambda model, device: load_pipeline(model, device, dtype=torch.float16)
     )
     generation = GenerationConfig(model="tiny", num_inference_steps=2, quality=QualityThresholds(max_retries=0))
     return AudioLDM2Engine(generation, EngineConfig(batch_size=batch_size, device="cpu"))

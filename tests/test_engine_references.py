@@ -13,6 +13,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.denoise import latent_height, steps_to_run
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.postprocess import to_output
+from birdgen_ray.generate.renderer import reference_window
 from birdgen_ray.rows import PlanRow
 from tests.real_audio import AUDIO, needs_real_audio
 from tests.test_engine import _nan_on_calls, relative_difference, relative_l2
@@ -48,7 +49,10 @@ def test_steps_to_run_rounds_half_up_and_stays_in_range():
     assert steps_to_run(None, 25) == 25 and steps_to_run(0.3, 25) == 8 and steps_to_run(0.7, 25) == 18
 
 
-@pytest.mark.parametrize("scheduler", ["dpm", "ddim"])
+SCHEDULERS_THAT_START_PART_WAY = ["dpm", "ddim", "unipc"]
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS_THAT_START_PART_WAY)
 def test_strength_selects_how_many_unet_steps_run(scheduler):
     engine = make_engine(scheduler=scheduler)
     calls = count_unet_calls(engine)
@@ -64,12 +68,25 @@ def test_strength_selects_how_many_unet_steps_run(scheduler):
     assert len(calls) - before == STEPS  # a text-only row runs the whole schedule too
 
 
-def test_strength_zero_decodes_the_encoded_reference():
-    engine = make_engine()
+def test_pndm_refuses_a_reference_row_and_still_renders_text_only_rows():
+    engine = make_engine(scheduler="pndm")
+    calls = count_unet_calls(engine)
+    for strength in (0.0, 0.5, 1.0):
+        with pytest.raises(ValueError, match="--scheduler pndm cannot start from a reference"):
+            engine.generate([ref_row(f"s{strength}", strength)])
+    assert calls == []
+    (clip,) = engine.generate([replace(ref_row("text", None), reference=None, reference_root=None)])
+    # PLMS's schedule has STEPS + 1 entries (its warm-up repeats one timestep): one UNet call each
+    assert len(calls) == len(engine.pipe.scheduler.timesteps) == STEPS + 1 and np.isfinite(clip.audio).all()
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS_THAT_START_PART_WAY)
+def test_strength_zero_decodes_the_encoded_reference(scheduler):
+    engine = make_engine(scheduler=scheduler)
     row = ref_row("zero", 0.0)
     (clip,) = engine.generate([row])
     with torch.no_grad():
-        latents = engine.references.latents(row, latent_height(engine.pipe, 1.0))
+        latents = engine.references.latents(reference_window(row), latent_height(engine.pipe, 1.0))
         mel = engine.pipe.vae.decode(latents / engine.pipe.vae.config.scaling_factor).sample
         raw = engine.pipe.mel_spectrogram_to_waveform(mel)[0, :16_000].numpy()
     np.testing.assert_array_equal(clip.audio, to_output(raw, 16_000, 16_000, 1.0, -1.0))
@@ -107,6 +124,20 @@ def test_mixed_references_and_strengths_do_not_depend_on_batch_mates_float64():
     for row, clip in zip(MIXED, together):
         assert clip.clip_id == row.clip_id
         assert relative_difference(alone.generate([row])[0].audio, clip.audio) < 1e-12
+
+
+def test_rows_with_different_start_steps_share_a_batch_and_the_counts_say_what_waited():
+    """Sorted by start step, MIXED at batch 3 is [text 0, full 0, half 2] then [half-b 2, quarter 3, zero 4]
+    (4 steps): the first batch runs 4 UNet calls with `half` held for 2, the second 2 calls with `quarter`
+    held for 1 and `zero` (no step to run) for 2. Without mixing it would be 4 batches, 3 of them padded."""
+    engine = make_engine(batch_size=3)
+    unet_batches = []
+    engine.pipe.unet.register_forward_pre_hook(lambda _m, args: unet_batches.append(args[0].shape[0]))
+    engine.generate(MIXED)
+    assert unet_batches == [6] * 6  # 3 rows x classifier-free guidance, 4 + 2 calls
+    counts = engine.engine_counts
+    assert (counts["unet_rows"], counts["padded_rows"]) == (3 * 4 + 3 * 2, 2 + 1 + 2)
+    assert counts["encoder_calls"] >= 1
 
 
 def test_mixed_references_and_strengths_do_not_depend_on_batch_mates_float32():

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds, RunConfig
+from birdgen_ray.generate.encode import bucket
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.seeds import attempt_seed
 from birdgen_ray.plan.schema import validate_plan
@@ -46,9 +47,9 @@ def record_batches(engine: AudioLDM2Engine) -> list[list[int]]:
     batches: list[list[int]] = []
     render = engine._render_batch
 
-    def recorded(rows, seeds, first_step, duration):
-        batches.append(list(seeds))
-        return render(rows, seeds, first_step, duration)
+    def recorded(rows, real_rows, duration):
+        batches.append([r.seed for r in rows])
+        return render(rows, real_rows, duration)
 
     engine._render_batch = recorded
     return batches
@@ -112,7 +113,7 @@ def test_the_index_holds_null_for_an_unscored_clip(tmp_path):
     assert index["peak_dbfs"].null_count == 0
 
 
-def test_a_shards_texts_are_encoded_once_up_front_in_the_largest_groups():
+def test_a_shards_texts_are_encoded_once_up_front_in_length_buckets():
     engine = make_engine(batch_size=1)
     t5_calls = count_calls(engine.pipe.text_encoder_2)
     rows = [
@@ -121,11 +122,13 @@ def test_a_shards_texts_are_encoded_once_up_front_in_the_largest_groups():
     ]
     texts = list(dict.fromkeys(t for r in rows for t in (r.prompt, r.negative_prompt)))
     lengths = {(len(engine.pipe.tokenizer(t).input_ids), len(engine.pipe.tokenizer_2(t).input_ids)) for t in texts}
-    assert len(lengths) < len(texts)  # some texts share token lengths: one group for them
+    buckets = {(bucket(c, 512), bucket(t, 512)) for c, t in lengths}
+    assert len(buckets) < len(lengths)  # texts of different lengths share a bucket: one call for them
 
     engine.generate(rows)
 
-    assert t5_calls[0] == len(lengths)  # one Flan-T5 call per group of equal token lengths, none per batch
+    assert t5_calls[0] == len(buckets)  # one Flan-T5 call per length bucket, none per batch
+    assert engine.engine_counts["encoder_calls"] == len(buckets)
     assert set(engine.encoder._cache) == set(texts)
 
 
@@ -139,10 +142,10 @@ def test_a_finished_clips_post_processing_runs_while_later_batches_render():
         started.set()
         return postprocess(raw, duration)
 
-    def last_batch_waits_for_it(rows, seeds, first_step, duration):
-        if seeds == [ROWS[-1].seed]:  # the last 1 s clip: the pool must already be working on an earlier one
+    def last_batch_waits_for_it(rows, real_rows, duration):
+        if [r.seed for r in rows] == [ROWS[-1].seed]:  # the last 1 s clip: the pool must already be working
             overlapped.append(started.wait(timeout=10))
-        return render(rows, seeds, first_step, duration)
+        return render(rows, real_rows, duration)
 
     engine._postprocess, engine._render_batch = postprocess_signals, last_batch_waits_for_it
     clips = engine.generate(ROWS)

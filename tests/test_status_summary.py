@@ -59,6 +59,7 @@ def test_summary_counts_throughput_gpu_seconds_stages_versions_and_settings(ray_
     assert summary["shard_retries"] == 1 and summary["actors"] == 2 and summary["actors_replaced"] == 0
     assert summary["verdicts"] == {"pass": 8}
     assert summary["clips_per_second"] == pytest.approx(8 / summary["wall_seconds"], rel=0.01)
+    assert summary["engine_counts"] == {}  # the null generator runs no model
     stages = summary["stage_seconds"]
     assert set(stages) == {"generate", "postprocess", "write"} and all(seconds > 0 for seconds in stages.values())
     # GPU-seconds are the time actors held the model (1 GPU each); writing overlaps it and adds the rest.

@@ -87,3 +87,21 @@ def test_no_doc_advises_turning_token_auth_off():
         assert "RAY_AUTH_MODE=disabled" not in doc.read_text(encoding="utf-8"), doc
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "ray get-auth-token --generate" in readme and "ray job submit" in readme
+
+
+def test_pndm_is_refused_for_a_plan_with_reference_rows_in_one_line(tmp_path):
+    """PLMS repeats a warm-up timestep: a row started part-way would run against the wrong one."""
+    table = plan_table(3)
+    table = table.append_column("reference", pa.array(["a.wav", None, None], pa.string()))
+    table = table.append_column("reference_root", pa.array([str(tmp_path), None, None], pa.string()))
+    table = table.append_column("reference_start_s", pa.array([0.0, None, None], pa.float64()))
+    table = table.append_column("strength", pa.array([0.5, None, None], pa.float64()))
+    plan = write_plan(tmp_path / "refs.parquet", table)
+    for extra in (["--dry-run"], []):
+        result = invoke("submit", plan, "--out", tmp_path / "o", "--scheduler", "pndm", *extra)
+        assert result.exit_code == 2, result.output
+        assert "--scheduler pndm cannot start from a reference: 1 rows" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    text_only = write_plan(tmp_path / "text.parquet", plan_table(3))
+    assert invoke("submit", text_only, "--out", tmp_path / "o", "--scheduler", "pndm", "--dry-run").exit_code == 0
+    assert invoke("submit", plan, "--out", tmp_path / "o", "--scheduler", "ddim", "--dry-run").exit_code == 0

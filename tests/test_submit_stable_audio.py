@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.config import EngineConfig, GenerationConfig, RunConfig
-from birdgen_ray.generate.renderer_engine import RendererEngine
+from birdgen_ray.generate.engine import StableAudioEngine
 from birdgen_ray.index.reader import open_index, read_clip, read_clip_bytes
 from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.rows import plan_rows
@@ -80,7 +80,7 @@ def test_tiny_stable_audio_writes_full_band_clips_with_reference_provenance(ray_
 
     # a reference row regenerated alone, from its plan row, reproduces its clip (16-bit WAV apart)
     plan = {r.clip_id: r for r in plan_rows(read_plan(str(plan_path)))}
-    engine = RendererEngine(generation, EngineConfig(batch_size=1, device="cpu"))
+    engine = StableAudioEngine(generation, EngineConfig(batch_size=1, device="cpu"))
     clip_id = next(c for c, r in plan.items() if r.label == "beta")
     (again,) = engine.generate([plan[clip_id]])
     stored, _ = read_clip(run.out, clip_id)
@@ -99,7 +99,7 @@ def test_the_verifier_hears_stable_audio_at_its_own_44_1_khz():
     generation = GenerationConfig(
         model="tiny-stable-audio", num_inference_steps=2, verifier="birdnet", species_labels={"amered": redstart}
     )
-    engine = RendererEngine(generation, EngineConfig(batch_size=1, device="cpu", verifier_threads=1))
+    engine = StableAudioEngine(generation, EngineConfig(batch_size=1, device="cpu", verifier_threads=1))
     rates, submit_scores = [], engine.verifier.submit
 
     def recording_rate(audios, labels, sample_rate):

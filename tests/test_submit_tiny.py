@@ -28,6 +28,9 @@ def test_tiny_model_on_two_cpu_actors_gives_one_decodable_clip_per_row_and_rerun
     summary = submit(run)
     assert summary["status"] == "complete" and summary["actors"] == 2
     assert summary["model_id"].startswith("tiny")
+    counts = summary["engine_counts"]  # 2 steps, no retries: every row runs 2 UNet rows; the rest is padding
+    assert counts["unet_rows"] - counts["padded_rows"] == 24 * 2 and 0 < counts["padded_rows"] < counts["unet_rows"]
+    assert 4 <= counts["encoder_calls"] <= 3 * 4  # per shard (4 of 6 rows): a few length buckets of its 7 texts
 
     index = open_index(run.out)
     assert sorted(index["clip_id"].to_pylist()) == sorted(validate_plan(plan)["clip_id"].to_pylist())

@@ -16,7 +16,7 @@ from birdgen_ray.index.reader import committed_index
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.estimate import REFERENCE_CARD, estimate_gpu_time
 from birdgen_ray.plan.schema import read_plan
-from birdgen_ray.schedule.resume import check_unchanged
+from birdgen_ray.schedule.resume import check_scheduler, check_unchanged
 from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.sizing import size_actor_pool
 
@@ -24,6 +24,7 @@ from birdgen_ray.schedule.sizing import size_actor_pool
 def dry_run_lines(run: RunConfig) -> list[str]:
     """What `submit` would do, as lines to print; raises PlanError for a plan submit would refuse."""
     plan = read_plan(run.plan_path, run.storage_options)
+    check_scheduler(plan, run.generation, run.plan_path)
     output = Output(run.out, run.storage_options)
     committed = committed_index(output) if output.fs.exists(output.root) else None
     check_unchanged(plan, committed, run.plan_path, output.uri)

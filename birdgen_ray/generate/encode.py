@@ -1,11 +1,15 @@
-"""Prompt conditioning for AudioLDM2, batched without padding, so a clip never depends on its batch-mates.
+"""Prompt conditioning for AudioLDM2, in a few padded length buckets, so a clip never depends on its batch-mates.
 
 diffusers' `encode_prompt` tokenizes a batch together: Flan-T5 inputs are padded to the longest
 prompt and the projected sequence fed to GPT2 then has that padding in its middle, which shifts the
 positions of the generated tokens. A clip's audio changes with the other prompts in its batch.
 
-Here texts are grouped by their exact token lengths (CLAP and Flan-T5), so a group needs no padding
-at all and each text gets what it would get alone. Three kinds of work diffusers throws away are
+Here a shard's texts are encoded in few calls: grouped by length bucket (BUCKETS tokens, for CLAP
+and Flan-T5 apart), right-padded inside the bucket with attention masks that hide the padding.
+The projected sequence fed to GPT2 is re-laid per text as diffusers builds it for that text alone
+([SOS, CLAP, EOS, SOS, T5, EOS], no padding inside) and left-padded to the group's longest, with an
+attention mask and explicit position_ids, so each text keeps its own positions and gets what it
+would get alone, to fp rounding (tests/test_engine.py bounds it). Three kinds of work diffusers throws away are
 skipped: CLAP text padded to 512 tokens, GPT2 recomputing the whole sequence at each of its 8 steps
 (a KV cache is used instead), and GPT2's vocabulary logits (only hidden states are needed).
 Encodings are cached by text. A batch of clips then pads the Flan-T5 states to one fixed length
@@ -23,6 +27,12 @@ from typing import Callable, Sequence
 import torch
 
 StageTimer = Callable[[str], AbstractContextManager]
+BUCKETS = (32, 64, 128)  # token lengths a group is padded to; longer texts pad to the tokenizer's maximum
+
+
+def bucket(length: int, maximum: int) -> int:
+    """The padded length of a `length`-token text: the smallest bucket that holds it."""
+    return next((b for b in BUCKETS if length <= b), max(maximum, length))
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,9 @@ def pooled_output(output) -> torch.Tensor:
 class PromptEncoder:
     """Per-text encodings with an LRU cache; `batch` assembles pipeline inputs for many clips."""
 
-    def __init__(self, pipe, stage: StageTimer, cache_size: int = 4096, group_size: int = 64):
+    def __init__(self, pipe, stage: StageTimer, cache_size: int = 4096, group_size: int = 256, counts=None):
         self.pipe = pipe
+        self.counts = counts  # renderer.EngineCounts: one encoder call per group encoded
         self.stage = stage
         self.cache_size = cache_size
         self.group_size = group_size
@@ -73,7 +84,8 @@ class PromptEncoder:
                 text, truncation=True, max_length=self.pipe.tokenizer.model_max_length
             ).input_ids
             t5_ids = self.pipe.tokenizer_2(text, truncation=True, max_length=self.padded_length).input_ids
-            groups.setdefault((len(clap_ids), len(t5_ids)), []).append((text, clap_ids, t5_ids))
+            key = (bucket(len(clap_ids), self.pipe.tokenizer.model_max_length), bucket(len(t5_ids), self.padded_length))
+            groups.setdefault(key, []).append((text, clap_ids, t5_ids))
         fresh: dict[str, PromptEncoding] = {}
         for members in groups.values():
             for start in range(0, len(members), self.group_size):
@@ -94,15 +106,15 @@ class PromptEncoder:
 
     @torch.no_grad()
     def _encode_group(self, members: list[tuple[str, list[int], list[int]]]) -> dict[str, PromptEncoding]:
-        """Encode texts whose token lengths are all equal: no padding, so batching changes nothing."""
+        """Encode texts of one length bucket in one call of each encoder (see the module docstring)."""
         pipe, device = self.pipe, self.pipe._execution_device
-        clap_ids = torch.tensor([m[1] for m in members], device=device)
-        t5_ids = torch.tensor([m[2] for m in members], device=device)
+        clap_ids, clap_mask = _right_padded([m[1] for m in members], pipe.tokenizer.pad_token_id, device)
+        t5_ids, t5_mask = _right_padded([m[2] for m in members], pipe.tokenizer_2.pad_token_id, device)
+        t5_lengths = [len(m[2]) for m in members]
+        if self.counts is not None:
+            self.counts.encoder_calls += 1
         with self.stage("text_encoding"):
-            clap_text = pooled_output(
-                pipe.text_encoder.get_text_features(clap_ids, attention_mask=torch.ones_like(clap_ids))
-            )
-            t5_mask = torch.ones_like(t5_ids)
+            clap_text = pooled_output(pipe.text_encoder.get_text_features(clap_ids, attention_mask=clap_mask))
             t5_embeds = pipe.text_encoder_2(t5_ids, attention_mask=t5_mask)[0]
             projected = pipe.projection_model(
                 hidden_states=clap_text[:, None, :],
@@ -110,27 +122,44 @@ class PromptEncoder:
                 attention_mask=t5_mask.new_ones((len(members), 1)),
                 attention_mask_1=t5_mask,
             )
+            inputs_embeds, attention_mask = _left_aligned(projected.hidden_states, t5_lengths)
         with self.stage("gpt2"):
-            generated = self._generate_hidden_states(projected.hidden_states, projected.attention_mask)
+            generated = self._generate_hidden_states(inputs_embeds, attention_mask)
         # Copies, not views: a cached view would keep its whole group's tensors alive (on the GPU)
         # until every member of the group has been evicted.
         return {
-            text: PromptEncoding(*(t[i : i + 1].clone() for t in (clap_text, t5_embeds, t5_mask, generated)))
-            for i, (text, _, _) in enumerate(members)
+            text: PromptEncoding(
+                clap_text[i : i + 1].clone(),
+                t5_embeds[i : i + 1, :length].clone(),
+                t5_mask[i : i + 1, :length].clone(),
+                generated[i : i + 1].clone(),
+            )
+            for i, ((text, _, _), length) in enumerate(zip(members, t5_lengths))
         }
 
     def _generate_hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """AudioLDM2's GPT2 loop (diffusers' `generate_language_model`): feed each step's last hidden
         state back as the next input, `max_new_tokens` times. The GPT2 body runs with a KV cache and
-        without the LM head: AudioLDM2 uses hidden states, never logits."""
+        without the LM head: AudioLDM2 uses hidden states, never logits. Inputs are left-padded: each
+        row's positions count from its first real token."""
         body = self.pipe.language_model.transformer
         cache_arg = _cache_argument(body)
-        output = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=True)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        output = body(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=True
+        )
         generated = [output.last_hidden_state[:, -1:, :]]
         for _ in range(self.max_new_tokens - 1):
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((attention_mask.shape[0], 1))], dim=1)
+            position_ids = position_ids[:, -1:] + 1
             cache = {cache_arg: getattr(output, cache_arg)}  # the output names it the same way
-            output = body(inputs_embeds=generated[-1], attention_mask=attention_mask, use_cache=True, **cache)
+            output = body(
+                inputs_embeds=generated[-1],
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                **cache,
+            )
             generated.append(output.last_hidden_state[:, -1:, :])
         return torch.cat(generated, dim=1)
 
@@ -159,6 +188,26 @@ class PromptEncoder:
             "negative_attention_mask": neg_mask,
             "negative_generated_prompt_embeds": neg_generated,
         }
+
+
+def _right_padded(ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), padded on the right to the group's bucket."""
+    width = bucket(max(len(i) for i in ids), max(len(i) for i in ids))
+    padded = torch.tensor([i + [pad_id] * (width - len(i)) for i in ids], device=device)
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids], device=device)
+    return padded, mask
+
+
+def _left_aligned(projected: torch.Tensor, t5_lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The projection model's [SOS, CLAP, EOS, SOS, T5 + padding, EOS] per row as diffusers builds it for
+    the text alone, [SOS, CLAP, EOS, SOS, T5, EOS], left-padded to the longest row, and its mask."""
+    last = projected.shape[1] - 1
+    rows = [list(range(4 + length)) + [last] for length in t5_lengths]
+    width = max(len(r) for r in rows)
+    index = torch.tensor([[0] * (width - len(r)) + r for r in rows], device=projected.device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=projected.device)
+    gathered = projected.gather(1, index[..., None].expand(-1, -1, projected.shape[2]))
+    return gathered, mask
 
 
 def _cache_argument(gpt2_body: torch.nn.Module) -> str:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from birdgen_ray.generate.batch_size import Choice
+from birdgen_ray.rows import PlanRow
 
 StageTimer = Callable[[str], AbstractContextManager]  # StageClock.stage: times a named stage
 
@@ -49,6 +50,22 @@ class ReferenceWindow:
 
     uri: str
     start_s: float = 0.0
+
+
+def reference_window(row: PlanRow) -> ReferenceWindow | None:
+    """The plan row's reference recording and window start, or None for a text-only row."""
+    if not row.reference:
+        return None
+    from birdgen_ray.io.recordings import reference_uri  # here: it brings soundfile, which text-only runs skip
+
+    return ReferenceWindow(reference_uri(row.reference_root, row.reference), float(row.reference_start_s or 0.0))
+
+
+def reference_strength(row: PlanRow) -> float | None:
+    """The strength a renderer's start_step takes: None for a text-only row, 1 for a reference without one."""
+    if not row.reference:
+        return None
+    return 1.0 if row.strength is None else float(row.strength)
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,7 @@ class TakeScorer(Protocol):
 class Renderer(Protocol):
     family: str  # "audioldm2", "stable-audio-open", ...
     model_id: str  # recorded with every clip
+    device: Any  # torch.device the model runs on (the stage clock waits for it)
     sample_rate: int  # native rate of decode()'s audio
     bandwidth_hz: float  # highest frequency the model renders (sample_rate / 2 for AudioLDM2)
     stages: tuple[str, ...]  # the stage names it times with the StageTimer it was given

@@ -60,7 +60,7 @@ TINY_CONFIGS: dict[str, dict] = {
     },
     "vae": {
         "_class_name": "AutoencoderOobleck",
-        "encoder_hidden_size": 8,
+        "encoder_hidden_size": 16,  # the encoder ends in mean and scale: 2 x the latent channels
         "downsampling_ratios": [2, 4, 4, 8],  # hop 256 (the real VAE: 2048)
         "channel_multiples": [1, 2, 4, 8],
         "decoder_channels": 8,

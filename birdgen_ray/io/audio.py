@@ -11,7 +11,6 @@ import os
 from typing import Any, BinaryIO
 
 import numpy as np
-import soundfile as sf
 import soxr
 
 # soundfile format and subtype per file extension; Vorbis is what BirdCLEF ships.
@@ -46,6 +45,8 @@ def encode_audio(audio: np.ndarray, sample_rate: int, audio_format: str = "wav")
     fmt, subtype = ENCODINGS[audio_format]
     clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     buffer = io.BytesIO()
+    import soundfile as sf  # here, not at the top: the engine imports this module and never reads or writes files
+
     sf.write(buffer, clipped, int(sample_rate), format=fmt, subtype=subtype)
     return buffer.getvalue()
 
@@ -57,6 +58,8 @@ def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
 
 def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     """WAV bytes back to (float32 samples, sample rate)."""
+    import soundfile as sf
+
     audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     return audio, int(rate)
 
@@ -66,6 +69,8 @@ def decode_audio(source: bytes | BinaryIO, name: str = "audio") -> tuple[np.ndar
 
     Channels are averaged. `name` is what an error calls the recording.
     """
+    import soundfile as sf
+
     fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         audio, rate = sf.read(fh, dtype="float32", always_2d=True)

@@ -45,6 +45,7 @@ class ShardResult:
     seconds: float  # generating + writing this shard (the wait for the generator excluded)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # the generator's stages + "write"
     oom_splits: int = 0
+    engine_counts: dict[str, int] = field(default_factory=dict)  # encoder calls, UNet rows, padded rows
     generate_seconds: float = 0.0  # holding the generator (the GPU on a GPU actor)
     # When (epoch seconds, in the actor's process) this shard got the generator, released it, committed.
     generate_start: float = 0.0
@@ -59,15 +60,11 @@ def build_generator(run: RunConfig) -> ClipGenerator:
 
         return NullGenerator(run.generation, run.engine)
     if run.generator == "audioldm2":  # the --model, of whichever family its model_index.json names
+        from birdgen_ray.generate.engine import ClipEngine
         from birdgen_ray.generate.model import model_family, resolve_model
 
-        if model_family(resolve_model(run.generation.model)[0]) == "stable-audio-open":
-            from birdgen_ray.generate.renderer_engine import RendererEngine
-
-            return RendererEngine(run.generation, run.engine, run.storage_options)
-        from birdgen_ray.generate.engine import AudioLDM2Engine
-
-        return AudioLDM2Engine(run.generation, run.engine, run.storage_options)
+        family = model_family(resolve_model(run.generation.model)[0])
+        return ClipEngine(run.generation, run.engine, run.storage_options, family=family)
     raise ValueError(f"unknown generator {run.generator!r} (choose audioldm2 or null)")
 
 
@@ -150,6 +147,7 @@ class ShardWorker:
         with self._generator_lock:  # one shard at a time on the model; the previous one may still be writing
             generate_start, start = time.time(), time.perf_counter()
             stages_before = dict(getattr(self.generator, "stage_times", {}))
+            counts_before = dict(getattr(self.generator, "engine_counts", {}))
             self._generating = shard
             try:
                 clips, oom_splits = self._generate(rows)
@@ -158,6 +156,7 @@ class ShardWorker:
             with self._made_lock:
                 self._made[shard.shard_id] = float(len(clips))
             stages = {k: v - stages_before.get(k, 0.0) for k, v in getattr(self.generator, "stage_times", {}).items()}
+            counts = {k: v - counts_before.get(k, 0) for k, v in getattr(self.generator, "engine_counts", {}).items()}
             generate_seconds = time.perf_counter() - start
             generate_end = time.time()
         write_start = time.perf_counter()
@@ -180,6 +179,7 @@ class ShardWorker:
             seconds=generate_seconds + stages["write"],
             stage_seconds=stages,
             oom_splits=oom_splits,
+            engine_counts=counts,
             generate_seconds=generate_seconds,
             generate_start=generate_start,
             generate_end=generate_end,

@@ -123,3 +123,16 @@ def _setting_differences(theirs: GenerationConfig, ours: GenerationConfig) -> li
         for k in type(ours.quality).__dataclass_fields__
     ]
     return [(name, old, new) for name, old, new in pairs if old != new]
+
+
+def check_scheduler(plan: pa.Table, generation: GenerationConfig, plan_path: str) -> None:
+    """Refuse --scheduler pndm for a plan with reference rows: PLMS repeats a warm-up timestep, so a
+    row started part-way runs its sample against the wrong timestep (generate/renderers/audioldm2.py)."""
+    if generation.scheduler != "pndm" or "reference" not in plan.column_names:
+        return
+    references = sum(1 for reference in plan["reference"].to_pylist() if reference)
+    if references:
+        raise ValueError(  # a setting that does not fit the plan, not a bad plan: one line
+            f"--scheduler pndm cannot start from a reference: {references} rows of {plan_path} have one "
+            "(use --scheduler dpm, ddim or unipc)"
+        )

@@ -26,7 +26,7 @@ from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.schedule.drive import DriveResult, drive
 from birdgen_ray.schedule.failures import prune_failures, short_error
 from birdgen_ray.schedule.lease import LeaseLost, LeaseTimes, OutputLease
-from birdgen_ray.schedule.resume import check_settings, check_unchanged
+from birdgen_ray.schedule.resume import check_scheduler, check_settings, check_unchanged
 from birdgen_ray.schedule.run_state import RunState
 from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.summary import build_summary, previous_summary, with_history
@@ -80,6 +80,7 @@ def _stop_on_sigterm():
 def _submit(run: RunConfig) -> dict:
     started = time.time()
     plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
+    check_scheduler(plan, run.generation, run.plan_path)
     run = _with_species(run, plan)
     output = Output(run.out, run.storage_options)
     with OutputLease(output, run.break_lock, LeaseTimes(run.lease_ttl_s, run.lease_renew_s)) as lock:

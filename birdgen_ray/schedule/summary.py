@@ -55,8 +55,10 @@ def build_summary(
     actor_seconds = sum(r.seconds for r in drive.results)  # generating + writing, summed over shards
     generator_seconds = sum(r.generate_seconds for r in drive.results)  # writing overlaps it, off the GPU
     stages: Counter[str] = Counter()
+    engine_counts: Counter[str] = Counter()
     for r in drive.results:
         stages.update(r.stage_seconds)
+        engine_counts.update(r.engine_counts)
     verdicts = {}
     if index is not None and index.num_rows:
         heads = pc.replace_substring_regex(index["verdict"], pattern=":.*", replacement="")  # "fail:silence" -> "fail"
@@ -92,6 +94,8 @@ def build_summary(
         "generator_seconds": round(generator_seconds, 3),
         "gpu_seconds": round(generator_seconds * drive.gpus_per_actor, 3),  # GPUs busy generating
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stages.items())},  # summed over actors
+        # encoder calls, denoiser rows and padded rows (of them), summed over actors; {} for the null generator
+        "engine_counts": dict(sorted(engine_counts.items())),
         "driver_seconds": {k: round(v, 3) for k, v in drive.driver_seconds.items()},  # wall, in order
         "bytes_written": sum(r.bytes_written for r in drive.results),
         "model_id": drive.model_id or _model_of(index),  # a run that generated nothing: the index's

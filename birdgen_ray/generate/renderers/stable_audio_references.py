@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from birdgen_ray.io.recordings import Recording, load_recording, window
-
 
 class StableAudioReferences:
     """Reference recordings, read with the run's storage options, and their cached VAE encodings."""
@@ -23,10 +21,13 @@ class StableAudioReferences:
         self.pipe = pipe
         self.storage_options = storage_options or {}
         self.cache_size = cache_size
-        self._recordings: OrderedDict[str, Recording] = OrderedDict()
+        self._recordings: OrderedDict[str, Any] = OrderedDict()  # uri -> io.recordings.Recording
         self._latents: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
-    def recording(self, uri: str) -> Recording:
+    def recording(self, uri: str):
+        """The recording at `uri`, read once (io.recordings, and soundfile with it, load on the first one)."""
+        from birdgen_ray.io.recordings import load_recording
+
         if uri not in self._recordings:
             rate = int(self.pipe.vae.config.sampling_rate)
             self._recordings[uri] = load_recording(uri, self.storage_options, rate=rate)
@@ -36,6 +37,8 @@ class StableAudioReferences:
 
     def latents(self, reference, frames: int) -> torch.Tensor:
         """(1, C, frames) latents of the reference's window (a ReferenceWindow: uri, start_s)."""
+        from birdgen_ray.io.recordings import window
+
         vae = self.pipe.vae
         recording = self.recording(reference.uri)
         key = (recording.uri, float(reference.start_s), frames, vae.dtype, str(vae.device))
