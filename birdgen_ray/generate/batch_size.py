@@ -27,8 +27,10 @@ from dataclasses import dataclass
 # within the run-to-run noise of the batch-independent part, so 1 s and 2.5 s take the larger 1 s
 # figure: an upper bound, and the table never falls with the clip length.
 ACTIVATION_MIB_PER_CLIP_FP32 = ((1.0, 70.1), (2.5, 70.1), (5.0, 137.6), (10.0, 291.5))
-# The same measure for full-size Stable Audio Open (bench/activation_memory.py --family stable-audio).
-STABLE_AUDIO_ACTIVATION_MIB = ((1.0, 100.0), (5.0, 500.0), (10.0, 1000.0))  # PROVISIONAL: replaced by the measurement
+# The same measure for full-size Stable Audio Open (bench/activation_memory.py --family stable-audio,
+# 2026-12-05, BENCHMARKS.md): 1 s 245.2 and 5 s 531.2 MiB per clip, most of it the 44.1 kHz stereo
+# VAE decode; past 5 s extrapolated along the same line (71.5 MiB per clip-second), not measured.
+STABLE_AUDIO_ACTIVATION_MIB = ((1.0, 245.2), (5.0, 531.2))
 GPU_MARGIN = 1.5
 RESERVE_BYTES = 1 << 30
 MAX_BATCH = 128
