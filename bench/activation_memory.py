@@ -1,5 +1,5 @@
-"""Activation memory per clip of the full-size AudioLDM2 engine, measured on the CPU: the table behind
-`birdgen_ray.generate.batch_size`.
+"""Activation memory per clip of the full-size engine, measured on the CPU: the tables behind
+`birdgen_ray.generate.batch_size` (AudioLDM2's, and Stable Audio Open's with `--family stable-audio`).
 
 How: one process loads the full-size architecture (random weights, fp32). For each clip length and batch
 size it frees what it can (gc, glibc malloc_trim), resets the kernel's peak-RSS mark (`5 > /proc/self/
@@ -10,6 +10,7 @@ part, workspaces and buffers, cancels). On the CPU torch allocates straight from
 tensors need at the moment of the peak.
 
     python bench/activation_memory.py --model full --json bench/results/activation-memory.json
+    python bench/activation_memory.py --family stable-audio --model full --durations 1 5 10
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from common import bench_arguments, bench_device, make_rows, prepare_model  # be
 from machine import cpu_model
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
-from birdgen_ray.generate.engine import AudioLDM2Engine
+from birdgen_ray.generate.engine import AudioLDM2Engine, StableAudioEngine
 
 
 def _status_mb(field: str) -> float:
@@ -50,20 +51,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser = bench_arguments(__doc__)
     parser.add_argument("--durations", type=float, nargs="+", default=[1.0, 2.5, 5.0, 10.0])
     parser.add_argument("--batches", type=int, nargs=2, default=[1, 2], help="the two batch sizes compared")
+    parser.add_argument("--family", choices=("audioldm2", "stable-audio"), default="audioldm2")
     args = parser.parse_args(argv)
     device = bench_device(args)
     if device.type != "cpu":
         raise SystemExit("this measures peak RSS: run it on the CPU (--device cpu)")
-    model = prepare_model(args.model or "full", args.cache_dir, args.reference)
-    quality = QualityThresholds(min_clap_score=-1.0, max_retries=0)  # every clip scored, none retried
-    generation = GenerationConfig(model=model, num_inference_steps=2, quality=quality)
-    engine = AudioLDM2Engine(generation, EngineConfig(batch_size=1, device="cpu"))
+    if args.family == "stable-audio":  # no CLAP: nothing to score
+        from renderer_bench import prepare_stable_audio
+
+        model = prepare_stable_audio(args.model or "full", args.cache_dir)
+        generation = GenerationConfig(model=model, num_inference_steps=2, quality=QualityThresholds(max_retries=0))
+        engine = StableAudioEngine(generation, EngineConfig(batch_size=1, device="cpu"))
+    else:
+        model = prepare_model(args.model or "full", args.cache_dir, args.reference)
+        quality = QualityThresholds(min_clap_score=-1.0, max_retries=0)  # every clip scored, none retried
+        generation = GenerationConfig(model=model, num_inference_steps=2, quality=quality)
+        engine = AudioLDM2Engine(generation, EngineConfig(batch_size=1, device="cpu"))
     working_memory_mib(engine, 1, min(args.durations))  # warm-up: one-off allocations (thread pools, plans)
     small, large = args.batches
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
         "model": args.model or "full",
+        "family": args.family,
         "dtype": "float32",
         "how": "peak RSS (VmHWM after clear_refs) of one generate, batch 2 minus batch 1",
         "rows": [],

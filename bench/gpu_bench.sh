@@ -9,7 +9,10 @@
 #      batched diffusers DPM 25 at batch 64, engine DDIM 150, engine DPM 25, end to end (ShardWorker), engine
 #      DPM 25 compiled; fp16 reruns per case in its table
 #   5. batch invariance in fp16 and fp32, the prompt cache cleared between them (cap 75 s)
-# Results: $OUT/gpu.json, gpu.log, gpu-invariance.json, gpu-invariance.log (OUT defaults to bench/results).
+#   6. both model families at full size, 5 s clips, DPM 10 steps, batch 16 (bench/renderer_bench.py: FLOPs,
+#      kernels and seconds per clip, Stable Audio Open over AudioLDM2; its full-size build included, cap 150 s)
+# Results: $OUT/gpu.json, gpu.log, gpu-invariance.json, gpu-invariance.log, gpu-renderers.json, gpu-renderers.log
+# (OUT defaults to bench/results).
 # Extra args go to the engine bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +39,7 @@ timeout 270 python3 bench/engine_bench.py "${FULL[@]}" --case-cap 120 \
   --json "$OUT_DIR/gpu.json" "$@" 2>&1 | quiet | tee "$OUT_DIR/gpu.log" || echo "engine bench: exit $?"
 timeout 75 python3 bench/invariance_bench.py "${FULL[@]}" \
   --json "$OUT_DIR/gpu-invariance.json" 2>&1 | quiet | tee "$OUT_DIR/gpu-invariance.log" || echo "invariance bench: exit $?"
+timeout 150 python3 bench/renderer_bench.py "${FULL[@]/--model/--audioldm2}" --stable-audio full \
+  --duration 5 --steps 10 --batch 16 --json "$OUT_DIR/gpu-renderers.json" 2>&1 | quiet \
+  | tee "$OUT_DIR/gpu-renderers.log" || echo "renderer bench: exit $?"
 echo "gpu_bench.sh: $((SECONDS - SCRIPT_START)) s in all"

@@ -11,8 +11,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-TINY_MODEL = "tiny"
+TINY_MODEL = "tiny"  # the built-in tiny random AudioLDM2
 TINY_MODEL_VERSION = "3"  # of the built-in tiny model (generate/tiny.py): bumped when its bytes change
+TINY_STABLE_AUDIO_MODEL = "tiny-stable-audio"  # the built-in tiny random Stable Audio Open
+TINY_STABLE_AUDIO_MODEL_VERSION = "1"  # of generate/tiny_stable_audio.py
+BUILTIN_MODELS = (TINY_MODEL, TINY_STABLE_AUDIO_MODEL)  # built offline, small enough for CPU actors
 DEFAULT_MODEL = "cvssp/audioldm2"
 SCHEDULERS = ("ddim", "dpm", "unipc", "pndm")
 VERIFIERS = ("birdnet",)  # species verifiers `submit --verify` knows (birdgen_ray/verify)
@@ -51,7 +54,7 @@ class QualityThresholds:
 class GenerationConfig:
     """Settings that decide a clip's audio. Per run, recorded in every index row."""
 
-    model: str = DEFAULT_MODEL  # hub id, local snapshot dir, or "tiny" (built-in, offline)
+    model: str = DEFAULT_MODEL  # hub id, local snapshot dir, or a built-in: "tiny", "tiny-stable-audio"
     scheduler: str = "dpm"
     num_inference_steps: int = 25
     guidance_scale: float = 3.5

@@ -234,7 +234,8 @@ def test_config_engine_queue_and_renderers_load_neither_fsspec_pyarrow_nor_sound
     """The engine reads no files but references (io.recordings, imported on the first one)."""
     code = (
         "import sys, birdgen_ray.config, birdgen_ray.generate.engine, birdgen_ray.generate.take_queue, "
-        "birdgen_ray.generate.renderer, birdgen_ray.generate.renderers.audioldm2; "
+        "birdgen_ray.generate.renderer, birdgen_ray.generate.renderers.audioldm2, "
+        "birdgen_ray.generate.renderers.stable_audio; "
         "print(sorted(m for m in ('fsspec', 'pyarrow', 'soundfile') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import counters  # noqa: E402
 import engine_bench  # noqa: E402
 import invariance_bench  # noqa: E402
+import renderer_bench  # noqa: E402
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds  # noqa: E402
 from birdgen_ray.generate.engine import AudioLDM2Engine  # noqa: E402
@@ -184,3 +185,21 @@ def test_the_bench_gives_the_engine_module_its_own_loader_back():
     with cases.SharedPipelines().installed() as pipes:
         assert renderer_module.load_pipeline is pipes
     assert renderer_module.load_pipeline is original
+
+
+def test_renderer_bench_measures_both_families_at_equal_clip_length(tmp_path):
+    """The CPU proxy of both tiny renderers: counts that grow with the clip, and the ratios between them."""
+    short, long = (
+        renderer_bench.main(["--device", "cpu", "--duration", str(d), "--steps", "2", "--json", str(tmp_path / f"{d}")])
+        for d in (0.25, 0.5)
+    )
+    for family in ("audioldm2", "stable-audio-open"):
+        a, b = short["families"][family], long["families"][family]
+        assert 0 < a["gflop_per_clip"] < b["gflop_per_clip"] and 0 < a["kernels_per_clip"] and a["seconds_per_clip"] > 0
+    assert long["families"]["stable-audio-open"]["model_id"] == "tiny-stable-audio-1"
+    ratio = long["stable_audio_over_audioldm2"]
+    families = long["families"]
+    assert ratio["gflop_per_clip"] == pytest.approx(
+        families["stable-audio-open"]["gflop_per_clip"] / families["audioldm2"]["gflop_per_clip"], abs=0.01
+    )
+    assert (tmp_path / "0.5").is_file()

@@ -1,4 +1,7 @@
-"""AudioLDM2Engine on the tiny model (CPU): batch invariance, label-true ranking, gate, NaN, output."""
+"""The engine on the tiny models (CPU): batch invariance, label-true ranking, gate, NaN, output.
+
+Tests parametrised over `model` run for both built-in renderers: AudioLDM2 (`tiny`) and Stable Audio
+Open (`tiny-stable-audio`); the others use AudioLDM2's own parts (CLAP, GPT2, the UNet)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.encode import _cache_argument, bucket
-from birdgen_ray.generate.engine import STAGES, AudioLDM2Engine, make_scheduler
+from birdgen_ray.generate.engine import ENGINE_STAGES, STAGES, AudioLDM2Engine, StableAudioEngine, make_scheduler
 from birdgen_ray.generate.seeds import attempt_seed, take_seed
 from birdgen_ray.rows import PlanRow
 
@@ -24,16 +27,27 @@ pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 SCORED = QualityThresholds(min_clap_score=-1.0, max_retries=0)  # every cosine passes; scoring has a use
 
 
-def make_engine(batch_size=1, candidates=1, quality=None, scheduler="dpm", output_rate=32_000):
+BOTH_MODELS = pytest.mark.parametrize("model", ["tiny", "tiny-stable-audio"])
+# (native rate, band of a 32 kHz clip) of each built-in model: Stable Audio's 22.05 kHz, cut to 16 kHz
+NATIVE = {"tiny": (16_000, 8_000.0), "tiny-stable-audio": (44_100, 16_000.0)}
+
+
+def make_engine(batch_size=1, candidates=1, quality=None, scheduler="dpm", output_rate=32_000, model="tiny"):
     generation = GenerationConfig(
-        model="tiny",
+        model=model,
         scheduler=scheduler,
         num_inference_steps=STEPS,
         candidates_per_clip=candidates,
         output_sample_rate=output_rate,
         quality=quality or QualityThresholds(max_retries=0),
     )
-    return AudioLDM2Engine(generation, EngineConfig(batch_size=batch_size, device="cpu"))
+    engine_class = StableAudioEngine if model == "tiny-stable-audio" else AudioLDM2Engine
+    return engine_class(generation, EngineConfig(batch_size=batch_size, device="cpu"))
+
+
+def waveform_stage(engine) -> torch.nn.Module:
+    """The module whose output is the batch's waveform: AudioLDM2's vocoder, Stable Audio's VAE decoder."""
+    return engine.pipe.vocoder if hasattr(engine.pipe, "vocoder") else engine.pipe.vae.decoder
 
 
 def row(clip_id, prompt, seed, duration=1.0, negative=NEGATIVE, label="wren"):
@@ -149,9 +163,10 @@ def test_prompt_encoding_skips_work_diffusers_throws_away():
     assert lm_head_calls == []
 
 
-def test_clip_does_not_depend_on_its_batch_mates_float64():
+@BOTH_MODELS
+def test_clip_does_not_depend_on_its_batch_mates_float64(model):
     """In float64 every kernel is batch-size invariant, so per-prompt encoding gives identical audio."""
-    alone, batched = make_engine(batch_size=1), make_engine(batch_size=3)
+    alone, batched = make_engine(batch_size=1, model=model), make_engine(batch_size=3, model=model)
     alone.pipe.to(dtype=torch.float64)
     batched.pipe.to(dtype=torch.float64)
     clip_alone = alone.generate([TARGET])[0]
@@ -273,11 +288,12 @@ def _nan_on_calls(module: torch.nn.Module, calls: set[int], rows: list[int] | No
     return counter
 
 
-def test_nan_output_is_rerun_and_never_returned():
+@BOTH_MODELS
+def test_nan_output_is_rerun_and_never_returned(model):
     rows = [row("a", "A song of a Eurasian wren", 1), row("b", "frog", 2), row("c", "cricket chorus", 3)]
-    clean = make_engine(batch_size=2).generate(rows)
-    engine = make_engine(batch_size=2)
-    calls = _nan_on_calls(engine.pipe.vocoder, {0})  # the first batch's vocoder output is NaN once
+    clean = make_engine(batch_size=2, model=model).generate(rows)
+    engine = make_engine(batch_size=2, model=model)
+    calls = _nan_on_calls(waveform_stage(engine), {0})  # the first batch's vocoder output is NaN once
 
     clips = engine.generate(rows)
 
@@ -289,10 +305,11 @@ def test_nan_output_is_rerun_and_never_returned():
         assert got.metrics["nonfinite"] == 0.0
 
 
-def test_nan_that_persists_fails_the_gate_and_is_redone_with_a_derived_seed():
+@BOTH_MODELS
+def test_nan_that_persists_fails_the_gate_and_is_redone_with_a_derived_seed(model):
     rows = [row("nan", "frog", 9), row("ok", "cricket chorus", 3)]
-    engine = make_engine(batch_size=2, quality=QualityThresholds(max_retries=1))
-    calls = _nan_on_calls(engine.pipe.vocoder, {0, 1}, rows=[0])  # clip "nan" stays NaN in batch 1 and its rerun
+    engine = make_engine(batch_size=2, quality=QualityThresholds(max_retries=1), model=model)
+    calls = _nan_on_calls(waveform_stage(engine), {0, 1}, rows=[0])  # clip "nan" stays NaN in batch 1 and its rerun
 
     nan_clip, ok_clip = engine.generate(rows)
 
@@ -302,9 +319,10 @@ def test_nan_that_persists_fails_the_gate_and_is_redone_with_a_derived_seed():
     assert nan_clip.attempts == 3 and np.isfinite(nan_clip.audio).all()
 
 
-def test_clip_that_is_always_nan_is_kept_flagged_never_as_nan_audio():
-    engine = make_engine(batch_size=1, quality=QualityThresholds(max_retries=1))
-    _nan_on_calls(engine.pipe.vocoder, set(range(100)))
+@BOTH_MODELS
+def test_clip_that_is_always_nan_is_kept_flagged_never_as_nan_audio(model):
+    engine = make_engine(batch_size=1, quality=QualityThresholds(max_retries=1), model=model)
+    _nan_on_calls(waveform_stage(engine), set(range(100)))
     (clip,) = engine.generate([row("nan", "frog", 9)])
     assert clip.verdict.startswith("fail:nonfinite") and clip.attempts == 4  # 2 attempts x (batch + rerun)
     assert np.isfinite(clip.audio).all() and clip.metrics["nonfinite"] == 1.0
@@ -335,13 +353,14 @@ def test_nan_from_the_fp16_text_encoder_is_rerun_in_fp32_with_fresh_encodings():
     assert not engine.encoder._cache or all(e.is_finite() for e in engine.encoder._cache.values())
 
 
-def test_output_length_rate_order_and_stage_times():
+@BOTH_MODELS
+def test_output_length_rate_order_and_stage_times(model):
     rows = [
         row("a", "A song of a Eurasian wren", 1, duration=1.5),
         row("b", "frog", 2, duration=1.0),
         row("c", "cricket chorus", 3, duration=1.5),
     ]
-    engine = make_engine(batch_size=2, output_rate=32_000)
+    engine = make_engine(batch_size=2, output_rate=32_000, model=model)
 
     clips = engine.generate(rows)
 
@@ -350,10 +369,12 @@ def test_output_length_rate_order_and_stage_times():
     for clip, plan_row in zip(clips, rows):
         assert clip.final_seed == plan_row.seed and clip.attempts == 1 and clip.verdict == "pass"
         assert clip.audio.dtype == np.float32
-        assert (clip.sample_rate, clip.source_sample_rate, clip.bandwidth_hz) == (32_000, 16_000, 8_000.0)
+        assert (clip.sample_rate, clip.source_sample_rate, clip.bandwidth_hz) == (32_000, *NATIVE[model])
         assert np.abs(clip.audio).max() == pytest.approx(10 ** (-1.0 / 20), rel=1e-4)  # peak_dbfs -1
         assert set(clip.metrics) >= {"clap_score", "peak_dbfs", "rms_dbfs", "silence_fraction", "clipping_fraction"}
-    assert set(engine.stage_times) == set(STAGES)
+    # the renderer's own stages (AudioLDM2: STAGES) and the engine's
+    assert set(engine.stage_times) == set(engine.renderer.stages) | set(ENGINE_STAGES)
+    assert model != "tiny" or set(engine.stage_times) == set(STAGES)
     waits = engine.stage_times.pop("species_wait")
     assert waits == 0.0  # no verifier: the GPU never waits for one
     assert all(seconds > 0 for seconds in engine.stage_times.values())

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from birdgen_ray.generate import tiny
-from birdgen_ray.generate.model import ModelLoadError, load_pipeline
+from birdgen_ray.generate import tiny, tiny_stable_audio
+from birdgen_ray.generate.model import ModelLoadError, load_pipeline, model_family, pipeline_family
 from birdgen_ray.generate.random_model import build_from_reference_configs
 
 
@@ -147,3 +147,43 @@ def test_tiny_tokenizers_come_from_the_shipped_files_not_the_installed_trainer(t
     assert [piece for piece, _ in shipped_t5["vocab"]] == [
         pipe.tokenizer_2.convert_ids_to_tokens(i) for i in range(len(shipped_t5["vocab"]))
     ]
+
+
+def test_tiny_stable_audio_is_saved_and_loaded_through_from_pretrained(cache_dir, monkeypatch):
+    monkeypatch.setenv("BIRDGEN_CACHE", str(cache_dir))
+    pipe, model_id = load_pipeline("tiny-stable-audio", device="cpu")
+    model_dir = cache_dir / tiny_stable_audio.model_dir_name()
+
+    assert model_id == tiny_stable_audio.model_dir_name()
+    assert model_family(str(model_dir)) == "stable-audio-open" and pipeline_family(pipe) == "stable-audio-open"
+    assert json.loads((model_dir / "model_index.json").read_text())["_class_name"] == "StableAudioPipeline"
+    assert len(list(model_dir.rglob("*.safetensors"))) == 4 and not list(model_dir.rglob("*.bin"))
+    assert type(pipe.text_encoder).__name__ == "T5EncoderModel"
+    assert type(pipe.transformer).__name__ == "StableAudioDiTModel"
+    assert type(pipe.vae).__name__ == "AutoencoderOobleck" and pipe.vae.config.audio_channels == 2
+    assert type(pipe.scheduler).__name__ == "CosineDPMSolverMultistepScheduler"
+    assert pipe.vae.config.sampling_rate == 44_100 and pipe.dtype == torch.float32
+    # the fixed-vocabulary T5 tokenizer: whole words are one piece each, unknown words fall back to letters
+    ids = pipe.tokenizer("A song of a wren").input_ids
+    assert len(ids) == 6 and ids[-1] == pipe.tokenizer.eos_token_id
+    assert pipe.tokenizer.unk_token_id not in pipe.tokenizer("Zyx qwv 42").input_ids
+    assert pipe.tokenizer.model_max_length == 128
+
+    fp16, _ = load_pipeline("tiny-stable-audio", device="cpu", dtype=torch.float16)  # what a CUDA actor gets
+    assert fp16.transformer.dtype == torch.float16 and fp16.vae.dtype == torch.float16
+
+
+def test_tiny_stable_audio_builds_are_byte_identical(tmp_path):
+    a = tiny_stable_audio.build_tiny(tmp_path / "a")
+    b = tiny_stable_audio.build_tiny(tmp_path / "b")
+    assert len(_file_digests(a)) > 10 and _file_digests(a) == _file_digests(b)
+
+
+def test_unknown_model_family_is_one_line_naming_it(tmp_path):
+    snapshot = tmp_path / "musicgen"
+    snapshot.mkdir()
+    (snapshot / "model_index.json").write_text(json.dumps({"_class_name": "MusicLDMPipeline"}))
+    with pytest.raises(ModelLoadError) as error:
+        load_pipeline(str(snapshot), device="cpu")
+    message = str(error.value)
+    assert "MusicLDMPipeline" in message and "AudioLDM2Pipeline" in message and "\n" not in message

@@ -129,6 +129,10 @@ def test_page_shows_sampled_clips_with_their_own_audio_spectrogram_and_balance(b
             shown.append(clip_id)
         assert len(labels) == 1  # a section holds one class
     assert len(set(shown)) == 6
+    bands = [r for r in parsed.rows if r and r[0] == "band"]  # each card says its clip's band and model
+    assert len(bands) == 6
+    for band, clip_id in zip(bands, shown):
+        assert band[1:] == [f"{by_id[clip_id]['bandwidth_hz'] / 1000:.1f} kHz", "model", by_id[clip_id]["model_id"]]
 
     # class balance: real counts from the real metadata file, synthetic from the index
     real = Counter(r["primary_label"] for r in csv.DictReader(open(birdclef_out.parent / "train_metadata.csv")))

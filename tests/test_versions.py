@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from birdgen_ray import open_index
 from birdgen_ray.cli import app
-from birdgen_ray.config import TINY_MODEL_VERSION
+from birdgen_ray.config import TINY_MODEL_VERSION, TINY_STABLE_AUDIO_MODEL_VERSION
 from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.io.layout import RUN_FILE
 from birdgen_ray.schedule.resume import VersionMismatch
@@ -87,3 +87,4 @@ def test_a_local_snapshot_revision_changes_with_its_config(tmp_path):
     (tmp_path / "unet" / "config.json").write_text('{"in_channels": 16}')
     assert model_revision(str(tmp_path)) != before
     assert model_revision("tiny") == f"tiny-{TINY_MODEL_VERSION}"
+    assert model_revision("tiny-stable-audio") == f"tiny-stable-audio-{TINY_STABLE_AUDIO_MODEL_VERSION}"

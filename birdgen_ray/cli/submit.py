@@ -52,9 +52,11 @@ def submit_cmd(
     ),
     out: str = typer.Option(..., "--out", "-o", help="Output folder or object-storage URI (s3://bucket/prefix)."),
     model: str = typer.Option(
-        DEFAULT_MODEL, help="Hub id, local snapshot folder, or 'tiny' (built-in random model, offline)."
+        DEFAULT_MODEL,
+        help="Hub id or local snapshot folder of AudioLDM2 or Stable Audio Open (the family is read from its "
+        "model_index.json), or a built-in random model, offline: 'tiny' (AudioLDM2), 'tiny-stable-audio'.",
     ),
-    scheduler: Scheduler = typer.Option("dpm", help="Sampler."),
+    scheduler: Scheduler = typer.Option("dpm", help="AudioLDM2's sampler (Stable Audio Open keeps its own)."),
     steps: int = typer.Option(25, min=1, help="Denoising steps per clip."),
     guidance: float = typer.Option(3.5, min=0, callback=finite, help="Classifier-free guidance scale (<= 1: off)."),
     candidates: int = typer.Option(

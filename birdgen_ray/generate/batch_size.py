@@ -27,6 +27,10 @@ from dataclasses import dataclass
 # within the run-to-run noise of the batch-independent part, so 1 s and 2.5 s take the larger 1 s
 # figure: an upper bound, and the table never falls with the clip length.
 ACTIVATION_MIB_PER_CLIP_FP32 = ((1.0, 70.1), (2.5, 70.1), (5.0, 137.6), (10.0, 291.5))
+# The same measure for full-size Stable Audio Open (bench/activation_memory.py --family stable-audio,
+# 2026-12-05, BENCHMARKS.md): 1 s 245.2 and 5 s 531.2 MiB per clip, most of it the 44.1 kHz stereo
+# VAE decode; past 5 s extrapolated along the same line (71.5 MiB per clip-second), not measured.
+STABLE_AUDIO_ACTIVATION_MIB = ((1.0, 245.2), (5.0, 531.2))
 GPU_MARGIN = 1.5
 RESERVE_BYTES = 1 << 30
 MAX_BATCH = 128
@@ -44,17 +48,23 @@ class Choice:
     why: str  # one line, for summary.json and submit's first lines
 
 
-def activation_mib_per_clip(duration_s: float) -> float:
+def activation_mib_per_clip(duration_s: float, table=ACTIVATION_MIB_PER_CLIP_FP32) -> float:
     """fp32 CPU MiB per clip at `duration_s`: linear between the table's rows, and beyond its ends."""
-    seconds = [row[0] for row in ACTIVATION_MIB_PER_CLIP_FP32]
+    seconds = [row[0] for row in table]
     i = min(max(bisect.bisect_left(seconds, duration_s), 1), len(seconds) - 1)
-    (s0, m0), (s1, m1) = ACTIVATION_MIB_PER_CLIP_FP32[i - 1], ACTIVATION_MIB_PER_CLIP_FP32[i]
+    (s0, m0), (s1, m1) = table[i - 1], table[i]
     return max(m0 + (m1 - m0) * (duration_s - s0) / (s1 - s0), 1.0)
 
 
-def choose_batch_size(free_bytes: int, weight_bytes: int, duration_s: float, bytes_per_element: int = 2) -> Choice:
+def choose_batch_size(
+    free_bytes: int,
+    weight_bytes: int,
+    duration_s: float,
+    bytes_per_element: int = 2,
+    table=ACTIVATION_MIB_PER_CLIP_FP32,
+) -> Choice:
     """The largest power-of-two batch whose activations fit the free GPU memory (see the module doc)."""
-    per_clip = activation_mib_per_clip(duration_s) * (1 << 20) * bytes_per_element / 4 * GPU_MARGIN
+    per_clip = activation_mib_per_clip(duration_s, table) * (1 << 20) * bytes_per_element / 4 * GPU_MARGIN
     usable = free_bytes - weight_bytes - RESERVE_BYTES
     fits = int(usable // per_clip) if usable > 0 else 0
     batch = 1
@@ -91,13 +101,15 @@ def engine_choices(
     free_bytes: int | None = None,
     weight_bytes: int = 0,
     bytes_per_element: int = 2,
+    activation_table=ACTIVATION_MIB_PER_CLIP_FP32,
 ) -> dict[str, Choice]:
     """Every speed setting of one actor's engine, asked for or chosen, with the reason."""
     if batch_size is not None:
         batch = Choice(batch_size, "asked for (--batch-size)")
     elif device_type == "cuda" and free_bytes is not None:
         # no clip length known: size for AudioLDM2's longest sensible clip (its CLAP window)
-        batch = choose_batch_size(free_bytes, weight_bytes, clip_duration_s or 10.0, bytes_per_element)
+        duration = clip_duration_s or 10.0
+        batch = choose_batch_size(free_bytes, weight_bytes, duration, bytes_per_element, activation_table)
     else:
         batch = Choice(CPU_BATCH, f"auto: {CPU_BATCH} (no GPU memory to size it by)")
     compiled = (

@@ -202,7 +202,8 @@ class ClipEngine:
             audio=audio,
             sample_rate=self.generation.output_sample_rate,
             source_sample_rate=self.source_rate,
-            bandwidth_hz=self.renderer.bandwidth_hz,
+            # the stored audio's band: the model's, at most half the output rate
+            bandwidth_hz=min(self.renderer.bandwidth_hz, self.generation.output_sample_rate / 2),
             final_seed=int(state.seed),
             attempts=state.attempts,
             verdict=verdict(state.reasons),
@@ -333,6 +334,19 @@ class AudioLDM2Engine(ClipEngine):
     @property
     def references(self):
         return self.renderer.references
+
+
+class StableAudioEngine(ClipEngine):
+    """The engine over the Stable Audio Open renderer (generate/renderers/stable_audio.py)."""
+
+    def __init__(
+        self, generation: GenerationConfig, engine: EngineConfig, storage_options: dict[str, Any] | None = None
+    ):
+        super().__init__(generation, engine, storage_options, family="stable-audio-open")
+
+    @property
+    def pipe(self):
+        return self.renderer.pipe
 
 
 def _eager():

@@ -1,6 +1,7 @@
 """Which weights `--model` names, as a revision string recorded with every clip (birdgen_ray/versions.py).
 
-- a built-in model: its name and version ("tiny-3"), the bytes being a function of that and torch;
+- a built-in model: its name and version ("tiny-3", "tiny-stable-audio-1"), the bytes being a
+  function of that and torch;
 - a local snapshot directory: a digest of its file names and sizes and of its small files' bytes
   (configs, tokenizers), so an edited config or a swapped weight file reads as another revision;
 - a hub id: the snapshot commit it resolves to in the local hub cache, or "unknown" where it is not
@@ -15,15 +16,18 @@ import hashlib
 import os
 from pathlib import Path
 
-from birdgen_ray.config import TINY_MODEL, TINY_MODEL_VERSION
+from birdgen_ray.config import TINY_MODEL, TINY_MODEL_VERSION, TINY_STABLE_AUDIO_MODEL, TINY_STABLE_AUDIO_MODEL_VERSION
 from birdgen_ray.versions import UNKNOWN
 
 SMALL_FILE_BYTES = 16 * 2**20  # hashed whole; larger files (weights) by name and size
 
 
+BUILTIN_VERSIONS = {TINY_MODEL: TINY_MODEL_VERSION, TINY_STABLE_AUDIO_MODEL: TINY_STABLE_AUDIO_MODEL_VERSION}
+
+
 def model_revision(model: str) -> str:
-    if model == TINY_MODEL:
-        return f"{TINY_MODEL}-{TINY_MODEL_VERSION}"
+    if model in BUILTIN_VERSIONS:
+        return f"{model}-{BUILTIN_VERSIONS[model]}"
     directory = Path(os.path.expanduser(model))
     if directory.is_dir():
         return directory_digest(directory)

@@ -133,6 +133,25 @@ def train_t5_vocab(vocab_size: int = VOCAB_SIZE) -> dict:
     return {"vocab": [list(item) for item in vocab]}
 
 
+def fixed_t5_tokenizer(max_length: int):
+    """A T5TokenizerFast over a fixed vocabulary written out here, not trained: whole words of the
+    corpus, then single characters so that any text tokenizes, then punctuation. It does not depend on
+    the installed `tokenizers` version's training behaviour. `<pad>`=0, `</s>`=1, `<unk>`=2."""
+    import re
+    import string
+
+    from transformers import T5TokenizerFast
+
+    words = sorted({word for line in tokenizer_corpus() for word in re.findall(r"[A-Za-z]+", line)})
+    characters = string.ascii_letters + string.digits
+    # Unigram keeps the segmentation with the highest summed score: a whole word beats its letters
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [(f"▁{word}", -1.0) for word in words]
+    vocab += [(f"▁{char}", -4.0) for char in characters] + [(char, -5.0) for char in characters]
+    vocab += [(char, -5.0) for char in string.punctuation]
+    return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=max_length)
+
+
 def write_vocab_files(directory) -> None:
     """Retrain both vocabularies and write the files `clap_tokenizer` and `t5_tokenizer` read."""
     directory = Path(directory)

@@ -17,8 +17,8 @@ class GeneratedClip:
     clip_id: str
     audio: np.ndarray  # float32 mono in [-1, 1], at sample_rate
     sample_rate: int  # rate of `audio` (the run's output rate)
-    source_sample_rate: int  # rate the model produced (16 kHz for AudioLDM2)
-    bandwidth_hz: float  # highest frequency with content (source_sample_rate / 2)
+    source_sample_rate: int  # rate the model produced (AudioLDM2 16 kHz, Stable Audio Open 44.1 kHz)
+    bandwidth_hz: float  # highest frequency with content: min(source_sample_rate, sample_rate) / 2
     final_seed: int  # seed of the kept take (== row seed unless a retry or candidate won)
     attempts: int = 1  # generations spent on this clip, retries and candidates included
     verdict: str = "pass"  # "pass" or "fail:<reason>[,<reason>]" after the retry budget ran out

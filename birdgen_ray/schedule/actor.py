@@ -61,10 +61,12 @@ def build_generator(run: RunConfig) -> ClipGenerator:
         from birdgen_ray.generate.null import NullGenerator
 
         return NullGenerator(run.generation, run.engine)
-    if run.generator == "audioldm2":
-        from birdgen_ray.generate.engine import AudioLDM2Engine
+    if run.generator == "audioldm2":  # the --model, of whichever family its model_index.json names
+        from birdgen_ray.generate.engine import ClipEngine
+        from birdgen_ray.generate.model import model_family, resolve_model
 
-        return AudioLDM2Engine(run.generation, run.engine, run.storage_options)
+        family = model_family(resolve_model(run.generation.model)[0])
+        return ClipEngine(run.generation, run.engine, run.storage_options, family=family)
     raise ValueError(f"unknown generator {run.generator!r} (choose audioldm2 or null)")
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from birdgen_ray.config import TINY_MODEL, RunConfig
+from birdgen_ray.config import BUILTIN_MODELS, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _cpu_fallback(run: RunConfig) -> None:
     """Auto sizing found no GPU: never drop to the CPU silently. On a cluster that was joined (where
     GPUs are the point) refuse unless --allow-cpu; on a local Ray, warn. The null generator and the
     tiny test model need none."""
-    if run.generator == "null" or run.generation.model == TINY_MODEL or run.allow_cpu:
+    if run.generator == "null" or run.generation.model in BUILTIN_MODELS or run.allow_cpu:
         return
     if run.address or os.environ.get("RAY_ADDRESS"):
         raise ValueError(

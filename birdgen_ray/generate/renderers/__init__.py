@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 
 # family -> "module:class"; a new family adds its line here (generate/renderer.py says what it implements)
-RENDERERS = {"audioldm2": "birdgen_ray.generate.renderers.audioldm2:AudioLDM2Renderer"}
+RENDERERS = {
+    "audioldm2": "birdgen_ray.generate.renderers.audioldm2:AudioLDM2Renderer",
+    "stable-audio-open": "birdgen_ray.generate.renderers.stable_audio:StableAudioRenderer",
+}
 
 
 def renderer_class(family: str):

@@ -1,0 +1,68 @@
+"""A StableAudioPipeline with seeded random weights, built from per-component config dicts.
+
+Used for the built-in tiny Stable Audio model (tiny_stable_audio.py) and, from the full-size configs
+in bench/reference/stable-audio-open-1.0, for benchmarks: the real architecture's speed and memory
+without the gated weights. Every component is initialised from a fixed torch seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from birdgen_ray.generate.random_model import DEFAULT_SEED, save_atomically
+from birdgen_ray.generate.tokenizers import fixed_t5_tokenizer
+
+# The components of a Stable Audio Open snapshot (the tokenizer aside) and the config file each keeps.
+COMPONENT_CONFIG_FILES = {
+    "text_encoder": "config.json",
+    "projection_model": "config.json",
+    "transformer": "config.json",
+    "vae": "config.json",
+    "scheduler": "scheduler_config.json",
+}
+
+
+def _build_component(name: str, config: dict, seed: int):
+    """Instantiate one component from its config dict with a seeded random init (CPU, fp32)."""
+    import diffusers
+    import transformers
+
+    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
+    class_name = config["_class_name"]
+    torch.manual_seed(seed)
+    if class_name == "T5EncoderModel":
+        return transformers.T5EncoderModel(transformers.T5Config(**cfg))
+    if hasattr(diffusers, class_name):  # StableAudioDiTModel, AutoencoderOobleck, the projection, schedulers
+        return getattr(diffusers, class_name).from_config(cfg)
+    raise ValueError(f"component {name!r}: unsupported class {class_name!r}")
+
+
+def build_pipeline(configs: dict[str, dict], tokenizer, seed: int = DEFAULT_SEED):
+    """A StableAudioPipeline with random weights from per-component config dicts."""
+    from diffusers import StableAudioPipeline
+
+    components = {
+        name: _build_component(name, configs[name], seed + index) for index, name in enumerate(sorted(configs))
+    }
+    return StableAudioPipeline(tokenizer=tokenizer, **components)
+
+
+def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, seed: int = DEFAULT_SEED) -> Path:
+    """Full-size Stable Audio Open with random weights from config files (no download).
+
+    Speed and memory are those of the real architecture; the audio is noise. The tokenizer is the
+    small fixed-vocabulary stand-in, padding to the real maximum length (128 tokens).
+    """
+    config_dir = Path(config_dir)
+    index = json.loads((config_dir / "model_index.json").read_text())
+    paths = {name: config_dir / name / file for name, file in COMPONENT_CONFIG_FILES.items()}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
+    configs = {name: json.loads(path.read_text()) for name, path in paths.items()}
+    tokenizer = fixed_t5_tokenizer(int(index.get("tokenizer_max_length", {}).get("tokenizer", 128)))
+    pipe = build_pipeline(configs, tokenizer, seed=seed)
+    return save_atomically(pipe, Path(out_dir))
