@@ -24,6 +24,7 @@ from birdgen_ray.export.birdclef import (
     NothingToExport,
     export_birdclef,
 )
+from birdgen_ray.io.errors import CorruptFile
 
 console = line_console()
 FORMATS = ("birdclef",)
@@ -80,7 +81,7 @@ def export_cmd(
             result = export_birdclef(out, dest, config, storage_options)
     except NothingToExport as exc:
         raise fail(str(exc), code=1) from None
-    except (ExportError, FileNotFoundError) as exc:
+    except (ExportError, FileNotFoundError, CorruptFile) as exc:
         raise fail(str(exc)) from None
     skipped = f", skipped {result.skipped_failed} that failed the quality gate" if result.skipped_failed else ""
     console.print(

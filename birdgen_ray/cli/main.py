@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from birdgen_ray.cli import evaluate, export, outputs, plan, report, submit, verify
+from birdgen_ray.cli import check, evaluate, export, outputs, plan, report, submit, verify
 
 app = typer.Typer(
     name="birdgen-ray",
@@ -49,6 +49,7 @@ def main(
 app.command("plan", short_help="Make a balanced prompt plan from a training set.")(plan.plan_cmd)
 app.command("submit", short_help="Generate a plan's clips on Ray.")(submit.submit_cmd)
 app.command("status", short_help="Count planned, done, failed clips.")(outputs.status_cmd)
+app.command("check", short_help="Verify every clip's bytes against its sha256.")(check.check_cmd)
 app.command("extract", short_help="Copy clips out as WAV files.")(outputs.extract_cmd)
 app.command("report", short_help="Write an HTML page to judge an output.")(report.report_cmd)
 app.command("export", short_help="Write clips in BirdCLEF's layout.")(export.export_cmd)

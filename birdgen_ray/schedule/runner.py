@@ -32,6 +32,7 @@ from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.summary import build_summary, previous_summary, with_history
 from birdgen_ray.verify.birdnet import LICENCE, birdnet_labels, require_extra
 from birdgen_ray.verify.species import describe_unverifiable, plan_species
+from birdgen_ray.write.repair import repair_damaged
 from birdgen_ray.write.shard_writer import remove_uncommitted
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ def _submit(run: RunConfig) -> dict:
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
         cleaned += sum(output.remove_leftovers(d) for d in TEMPORARY_DIRS if d != SHARDS_DIR)
         committed = committed_index(output)
+        repaired, _ = repair_damaged(output, committed)  # a truncated tar, or what `check` found
+        if repaired:  # read every shard index again: a repaired shard's rows moved
+            committed = committed_index(output, known=committed.slice(0, 0))
         check_unchanged(plan, committed, run.plan_path, output.uri)
         output.write_table(PLAN_FILE, plan)  # only a plan that will run replaces the last one
         pending = pending_rows(plan, None if committed is None else committed["clip_id"])
