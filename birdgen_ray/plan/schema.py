@@ -32,7 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.io.errors import storage_error
 from birdgen_ray.io.storage import read_parquet
+from birdgen_ray.plan.checksum import checksum_problem
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,17 @@ OPTIONAL_COLUMNS = {
 }
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
-# Labels become folder names (export) and are passed comma-separated (--label, --include).
-UNSAFE_LABEL = re.compile(r"[/\\,\x00-\x1f\x7f]|^\.{1,2}$")
+# One label rule, applied by plan, submit, --dry-run and export: labels become folder names (export)
+# and comma-separated values (--label, --include), and are shown in terminals. Letters, digits and
+# "_.-", 1-64 characters: no space, control, format, bidi-override or zero-width character.
+MAX_LABEL_CHARS = 64
+UNSAFE_LABEL = re.compile(
+    rf"[^\w.-]|^\.{{1,2}}$|^.{{{MAX_LABEL_CHARS + 1},}}", re.DOTALL
+)  # Python's \w: letters, digits, _
+_UNSAFE_LABEL_ARROW = rf"[^\p{{L}}\p{{N}}_.-]|^\.{{1,2}}$|^(?s:.){{{MAX_LABEL_CHARS + 1},}}"  # the same rule in RE2
 UNSAFE_LABEL_PROBLEM = (
-    "label contains '/', '\\', ',' or a control character (newline, tab, NUL, ...), or is '.' or '..' "
-    "(labels become folder names on export "
+    f"label is not 1-{MAX_LABEL_CHARS} letters, digits, '_', '.' or '-' (a space, a control character, a format, "
+    "bidi or zero-width character, or '.' or '..'; labels become folder names on export "
     "and comma-separated values of --label/--include)"
 )
 # Tar (USTAR) member names hold 100 bytes: "<clip_id>.json" must fit. No "." either: WebDataset
@@ -183,6 +191,31 @@ def _whole_float_seeds(table: pa.Table, source: str, problems: list[str]) -> pa.
     return table.set_column(index, pa.field("seed", pa.int64()), pc.cast(seeds, pa.int64()))
 
 
+def _invalid_utf8(table: pa.Table, problems: list[str]) -> set[str]:
+    """String columns holding bytes that are not UTF-8, each named with its rows; returns their names."""
+    bad_columns = set()
+    for field in table.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        try:
+            for chunk in table[field.name].chunks:
+                chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            binary = table[field.name].cast(pa.large_binary()).to_pylist()
+            bad = [row for row, value in enumerate(binary) if value is not None and not _is_utf8(value)]
+            problems.append(f"column '{field.name}': invalid UTF-8 in {format_rows(bad)}")
+            bad_columns.add(field.name)
+    return bad_columns
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     """Check every rule, then return the plan normalised to PLAN_SCHEMA (+ extra columns).
 
@@ -192,7 +225,8 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     names = set(table.column_names)
     table = _whole_float_seeds(table, source, problems)  # pandas makes int columns float after a NaN
     explained = {"seed"} if problems else set()  # a float seed column that could not be cast: said already
-    unusable = set()  # columns missing or of the wrong type: their other checks are skipped, not the rest
+    # columns missing, of the wrong type or not UTF-8: their other checks are skipped, not the rest
+    unusable = _invalid_utf8(table, problems)
     for col, kind in REQUIRED_COLUMNS.items():
         if col not in names:
             problems.append(f"column '{col}': missing (required, {kind})")
@@ -217,7 +251,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         if bad:
             problems.append(f"column '{col}': null or empty in {format_rows(bad)}")
     if "label" not in unusable:
-        unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], UNSAFE_LABEL.pattern), False))
+        unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], _UNSAFE_LABEL_ARROW), False))
         if unsafe:
             problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {format_rows(unsafe)}")
     if "seed" not in unusable:
@@ -289,6 +323,14 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     return core
 
 
+def _undecodable_names(table: pa.Table) -> str | None:
+    try:
+        table.schema.names  # noqa: B018 - decoding them is the check
+    except UnicodeDecodeError:
+        return "a column name is not valid UTF-8"
+    return None
+
+
 def _looks_like_csv(path: str, data: bytes) -> bool:
     """A `.csv` name, or a first line of UTF-8 text with commas."""
     if data[:4] == b"PAR1":
@@ -310,6 +352,11 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
             data = fh.read()
     except FileNotFoundError:
         raise PlanError(path, ["file not found"]) from None
+    except Exception as exc:  # an unreachable store, a missing bucket, denied: named as the plan's, not the output's
+        message = storage_error(exc, path)
+        if message is None:
+            raise
+        raise PlanError(path, [message]) from None
     try:
         table = read_parquet(data)  # not pq.read_table(fh): see read_parquet
     except (pa.ArrowException, OSError) as exc:  # a checksum mismatch, bad compressed data, not Parquet at all
@@ -318,11 +365,17 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
                 path,
                 [
                     "this looks like a CSV, not a plan (plans are Parquet): `birdgen-ray plan "
-                    f"{path} -o plan.parquet` makes a plan from a training set's metadata"
+                    f"{path} --target 50 -o plan.parquet` makes a plan from a training set's metadata"
                 ],
             ) from None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PlanError(
             path, [f"corrupt or not a Parquet file ({reason}); write it again with `birdgen-ray plan`"]
         ) from None
+    try:
+        problem = checksum_problem(table) or _undecodable_names(table)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # a footer that parses into nonsense
+        problem = f"unreadable schema ({type(exc).__name__})"
+    if problem:
+        raise PlanError(path, [f"corrupt: {problem}; write it again with `birdgen-ray plan`"])
     return validate_plan(table, source=path)
