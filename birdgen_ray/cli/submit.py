@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import List, Optional
 
@@ -113,14 +114,14 @@ def submit_cmd(
         None,
         min=1,
         show_default=False,
-        help="Clips per model call on one actor \\[default: auto: from the GPU's free memory and the clip length "
+        help="Clips per model call on one actor [default: auto: from the GPU's free memory and the clip length "
         "(at most 128); 8 on CPU actors].",
     ),
     compile_unet: Optional[bool] = typer.Option(
         None,
         "--compile/--no-compile",
         show_default=False,
-        help="torch.compile the UNet once per actor \\[default: auto: on CUDA when each actor has enough clips "
+        help="torch.compile the UNet once per actor [default: auto: on CUDA when each actor has enough clips "
         "to earn the ~100 s compile back].",
     ),
     shard_size: int = typer.Option(256, min=1, help="Clips per output shard (one tar + one index file)."),
@@ -267,6 +268,8 @@ def submit_cmd(
         message = storage_error(exc, out)
         if message is None:
             raise
+        # the other shards' tasks met the same error: said in this one line, not again by Ray at exit
+        os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
         raise fail(message) from None
     err.print(
         f"{summary['status']}: {summary['done']}/{summary['planned']} clips in {out} "

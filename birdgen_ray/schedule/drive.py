@@ -26,7 +26,7 @@ from birdgen_ray.io.layout import FAILURES_DIR
 from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.cluster import has_autoscaler, init_ray
-from birdgen_ray.schedule.failures import record_failure, short_error
+from birdgen_ray.schedule.failures import fatal_storage_error, record_failure, short_error
 from birdgen_ray.schedule.in_flight import InFlightPoller
 from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.progress import RunProgress
@@ -183,6 +183,8 @@ def drive(
                 except RayError as exc:  # the task raised, its actor died, or its result was lost
                     if lock and isinstance(getattr(exc, "cause", None), OutputLocked):
                         lock.verify()  # an actor found the lease lost: stop before recording anything
+                    if fatal_storage_error(exc) is not None:  # a full disk: no retry, no record can help
+                        raise fatal_storage_error(exc) from None
                     error = short_error(exc)
                     blamed = watchdog.blamed.get(actor._actor_id.hex()) if watchdog else None
                     if blamed == shard.shard_id:
