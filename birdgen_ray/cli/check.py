@@ -26,8 +26,9 @@ def check_cmd(
 
     output = as_output(out, storage_options)
     try:
-        if not output.fs.isdir(output.root) and output.is_local:
-            raise FileNotFoundError(f"{out} is not a birdgen-ray output (no such folder)")
+        if output.is_local and not output.fs.isdir(output.root):
+            why = "a file, not a folder" if output.fs.exists(output.root) else "no such folder"
+            raise FileNotFoundError(f"{out} is not a birdgen-ray output ({why})")
         result = check_output(output, address)
     except FileNotFoundError as exc:
         raise fail(str(exc)) from None

@@ -84,7 +84,9 @@ class PlanError(ValueError):
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
-        super().__init__(f"invalid plan {source}:\n  " + "\n  ".join(problems))
+        # one problem, one line; several, one line each under the plan's name
+        joined = problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)
+        super().__init__(f"invalid plan {source}: {joined}".replace(": \n", ":\n"))
 
 
 def make_clip_id(
