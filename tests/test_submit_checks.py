@@ -87,3 +87,23 @@ def test_no_doc_advises_turning_token_auth_off():
         assert "RAY_AUTH_MODE=disabled" not in doc.read_text(encoding="utf-8"), doc
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "ray get-auth-token --generate" in readme and "ray job submit" in readme
+
+
+def test_dry_run_checks_everything_submit_would_naming_it_in_one_line(tmp_path):
+    plan = write_plan(tmp_path / "plan.parquet", plan_table(6))
+    (tmp_path / "a_file").write_text("x")
+    wrong_map = tmp_path / "map.csv"
+    wrong_map.write_text("label,target\nasbfly,x\n")  # not label,birdnet_label
+    with_reference = plan_table(2).append_column("reference", pa.array(["gone.ogg", None]))
+    with_reference = with_reference.append_column("reference_root", pa.array([str(tmp_path), None]))
+    referencing = write_plan(tmp_path / "ref.parquet", with_reference)
+    for args, expected in [
+        ([plan, "--out", tmp_path / "a_file" / "out"], "a_file is a file, not a folder"),
+        ([plan, "--out", tmp_path / "out", "--species-map", wrong_map], "needs the columns label,birdnet_label"),
+        ([plan, "--out", tmp_path / "out", "--model", tmp_path / "no-model"], "model directory not found"),
+        ([referencing, "--out", tmp_path / "out", "--generator", "null"], "gone.ogg"),
+    ]:
+        result = invoke("submit", *args, "--dry-run")
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and expected in lines[0], (args, result.output)
+    assert invoke("submit", plan, "--out", tmp_path / "out", "--dry-run", "--model", "tiny").exit_code == 0

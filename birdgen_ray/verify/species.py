@@ -96,7 +96,7 @@ def describe_unverifiable(species: SpeciesMap, limit: int = 10) -> str | None:
     verb = "class has no BirdNET label and is" if count == 1 else "classes have no BirdNET label and are"
     return (
         f"{count} {verb} unverifiable: {names}{more} "
-        "(add them to a label,birdnet_label mapping file with --species-map)"
+        "(map them in a label,birdnet_label CSV given to submit --verify birdnet or to verify as --species-map)"
     )
 
 
