@@ -104,3 +104,19 @@ def test_one_label_rule_names_the_row(tmp_path, label):
 def test_labels_of_letters_digits_and_dot_dash_underscore_up_to_64_pass(tmp_path):
     table = plan_table(3).set_column(0, "label", [["a" * 64, "Ñandú.2-x_y", "asbfly"]])
     assert read_plan(write_plan(tmp_path / "plan.parquet", table)).num_rows == 3
+
+
+def test_another_writers_plan_is_read_with_the_strict_schema(tmp_path):
+    table = plan_table(3).append_column("negative_promt", pa.array(["x", "y", "z"]))  # a misspelt name
+    path = write_plan(tmp_path / "plan.parquet", table)
+    with pytest.raises(PlanError, match=r"column 'negative_promt': not a plan column.*--allow-extra-columns"):
+        read_plan(path)
+    assert "negative_promt" in read_plan(path, allow_extra_columns=True).column_names
+    wrong_type = plan_table(3).set_column(4, "taxon_class", pa.array([1, 2, 3]))  # a column plan writes as string
+    with pytest.raises(PlanError, match=r"column 'taxon_class': expected string, got int64"):
+        read_plan(write_plan(tmp_path / "typed.parquet", wrong_type), allow_extra_columns=True)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["submit", path, "--out", str(tmp_path / "out"), "--dry-run"])
+    assert refused.exit_code == 2 and "negative_promt" in refused.output
+    allowed = ["submit", path, "--out", str(tmp_path / "out"), "--dry-run", "--allow-extra-columns"]
+    assert runner.invoke(app, allowed).exit_code == 0

@@ -25,7 +25,7 @@ from birdgen_ray.schedule.sizing import size_actor_pool
 
 def dry_run_lines(run: RunConfig) -> list[str]:
     """What `submit` would do, as lines to print; raises PlanError for a plan submit would refuse."""
-    plan = read_plan(run.plan_path, run.storage_options)
+    plan = read_plan(run.plan_path, run.storage_options, run.allow_extra_columns)
     output = Output(run.out, run.storage_options)
     _check_writable(output)
     _check_model(run)

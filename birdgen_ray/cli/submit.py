@@ -175,6 +175,12 @@ def submit_cmd(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", show_default=False, help="Show a live progress bar [default: on]."
     ),
+    allow_extra_columns: bool = typer.Option(
+        False,
+        "--allow-extra-columns",
+        help="Carry a plan's columns that a plan does not have into the index (a plan not written by "
+        "'birdgen-ray plan'; without it such a column is refused as a possible damaged name).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
     dry_run: bool = typer.Option(
         False,
@@ -220,6 +226,7 @@ def submit_cmd(
             ),
             engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet, verifier_threads=verifier_threads),
             species_map=species_map,
+            allow_extra_columns=allow_extra_columns,
             generator=generator.value,
             address=address,
             num_actors=num_actors,

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from birdgen_ray.io.errors import storage_error
 from birdgen_ray.io.storage import read_parquet
-from birdgen_ray.plan.checksum import checksum_problem
+from birdgen_ray.plan.checksum import CHECKSUM_KEY, checksum_problem
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
 
 log = logging.getLogger(__name__)
@@ -346,8 +346,11 @@ def _looks_like_csv(path: str, data: bytes) -> bool:
         return False
 
 
-def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
-    """Read and validate a plan file, local or on object storage (fsspec); errors name the file."""
+def read_plan(path: str, storage_options: dict | None = None, allow_extra_columns: bool = False) -> pa.Table:
+    """Read and validate a plan file, local or on object storage (fsspec); errors name the file.
+
+    A plan `plan` wrote is verified against its content checksum; any other plan against the
+    strict schema (strict_schema_problems)."""
     fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
     try:
         with fs.open(fs_path, "rb") as fh:
@@ -380,4 +383,29 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
         problem = f"unreadable schema ({type(exc).__name__})"
     if problem:
         raise PlanError(path, [f"corrupt: {problem}; write it again with `birdgen-ray plan`"])
+    if CHECKSUM_KEY not in (table.schema.metadata or {}):
+        problems = strict_schema_problems(table, allow_extra_columns)
+        if problems:
+            raise PlanError(path, problems)
     return validate_plan(table, source=path)
+
+
+def strict_schema_problems(table: pa.Table, allow_extra_columns: bool = False) -> list[str]:
+    """A plan from another writer (no checksum): no column beyond those a plan has (a flipped or
+    misspelt name is not quietly carried along, its value replaced by a default) unless allowed, and
+    the columns `plan` writes beyond the core ones with their exact types."""
+    from birdgen_ray.plan.build import EXTRA_SCHEMA  # build imports this module
+
+    known = {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}
+    problems = []
+    for field in table.schema:
+        if field.name in EXTRA_SCHEMA.names:
+            expected = EXTRA_SCHEMA.field(field.name).type
+            if field.type != expected and not (pa.types.is_large_string(field.type) and expected == pa.string()):
+                problems.append(f"column '{field.name}': expected {expected}, got {field.type}")
+        elif field.name not in known and not allow_extra_columns:
+            problems.append(
+                f"column '{field.name}': not a plan column (a misspelt or damaged name?); "
+                "pass --allow-extra-columns to carry it into the index"
+            )
+    return problems

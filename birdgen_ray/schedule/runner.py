@@ -80,7 +80,9 @@ def _stop_on_sigterm():
 
 def _submit(run: RunConfig) -> dict:
     started = time.time()
-    plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
+    plan = read_plan(
+        run.plan_path, run.storage_options, run.allow_extra_columns
+    )  # the whole plan is valid before anything is touched
     run = _with_species(run, plan)
     output = Output(run.out, run.storage_options)
     with OutputLease(output, run.break_lock, LeaseTimes(run.lease_ttl_s, run.lease_renew_s)) as lock:
