@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.config import RunConfig
-from birdgen_ray.index.integrity import DamagedClip
+from birdgen_ray.index.integrity import DamagedClip, ShardDamage
 from birdgen_ray.index.reader import open_index, read_clip_bytes
 from birdgen_ray.io.layout import shard_paths
 from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.check import check_output
 from birdgen_ray.schedule.runner import submit
+from birdgen_ray.write.repair import record_damage
 from tests.plans import plan_table, write_plan
 from tests.test_s3 import BUCKET, s3_server  # noqa: F401 - the moto server fixture
 
@@ -119,8 +120,11 @@ def test_a_corrupt_index_parquet_is_rebuilt_from_the_shard_indexes_saying_so(ray
     before = every_clip(Output(str(out)))
     index = out / "index.parquet"
     index.write_bytes(index.read_bytes()[:-100])  # its footer cut short
+    stale = ShardDamage("shard-gone", "recorded by a check, then the shard was removed by hand")
+    record_damage(Output(str(out)), stale)  # a record whose shard is not there is dropped, not an error
     summary = submit(null_run(plan, str(out)))
     assert summary["status"] == "complete" and summary["generated_this_run"] == 0
     said = [r.getMessage() for r in caplog.records if "index.parquet is corrupt" in r.getMessage()]
     assert len(said) == 1 and "rebuilt from the shard indexes" in said[0]
     assert every_clip(Output(str(out))) == before
+    assert not list((out / "_birdgen" / "damaged").iterdir())

@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
+import pyarrow as pa
+
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate
 from birdgen_ray.io.layout import PLAN_FILE, SHARDS_DIR, SUMMARY_FILE, TEMPORARY_DIRS
@@ -93,7 +95,7 @@ def _submit(run: RunConfig) -> dict:
         committed = committed_index(output)
         repaired, _ = repair_damaged(output, committed)  # a truncated tar, or what `check` found
         if repaired:  # read every shard index again: a repaired shard's rows moved
-            committed = committed_index(output, known=committed.slice(0, 0))
+            committed = committed_index(output, known=pa.table({}))
         check_unchanged(plan, committed, run.plan_path, output.uri)
         output.write_table(PLAN_FILE, plan)  # only a plan that will run replaces the last one
         pending = pending_rows(plan, None if committed is None else committed["clip_id"])
