@@ -181,6 +181,7 @@ class RunConfig:
     allow_version_change: bool = False
     progress: bool = True
     species_map: str | None = None  # CSV label,birdnet_label for the verifier (overrides scientific names)
+    allow_extra_columns: bool = False  # a plan from another writer may carry columns a plan does not have
 
     def __post_init__(self) -> None:
         if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:

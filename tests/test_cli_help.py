@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from birdgen_ray.cli import app
 
 runner = CliRunner()
-COMMANDS = ["plan", "submit", "status", "extract", "report", "export", "verify", "evaluate"]
+COMMANDS = ["plan", "submit", "status", "check", "extract", "report", "export", "verify", "evaluate"]
 
 
 def help_text(*args: str) -> str:
@@ -30,6 +30,8 @@ def test_help_at_80_columns_shows_whole_option_names(command):
     for line in text.splitlines():
         assert len(line) <= 80, line
         assert "…" not in line and "<bool>" not in line, line
+        # metavars in words (FILE..., SPECIES, N), never Python types; no escaped brackets
+        assert "\\[" not in line and not re.search(r"<(str|int|float|path|list\[)", line), line
     # every --word in the text is a whole option name, not one cut at a hyphen ("--num-")
     assert {m for m in re.findall(r"--[a-z][a-z0-9-]*", text) if m.endswith("-")} == set()
 
@@ -61,3 +63,11 @@ def test_status_json_is_a_flag(tmp_path):
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and re.match(r"birdgen-ray \S+", result.output)
+
+
+def test_metavars_are_words():
+    assert re.search(r"--audio FILE\.\.\.\s", help_text("verify"))
+    assert re.search(r"--species SPECIES\s", help_text("verify"))
+    assert re.search(r"--steps N\s", help_text("submit")) and re.search(
+        r"--storage-options JSON\s", help_text("submit")
+    )

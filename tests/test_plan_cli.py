@@ -102,7 +102,7 @@ def test_custom_template_file(inputs, tmp_path):
         (lambda d, i: [i["counts"][0], "--target", 5, "--include", "nope"], "label 'nope'"),
         (lambda d, i: [i["counts"][0], "--target", 5, "--exclude-class", "Aves,Fungi"], "taxon class 'Fungi'"),
         (lambda d, i: [i["counts"][0], "--target", 5, "--duration", 90], "--duration"),
-        (lambda d, i: [d / "missing.csv", "--target", 5], "missing.csv:\n  file not found"),
+        (lambda d, i: [d / "missing.csv", "--target", 5], "missing.csv: file not found"),
         (lambda d, i: [i["counts"][0], "--target", 5, "--templates", d / "none.toml"], "none.toml"),
     ],
 )

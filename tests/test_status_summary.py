@@ -150,13 +150,14 @@ def test_progress_shows_count_rate_failures_and_eta(terminal):
     progress.close()
     screen = buffer.getvalue()
     final = [line for line in screen.splitlines() if "17/20" in line][-1]
-    assert re.search(r"\d+\.\d clips/s", final) and "failed 3" in final and "ETA" in final
-    assert "(10 committed, 4 in flight)" in final
-    if not terminal:  # a log gets plain lines with the same figures
+    assert re.search(r"\d+\.\d clips/s", final) and ("failed 3" in final or "3 failed" in final) and "ETA" in final
+    assert "(10 committed, 4 in flight)" in final or "10 committed, 4 in flight," in final
+    if not terminal:  # a log gets plain lines with the same figures, and no bar
         assert re.search(
-            r"generating 13/20 clips \(10 committed, 0 in flight\), \d+\.\d clips/s, failed 3, ETA \d+ s", screen
+            r"progress: 13/20 clips, 10 committed, 0 in flight, 3 failed, \d+\.\d clips/s, ETA \d+ s", screen
         )
-        assert re.search(r"generating 17/20 clips \(10 committed, 4 in flight\), \d+\.\d clips/s", screen)
+        assert re.search(r"progress: 17/20 clips, 10 committed, 4 in flight, 3 failed, \d+\.\d clips/s", screen)
+        assert all(line.startswith("progress: ") for line in screen.splitlines()), screen
 
 
 def test_a_run_done_in_one_update_still_shows_its_rate():

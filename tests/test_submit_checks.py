@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
+import soundfile as sf
 from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
@@ -97,6 +99,7 @@ def test_pndm_is_refused_for_a_plan_with_reference_rows_in_one_line(tmp_path):
     table = table.append_column("reference_start_s", pa.array([0.0, None, None], pa.float64()))
     table = table.append_column("strength", pa.array([0.5, None, None], pa.float64()))
     plan = write_plan(tmp_path / "refs.parquet", table)
+    sf.write(tmp_path / "a.wav", np.zeros(16_000, np.float32), 16_000)  # a readable reference for --dry-run
     for extra in (["--dry-run"], []):
         result = invoke("submit", plan, "--out", tmp_path / "o", "--scheduler", "pndm", *extra)
         assert result.exit_code == 2, result.output
@@ -105,3 +108,23 @@ def test_pndm_is_refused_for_a_plan_with_reference_rows_in_one_line(tmp_path):
     text_only = write_plan(tmp_path / "text.parquet", plan_table(3))
     assert invoke("submit", text_only, "--out", tmp_path / "o", "--scheduler", "pndm", "--dry-run").exit_code == 0
     assert invoke("submit", plan, "--out", tmp_path / "o", "--scheduler", "ddim", "--dry-run").exit_code == 0
+
+
+def test_dry_run_checks_everything_submit_would_naming_it_in_one_line(tmp_path):
+    plan = write_plan(tmp_path / "plan.parquet", plan_table(6))
+    (tmp_path / "a_file").write_text("x")
+    wrong_map = tmp_path / "map.csv"
+    wrong_map.write_text("label,target\nasbfly,x\n")  # not label,birdnet_label
+    with_reference = plan_table(2).append_column("reference", pa.array(["gone.ogg", None]))
+    with_reference = with_reference.append_column("reference_root", pa.array([str(tmp_path), None]))
+    referencing = write_plan(tmp_path / "ref.parquet", with_reference)
+    for args, expected in [
+        ([plan, "--out", tmp_path / "a_file" / "out"], "a_file is a file, not a folder"),
+        ([plan, "--out", tmp_path / "out", "--species-map", wrong_map], "needs the columns label,birdnet_label"),
+        ([plan, "--out", tmp_path / "out", "--model", tmp_path / "no-model"], "model directory not found"),
+        ([referencing, "--out", tmp_path / "out", "--generator", "null"], "gone.ogg"),
+    ]:
+        result = invoke("submit", *args, "--dry-run")
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and expected in lines[0], (args, result.output)
+    assert invoke("submit", plan, "--out", tmp_path / "out", "--dry-run", "--model", "tiny").exit_code == 0

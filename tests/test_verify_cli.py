@@ -44,8 +44,19 @@ def test_audio_gives_a_per_window_table_and_the_same_as_json():
 
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0, table.output
-    assert "Leiothlypis peregrina_Tennessee Warbler" in table.stdout and "0.791" in table.stdout
-    assert "CC BY-NC-SA 4.0" in table.stdout
+    # shown as people read it; the JSON above keeps BirdNET's own label
+    assert "Tennessee Warbler (Leiothlypis peregrina)" in table.stdout and "0.791" in table.stdout
+    assert "peregrina_Tennessee" not in table.stdout and "CC BY-NC-SA 4.0" in table.stdout
+
+
+@needs_real_audio
+def test_litert_s_info_line_stays_out_of_the_output():
+    cli = [sys.executable, "-c", "from birdgen_ray.cli import app; app()"]
+    done = subprocess.run(
+        [*cli, "verify", "--audio", str(BIRDS)], capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "XNNPACK" not in done.stdout + done.stderr and "INFO:" not in done.stdout + done.stderr
 
 
 @needs_real_audio

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
-from birdgen_ray.config import RunConfig
+from birdgen_ray.config import TINY_MODEL, RunConfig
 from birdgen_ray.index.reader import committed_index
+from birdgen_ray.io.recordings import reference_uri
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.estimate import REFERENCE_CARD, estimate_gpu_time
 from birdgen_ray.plan.schema import read_plan
@@ -23,9 +25,13 @@ from birdgen_ray.schedule.sizing import size_actor_pool
 
 def dry_run_lines(run: RunConfig) -> list[str]:
     """What `submit` would do, as lines to print; raises PlanError for a plan submit would refuse."""
-    plan = read_plan(run.plan_path, run.storage_options)
+    plan = read_plan(run.plan_path, run.storage_options, run.allow_extra_columns)
     check_scheduler(plan, run.generation, run.plan_path)
     output = Output(run.out, run.storage_options)
+    _check_writable(output)
+    _check_model(run)
+    _check_species(run, plan)
+    _check_references(plan, run.storage_options)
     committed = committed_index(output) if output.fs.exists(output.root) else None
     check_unchanged(plan, committed, run.plan_path, output.uri)
     pending = pending_rows(plan, None if committed is None else committed["clip_id"])
@@ -58,6 +64,79 @@ def dry_run_lines(run: RunConfig) -> list[str]:
         )
     lines.append("nothing was written and no Ray was started")
     return lines
+
+
+def _check_writable(output: Output) -> None:
+    """The output folder (or the nearest folder above it) is a writable folder; a bucket exists."""
+    if not output.is_local:
+        bucket = output.root.split("/", 1)[0]
+        if not output.fs.exists(bucket):
+            raise ValueError(f"the bucket of {output.uri} does not exist; create it or fix the URI")
+        return
+    folder = Path(output.root)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {output.uri}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {output.uri}: permission denied on {folder}")
+
+
+def _check_model(run: RunConfig) -> None:
+    """What submit's actors load: a snapshot folder must be one (a hub id is read from the hub cache)."""
+    model = run.generation.model
+    if run.generator != "audioldm2" or model == TINY_MODEL:
+        return
+    expanded = os.path.expanduser(model)
+    looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+    if os.path.isdir(expanded):
+        if not os.path.isfile(os.path.join(expanded, "model_index.json")):
+            raise ValueError(f"--model: {expanded} has no model_index.json (not a diffusers snapshot)")
+    elif looks_like_path or os.path.exists(expanded):
+        raise ValueError(f"--model: model directory not found: {expanded}")
+
+
+def _check_species(run: RunConfig, plan) -> None:
+    """A verifying run's BirdNET labels and --species-map resolve as submit resolves them."""
+    if not (run.generation.verifier or run.species_map):
+        return
+    from birdgen_ray.verify.birdnet import MissingExtra, birdnet_labels, require_extra
+    from birdgen_ray.verify.species import plan_species, read_mapping
+
+    if run.species_map and not run.generation.verifier:
+        read_mapping(run.species_map)  # a wrong file is named even without --verify
+        return
+    try:
+        require_extra()
+    except MissingExtra as exc:
+        raise ValueError(str(exc)) from None
+    plan_species(plan, birdnet_labels(), run.species_map)
+
+
+def _check_references(plan, storage_options: dict) -> None:
+    """Every reference recording of a reference-conditioned plan is there to be read."""
+    if "reference" not in plan.column_names:
+        return
+    import fsspec
+
+    pairs = {
+        (root, ref)
+        for root, ref in zip(_column(plan, "reference_root"), plan["reference"].to_pylist())
+        if ref is not None
+    }
+    missing = []
+    for root, ref in sorted(pairs, key=str):
+        uri = reference_uri(root, ref)
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options if "://" in uri else {}))
+        if not fs.exists(path):
+            missing.append(uri)
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ValueError(f"reference recordings not found: {', '.join(missing[:3])}{more}")
+
+
+def _column(plan, name: str) -> list:
+    return plan[name].to_pylist() if name in plan.column_names else [None] * plan.num_rows
 
 
 def _local_gpus() -> int:

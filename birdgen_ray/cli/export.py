@@ -25,6 +25,7 @@ from birdgen_ray.export.birdclef import (
     NothingToExport,
     export_birdclef,
 )
+from birdgen_ray.io.errors import CorruptFile
 from birdgen_ray.verify.thresholds import parse_species_threshold
 
 console = line_console()
@@ -105,7 +106,7 @@ def export_cmd(
             result = export_birdclef(out, dest, config, storage_options)
     except NothingToExport as exc:
         raise fail(str(exc), code=1) from None
-    except (ExportError, FileNotFoundError, ValueError) as exc:
+    except (ExportError, FileNotFoundError, ValueError, CorruptFile) as exc:
         raise fail(str(exc)) from None
     skipped = "".join(f", left out {n} that {why}" for why, n in result.left_out.items())
     console.print(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from birdgen_ray.cli import evaluate, export, outputs, plan, report, submit, verify
+from birdgen_ray.cli import check, evaluate, export, outputs, plan, report, submit, verify
+from birdgen_ray.cli.metavars import WordMetavarGroup
+from birdgen_ray.cli.options import one_line_errors
 
 app = typer.Typer(
     name="birdgen-ray",
@@ -21,6 +23,7 @@ app = typer.Typer(
     # Plain help: at 80 columns rich's boxed tables cut option names ("--gpus-per-act…") and break
     # sentences; click's formatter keeps names whole and rewraps paragraphs. Flags show no value.
     rich_markup_mode=None,
+    cls=WordMetavarGroup,  # metavars in words: FILE..., SPECIES, N
 )
 
 
@@ -46,11 +49,14 @@ def main(
 
 # One line per command; each command's module holds its options and its help text.
 # short_help: the command list must not cut a sentence at 80 columns.
-app.command("plan", short_help="Make a balanced prompt plan from a training set.")(plan.plan_cmd)
-app.command("submit", short_help="Generate a plan's clips on Ray.")(submit.submit_cmd)
-app.command("status", short_help="Count planned, done, failed clips.")(outputs.status_cmd)
-app.command("extract", short_help="Copy clips out as WAV files.")(outputs.extract_cmd)
-app.command("report", short_help="Write an HTML page to judge an output.")(report.report_cmd)
-app.command("export", short_help="Write clips in BirdCLEF's layout.")(export.export_cmd)
-app.command("verify", short_help="Check clips with a species classifier.")(verify.verify_cmd)
-app.command("evaluate", short_help="Measure what the synthetic clips are worth.")(evaluate.evaluate_cmd)
+app.command("plan", short_help="Make a balanced prompt plan from a training set.")(one_line_errors(plan.plan_cmd))
+app.command("submit", short_help="Generate a plan's clips on Ray.")(one_line_errors(submit.submit_cmd))
+app.command("status", short_help="Count planned, done, failed clips.")(one_line_errors(outputs.status_cmd))
+app.command("check", short_help="Verify every clip's bytes against its sha256.")(one_line_errors(check.check_cmd))
+app.command("extract", short_help="Copy clips out as WAV files.")(one_line_errors(outputs.extract_cmd))
+app.command("report", short_help="Write an HTML page to judge an output.")(one_line_errors(report.report_cmd))
+app.command("export", short_help="Write clips in BirdCLEF's layout.")(one_line_errors(export.export_cmd))
+app.command("verify", short_help="Check clips with a species classifier.")(one_line_errors(verify.verify_cmd))
+app.command("evaluate", short_help="Measure what the synthetic clips are worth.")(
+    one_line_errors(evaluate.evaluate_cmd)
+)

@@ -3,6 +3,7 @@ lists, fixed choices) and how an error reaches the user (one `error:` line, neve
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -88,6 +89,38 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` on stderr as one unwrapped line; `raise fail(...)` ends the command with `code`."""
     line_console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def one_line_errors(command):
+    """A command whose unexpected OSError (a file where a folder is wanted, a path that cannot be
+    read, a full disk, a corrupt file) ends in one `error:` line naming the path, exit 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except OSError as exc:
+            raise fail(describe_os_error(exc)) from None
+
+    return run
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: the storage rules first (io/errors.py), then the path and why."""
+    from birdgen_ray.io.errors import storage_error
+
+    where = exc.filename or "the path"
+    message = storage_error(exc, str(where))
+    if message is not None:
+        return message
+    if exc.filename is None:
+        return str(exc) or type(exc).__name__
+    failed = Path(os.path.abspath(exc.filename))
+    if isinstance(exc, NotADirectoryError):
+        blocker = next((p for p in (failed, *failed.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
+    return f"cannot read {exc.filename}: {exc.strerror or type(exc).__name__}"
 
 
 @contextmanager

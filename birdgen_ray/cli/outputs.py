@@ -13,7 +13,7 @@ import typer
 from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
-from birdgen_ray.io.errors import storage_error
+from birdgen_ray.io.errors import CorruptFile, storage_error
 
 console = line_console()
 
@@ -57,6 +57,8 @@ def status_cmd(
         )
     for f in st["failures"]:
         console.print(f"  failed shard {f['shard_id']} ({f['clips']} clips): {f['error']}", highlight=False)
+    for line in st["damaged"]:
+        console.print(f"  damaged {line}; run the same submit to make its clips again", highlight=False)
     if st["run"]:
         console.print(f"  {st['run']}", highlight=False)
     if st["running"]:
@@ -100,7 +102,11 @@ def extract_cmd(
         for clip_id in clip_ids:
             row = rows[clip_id]
             target = dest / f"{clip_id}.wav"
-            target.write_bytes(read_clip_bytes(output, row))
+            try:
+                data = read_clip_bytes(output, row)
+            except CorruptFile as exc:
+                raise fail(str(exc)) from None
+            target.write_bytes(data)
             console.print(
                 f"{target}  ({row['label']}, {row['duration_s']} s, {row['sample_rate']} Hz)", highlight=False
             )

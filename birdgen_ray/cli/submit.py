@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from typing import List, Optional
 
@@ -114,14 +115,14 @@ def submit_cmd(
         None,
         min=1,
         show_default=False,
-        help="Clips per model call on one actor \\[default: auto: from the GPU's free memory and the clip length "
+        help="Clips per model call on one actor [default: auto: from the GPU's free memory and the clip length "
         "(at most 128); 8 on CPU actors].",
     ),
     compile_unet: Optional[bool] = typer.Option(
         None,
         "--compile/--no-compile",
         show_default=False,
-        help="torch.compile the UNet once per actor \\[default: auto: on CUDA when each actor has enough clips "
+        help="torch.compile the UNet once per actor [default: auto: on CUDA when each actor has enough clips "
         "to earn the ~100 s compile back].",
     ),
     shard_size: int = typer.Option(256, min=1, help="Clips per output shard (one tar + one index file)."),
@@ -181,6 +182,12 @@ def submit_cmd(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", show_default=False, help="Show a live progress bar [default: on]."
     ),
+    allow_extra_columns: bool = typer.Option(
+        False,
+        "--allow-extra-columns",
+        help="Carry a plan's columns that a plan does not have into the index (a plan not written by "
+        "'birdgen-ray plan'; without it such a column is refused as a possible damaged name).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
     dry_run: bool = typer.Option(
         False,
@@ -230,6 +237,7 @@ def submit_cmd(
             ),
             engine=EngineConfig(batch_size=batch_size, compile_unet=compile_unet, verifier_threads=verifier_threads),
             species_map=species_map,
+            allow_extra_columns=allow_extra_columns,
             generator=generator.value,
             address=address,
             num_actors=num_actors,
@@ -279,6 +287,8 @@ def submit_cmd(
         message = storage_error(exc, out)
         if message is None:
             raise
+        # the other shards' tasks met the same error: said in this one line, not again by Ray at exit
+        os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
         raise fail(message) from None
     err.print(
         f"{summary['status']}: {summary['done']}/{summary['planned']} clips in {out} "

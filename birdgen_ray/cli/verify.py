@@ -97,6 +97,8 @@ def _verify_recordings(
 def _print_table(result: dict) -> None:
     from rich.table import Table
 
+    from birdgen_ray.verify.species import display_label
+
     title = f"{result['file']} ({result['verifier']})"
     table = Table(title=title, title_justify="left")
     for column in ("window", "start_s", "end_s", "target", "top1", "top1_conf"):
@@ -108,14 +110,17 @@ def _print_table(result: dict) -> None:
             f"{row['start_s']:.1f}",
             f"{row['end_s']:.1f}",
             target,
-            row["top1"],
+            display_label(row["top1"]),
             f"{row['top1_confidence']:.3f}",
         )
     console.print(table)
     if result["species"]:
-        console.print(f"{result['species']}: {result['species_confidence']:.3f} (max over windows)", highlight=False)
+        console.print(
+            f"{display_label(result['species'])}: {result['species_confidence']:.3f} (max over windows)",
+            highlight=False,
+        )
     console.print(
-        f"top-1: {result['species_top1']} {result['species_top1_confidence']:.3f}; "
+        f"top-1: {display_label(result['species_top1'])} {result['species_top1_confidence']:.3f}; "
         "BirdNET v2.4 model licence: CC BY-NC-SA 4.0",
         highlight=False,
     )

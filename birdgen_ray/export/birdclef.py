@@ -38,7 +38,7 @@ from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
 from birdgen_ray.io.layout import has_audio
 from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.plan.layouts import LAYOUTS
-from birdgen_ray.plan.schema import UNSAFE_LABEL
+from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
 from birdgen_ray.report.species import species_columns
 from birdgen_ray.verify.columns import SPECIES_COLUMNS, SPECIES_FIELDS
 from birdgen_ray.verify.thresholds import SpeciesThreshold
@@ -313,10 +313,7 @@ def _check_labels(rows: list[dict], uri: str) -> None:
         lines = [
             f"{label!r} (clips {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" for label, ids in bad.items()
         ]
-        raise ExportError(
-            f"{uri}/index.parquet column 'label': not usable as a folder name (contains '/', '\\', ',' or NUL, "
-            f"or is '.'/'..'): " + "; ".join(lines)
-        )
+        raise ExportError(f"{uri}/index.parquet column 'label': {UNSAFE_LABEL_PROBLEM}: " + "; ".join(lines))
 
 
 def _csv_bytes(records: list[dict], columns: list[str]) -> bytes:

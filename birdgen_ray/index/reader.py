@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.index.integrity import DamagedClip, clip_problem
 from birdgen_ray.io.audio import decode_wav
+from birdgen_ray.io.errors import CorruptFile
 from birdgen_ray.io.layout import INDEX_FILE, committed_shard_ids, has_audio, shard_paths
 from birdgen_ray.io.storage import Output, read_parquet
+
+log = logging.getLogger(__name__)
 
 
 def as_output(out: str | Output, storage_options: dict[str, Any] | None = None) -> Output:
@@ -35,8 +40,8 @@ def committed_index(output: Output, known: pa.Table | None = None) -> pa.Table |
     a rerun over 10^6 clips reads one index instead of thousands.
     """
     committed = committed_shard_ids(output)
-    if known is None and output.exists(INDEX_FILE):
-        known = output.read_table(INDEX_FILE)
+    if known is None:
+        known = last_index(output)
     covered: set[str] = set()
     parts = []
     if known is not None and known.num_rows:
@@ -51,6 +56,18 @@ def committed_index(output: Output, known: pa.Table | None = None) -> pa.Table |
     if not parts or not sum(part.num_rows for part in parts):
         return None
     return _one_row_per_clip(pa.concat_tables(parts, promote_options="permissive"))
+
+
+def last_index(output: Output) -> pa.Table | None:
+    """index.parquet, or None when there is none or it is corrupt: the shard indexes are the source
+    of truth, and a corrupt copy of them is said in one line and read past, never a blocked run."""
+    if not output.exists(INDEX_FILE):
+        return None
+    try:
+        return output.read_table(INDEX_FILE)
+    except CorruptFile as exc:
+        log.warning("%s is corrupt (%s): rebuilt from the shard indexes, which hold every clip", exc.where, exc.reason)
+        return None
 
 
 def _one_row_per_clip(table: pa.Table) -> pa.Table:
@@ -94,8 +111,9 @@ def gate_failing_ids(index: pa.Table) -> pa.Array:
 def open_index(out: str | Output, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The consolidated index of an output (falls back to the shard indexes mid-run)."""
     output = as_output(out, storage_options)
-    if output.exists(INDEX_FILE):
-        return output.read_table(INDEX_FILE)
+    table = last_index(output)
+    if table is not None:
+        return table
     table = read_shard_indexes(output)
     if table is None:
         raise FileNotFoundError(f"no index in {output.uri}: nothing has been committed there yet")
@@ -112,13 +130,24 @@ def select_labels(index: pa.Table, labels: Iterable[str], uri: str) -> pa.Table:
 
 
 def read_clip_bytes(out: str | Output, row: dict, storage_options: dict[str, Any] | None = None) -> bytes:
-    """The WAV bytes of one clip, located by its index row alone (one ranged read)."""
+    """The WAV bytes of one clip, located by its index row alone (one ranged read), checked against its
+    sha256: damaged bytes raise DamagedClip, never a silently changed clip."""
     if not has_audio(row):
         raise ValueError(
             f"clip {row.get('clip_id')} has no audio: it failed the species check ({row.get('verdict')}) in a run "
             "with --drop-species-failures"
         )
-    return as_output(out, storage_options).read_range(row["shard"], int(row["offset"]), int(row["size"]))
+    output = as_output(out, storage_options)
+    data = output.read_range(row["shard"], int(row["offset"]), int(row["size"]))
+    problem = clip_problem(row, data)
+    if problem:
+        where = f"{output.uri.rstrip('/')}/{row['shard']}"
+        raise DamagedClip(
+            where,
+            f"clip {row['clip_id']}: {problem}",
+            f"`birdgen-ray check {output.uri}` names every damaged shard; the same submit makes their clips again",
+        )
+    return data
 
 
 def read_clip(

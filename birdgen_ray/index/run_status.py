@@ -25,13 +25,21 @@ def productive_run(summary: dict | None) -> dict:
     return summary.get("last_productive_run") or summary
 
 
-def run_line(progress: dict | None, lease: dict | None, now: float | None = None) -> str | None:
-    """One line about the current or last run, or None when no run ever wrote progress.json."""
+def run_line(
+    progress: dict | None, lease: dict | None, now: float | None = None, counted: tuple[int, int] | None = None
+) -> str | None:
+    """One line about the current or last run, or None when no run ever wrote progress.json.
+
+    `counted`: (done, planned) as `status` counted them from the output itself, the one source of
+    truth; progress.json's own counts, written every few seconds, lag behind it mid-run.
+    """
     if not progress:
         return None
     now = time.time() if now is None else now
     state = progress.get("state")
     planned, done = int(progress.get("planned") or 0), int(progress.get("done") or 0)
+    if counted is not None:
+        done, planned = counted
     committed = done - int(progress.get("already_done") or 0)
     beat_age = now - float(progress.get("heartbeat") or progress.get("started_at") or now)
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(progress.get("heartbeat") or now)))
@@ -43,8 +51,9 @@ def run_line(progress: dict | None, lease: dict | None, now: float | None = None
         pct = 100 * done / planned if planned else 100.0
         rate = progress.get("clips_per_second")
         parts = [f"running, {pct:.0f}% {done:,}/{planned:,}"]
-        if progress.get("in_flight"):
-            parts.append(f"{int(progress['in_flight']):,} in flight")
+        in_flight = min(int(progress.get("in_flight") or 0), planned - done)  # never more than what is left
+        if in_flight > 0:
+            parts.append(f"{in_flight:,} in flight")
         parts.append(f"{rate:g} clips/s" if rate else "- clips/s")
         if progress.get("eta_s") is not None:
             parts.append(f"ETA {_duration(float(progress['eta_s']))}")

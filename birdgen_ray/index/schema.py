@@ -15,6 +15,8 @@ INDEX_SCHEMA = pa.schema(
         ("member", pa.string()),
         ("offset", pa.int64()),
         ("size", pa.int64()),
+        ("sha256", pa.string()),  # of the clip's stored bytes (the WAV member), checked by every reader
+        ("shard_bytes", pa.int64()),  # the whole tar's size: a truncated shard shows in a listing
         # what the audio is
         ("sample_rate", pa.int32()),
         ("num_samples", pa.int64()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.index.integrity import known_damage
 from birdgen_ray.index.reader import committed_index, gate_failing_ids
 from birdgen_ray.index.run_status import productive_run, run_line
 from birdgen_ray.io.layout import FAILURES_DIR, LEASE_FILE, PLAN_FILE, PROGRESS_FILE, SUMMARY_FILE
@@ -51,9 +52,11 @@ def output_status(output: Output) -> dict:
         "not_in_plan": len(committed) - _count(pc.is_in(committed, value_set=planned)),
         "shards": 0 if shards is None else len(pc.unique(shards["shard"])),
         "failures": failures,
+        # shards whose stored size differs from the recorded one, or that `check` found damaged
+        "damaged": [damage.line() for damage in known_damage(output, shards)],
         "running": lease,  # the lease record, while a run holds it (or a dead run left it)
         "progress": progress,  # _birdgen/progress.json: the current or last run
-        "run": run_line(progress, lease),  # that, in one line
+        "run": run_line(progress, lease, counted=(done, len(planned))),  # that, in one line, with the counts above
         "last_run": productive_run(summary) or None,  # the last run that generated clips
     }
 

@@ -28,10 +28,11 @@ _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Expir
 class CorruptFile(OSError):
     """A file whose bytes fail their checksum or do not parse (a flipped bit, a truncated upload)."""
 
-    def __init__(self, where: str, reason: str):
+    def __init__(self, where: str, reason: str, advice: str = "restore it or write it again"):
         self.where = where
         self.reason = reason
-        super().__init__(f"{where} is corrupt: {reason}")
+        self.advice = advice
+        super().__init__(f"{where} is corrupt ({reason}); {advice}")
 
 
 def _chain(exc: BaseException):
@@ -46,7 +47,7 @@ def storage_error(exc: BaseException, where: str) -> str | None:
     """One line for a storage error met while working on `where` (an output folder or URI), or None."""
     for err in _chain(exc):
         if isinstance(err, CorruptFile):
-            return f"{err.where} is corrupt ({err.reason}); restore it or write it again"
+            return str(err)
         names = {cls.__name__ for cls in type(err).__mro__}
         text = str(err)
         if names & set(_UNREACHABLE) or "Could not connect to the endpoint URL" in text:

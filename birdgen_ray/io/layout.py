@@ -17,10 +17,12 @@
       _birdgen/run.json         generation settings the output was started with (reruns must match)
       _birdgen/lease.json       the one-writer lease (schedule/lease.py), renewed by its holder
       _birdgen/progress.json    the current or last run's state, rewritten every few seconds
+      _birdgen/damaged/<shard_id>.json  a committed shard `birdgen-ray check` found damaged (its
+                                clips' bytes do not match their sha256); the next submit repairs it
 
 A clip is readable from its index row alone: `shard` (path relative to OUT), `offset` and `size`
-locate the WAV bytes inside the tar. Plan columns beyond the core ones (taxon class, common name,
-...) follow the index columns unchanged.
+locate the WAV bytes inside the tar, and `sha256` says whether they are still the bytes written.
+Plan columns beyond the core ones (taxon class, common name, ...) follow the index columns unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ META_DIR = "_birdgen"
 RUN_FILE = f"{META_DIR}/run.json"
 LEASE_FILE = f"{META_DIR}/lease.json"
 PROGRESS_FILE = f"{META_DIR}/progress.json"
+DAMAGED_DIR = f"{META_DIR}/damaged"
 # Where writers leave temporary files (`*.tmp-*`) when they die mid-write; the next run removes them.
 TEMPORARY_DIRS = ("", SHARDS_DIR, FAILURES_DIR, META_DIR)
 

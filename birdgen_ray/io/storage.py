@@ -6,6 +6,7 @@ on object storage a single PUT is already all-or-nothing, so readers never see h
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,32 @@ import pyarrow.parquet as pq
 from birdgen_ray.io.errors import CorruptFile
 
 TMP_MARKER = ".tmp-"
+# The content checksum `Output.write_table` keeps in a table's footer: page checksums guard the pages,
+# not the footer, where a flipped bit can rename a column or change a type.
+TABLE_CHECKSUM_KEY = b"birdgen_ray.sha256"
+CHECKSUM_KEYS = (TABLE_CHECKSUM_KEY, b"birdgen_ray.plan.sha256")  # plan/checksum.py's, for plans
+
+
+def content_sha256(table: pa.Table) -> str:
+    """SHA-256 of a table's column names, types, values and metadata (checksum keys aside), as its
+    Arrow IPC stream, whatever its chunking. A column name that is not UTF-8 raises UnicodeDecodeError."""
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k not in CHECKSUM_KEYS}
+    table = table.combine_chunks().replace_schema_metadata(metadata or None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def checksum_mismatch(table: pa.Table, key: bytes = TABLE_CHECKSUM_KEY) -> bool:
+    """Whether the table carries a content checksum under `key` that its content does not match."""
+    stored = (table.schema.metadata or {}).get(key)
+    if stored is None:
+        return False
+    try:
+        return stored.decode("latin-1") != content_sha256(table)
+    except (UnicodeDecodeError, pa.ArrowException):
+        return True
 
 
 def read_parquet(data: bytes) -> pa.Table:
@@ -87,16 +114,32 @@ class Output:
                 blobs = list(pool.map(fetch, rels))
         return {rel: data for rel, data in zip(rels, blobs) if data is not None}
 
+    def size(self, rel: str) -> int:
+        """The stored size of one file in bytes."""
+        return int(self.fs.size(self.path(rel)))
+
+    def sizes(self, rel_dir: str) -> dict[str, int]:
+        """Name -> size of every file in a folder, from one listing (one request on object storage)."""
+        try:
+            entries = self.fs.ls(self.path(rel_dir), detail=True, refresh=True)
+        except FileNotFoundError:
+            return {}
+        return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0) for e in entries}
+
     def read_json(self, rel: str) -> dict:
         return json.loads(self.read_bytes(rel))
 
     def read_table(self, rel: str) -> pa.Table:
         """A Parquet file of the output; a checksum mismatch or unparsable bytes raise CorruptFile naming it."""
         data = self.read_bytes(rel)
+        where = f"{str(self.uri).rstrip('/')}/{rel}"
         try:
-            return read_parquet(data)
+            table = read_parquet(data)
         except (pa.ArrowException, OSError) as exc:
-            raise CorruptFile(f"{self.uri.rstrip('/')}/{rel}", str(exc).strip().splitlines()[0]) from None
+            raise CorruptFile(where, str(exc).strip().splitlines()[0]) from None
+        if checksum_mismatch(table):
+            raise CorruptFile(where, "its content checksum does not match (a changed value, column name or type)")
+        return table
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder, temporary files excluded, sorted."""
@@ -120,6 +163,9 @@ class Output:
         self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True).encode())
 
     def write_table(self, rel: str, table: pa.Table) -> None:
+        """Zstd Parquet with page checksums and a content checksum (read_table verifies both)."""
+        metadata = {**(table.schema.metadata or {}), TABLE_CHECKSUM_KEY: content_sha256(table).encode()}
+        table = table.replace_schema_metadata(metadata)
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd", write_page_checksum=True)
         self.write_bytes(rel, buf.getvalue())

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
 from birdgen_ray.plan.call_types import CallTypeReport, map_call_types
+from birdgen_ray.plan.checksum import FIRST_CHECKSUMMED_FORMAT, PLAN_METADATA_KEY, with_checksum
 from birdgen_ray.plan.metadata import ClassStats
 from birdgen_ray.plan.prompts import PromptTemplates, TemplateError, clip_prompt
 from birdgen_ray.plan.references import ReferenceOptions, add_references
 from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
 from birdgen_ray.plan.tables import InputError
 
-PLAN_METADATA_KEY = b"birdgen_ray.plan"
 EXTRA_SCHEMA = pa.schema(
     [
         ("taxon_class", pa.string()),
@@ -154,7 +154,7 @@ def build_plan(
                 columns[name].append(value)
     table = pa.table(columns, schema=FULL_SCHEMA)
     metadata = {
-        "format": 1,
+        "format": FIRST_CHECKSUMMED_FORMAT,
         "options": {**asdict(options), "templates_sha256": templates.digest},
         "classes": [asdict(allocations[c.label]) | {"taxon_class": c.taxon_class} for c in classes],
     }
@@ -171,7 +171,7 @@ def write_plan(result: PlanResult, path: str | Path) -> None:
     if result.table.num_rows == 0:
         raise ValueError("nothing to generate: every selected class already has enough clips")
     meta = {PLAN_METADATA_KEY: json.dumps(result.metadata, sort_keys=True, ensure_ascii=False).encode("utf-8")}
-    table = result.table.replace_schema_metadata(meta)
+    table = with_checksum(result.table.replace_schema_metadata(meta))  # verified by read_plan
     buffer = io.BytesIO()
     pq.write_table(
         table,

@@ -36,7 +36,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.io.errors import storage_error
 from birdgen_ray.io.storage import read_parquet
+from birdgen_ray.plan.checksum import CHECKSUM_KEY, checksum_problem
 from birdgen_ray.rows import DEFAULT_NEGATIVE_PROMPT
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,17 @@ OPTIONAL_COLUMNS = {
 }
 MAX_DURATION_S = 60.0
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
-# Labels become folder names (export) and are passed comma-separated (--label, --include).
-UNSAFE_LABEL = re.compile(r"[/\\,\x00-\x1f\x7f]|^\.{1,2}$")
+# One label rule, applied by plan, submit, --dry-run and export: labels become folder names (export)
+# and comma-separated values (--label, --include), and are shown in terminals. Letters, digits and
+# "_.-", 1-64 characters: no space, control, format, bidi-override or zero-width character.
+MAX_LABEL_CHARS = 64
+UNSAFE_LABEL = re.compile(
+    rf"[^\w.-]|^\.{{1,2}}$|^.{{{MAX_LABEL_CHARS + 1},}}", re.DOTALL
+)  # Python's \w: letters, digits, _
+_UNSAFE_LABEL_ARROW = rf"[^\p{{L}}\p{{N}}_.-]|^\.{{1,2}}$|^(?s:.){{{MAX_LABEL_CHARS + 1},}}"  # the same rule in RE2
 UNSAFE_LABEL_PROBLEM = (
-    "label contains '/', '\\', ',' or a control character (newline, tab, NUL, ...), or is '.' or '..' "
-    "(labels become folder names on export "
+    f"label is not 1-{MAX_LABEL_CHARS} letters, digits, '_', '.' or '-' (a space, a control character, a format, "
+    "bidi or zero-width character, or '.' or '..'; labels become folder names on export "
     "and comma-separated values of --label/--include)"
 )
 # Tar (USTAR) member names hold 100 bytes: "<clip_id>.json" must fit. No "." either: WebDataset
@@ -82,7 +90,9 @@ class PlanError(ValueError):
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
-        super().__init__(f"invalid plan {source}:\n  " + "\n  ".join(problems))
+        # one problem, one line; several, one line each under the plan's name
+        joined = problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)
+        super().__init__(f"invalid plan {source}: {joined}".replace(": \n", ":\n"))
 
 
 def make_clip_id(
@@ -191,6 +201,31 @@ def _whole_float_seeds(table: pa.Table, source: str, problems: list[str]) -> pa.
     return table.set_column(index, pa.field("seed", pa.int64()), pc.cast(seeds, pa.int64()))
 
 
+def _invalid_utf8(table: pa.Table, problems: list[str]) -> set[str]:
+    """String columns holding bytes that are not UTF-8, each named with its rows; returns their names."""
+    bad_columns = set()
+    for field in table.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        try:
+            for chunk in table[field.name].chunks:
+                chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            binary = table[field.name].cast(pa.large_binary()).to_pylist()
+            bad = [row for row, value in enumerate(binary) if value is not None and not _is_utf8(value)]
+            problems.append(f"column '{field.name}': invalid UTF-8 in {format_rows(bad)}")
+            bad_columns.add(field.name)
+    return bad_columns
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     """Check every rule, then return the plan normalised to PLAN_SCHEMA (+ extra columns).
 
@@ -200,7 +235,8 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     names = set(table.column_names)
     table = _whole_float_seeds(table, source, problems)  # pandas makes int columns float after a NaN
     explained = {"seed"} if problems else set()  # a float seed column that could not be cast: said already
-    unusable = set()  # columns missing or of the wrong type: their other checks are skipped, not the rest
+    # columns missing, of the wrong type or not UTF-8: their other checks are skipped, not the rest
+    unusable = _invalid_utf8(table, problems)
     for col, kind in REQUIRED_COLUMNS.items():
         if col not in names:
             problems.append(f"column '{col}': missing (required, {kind})")
@@ -225,7 +261,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
         if bad:
             problems.append(f"column '{col}': null or empty in {format_rows(bad)}")
     if "label" not in unusable:
-        unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], UNSAFE_LABEL.pattern), False))
+        unsafe = _rows(pc.fill_null(pc.match_substring_regex(table["label"], _UNSAFE_LABEL_ARROW), False))
         if unsafe:
             problems.append(f"column 'label': {UNSAFE_LABEL_PROBLEM} in {format_rows(unsafe)}")
     if "seed" not in unusable:
@@ -297,6 +333,14 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     return core
 
 
+def _undecodable_names(table: pa.Table) -> str | None:
+    try:
+        table.schema.names  # noqa: B018 - decoding them is the check
+    except UnicodeDecodeError:
+        return "a column name is not valid UTF-8"
+    return None
+
+
 def _looks_like_csv(path: str, data: bytes) -> bool:
     """A `.csv` name, or a first line of UTF-8 text with commas."""
     if data[:4] == b"PAR1":
@@ -310,14 +354,22 @@ def _looks_like_csv(path: str, data: bytes) -> bool:
         return False
 
 
-def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
-    """Read and validate a plan file, local or on object storage (fsspec); errors name the file."""
+def read_plan(path: str, storage_options: dict | None = None, allow_extra_columns: bool = False) -> pa.Table:
+    """Read and validate a plan file, local or on object storage (fsspec); errors name the file.
+
+    A plan `plan` wrote is verified against its content checksum; any other plan against the
+    strict schema (strict_schema_problems)."""
     fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
     try:
         with fs.open(fs_path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
         raise PlanError(path, ["file not found"]) from None
+    except Exception as exc:  # an unreachable store, a missing bucket, denied: named as the plan's, not the output's
+        message = storage_error(exc, path)
+        if message is None:
+            raise
+        raise PlanError(path, [message]) from None
     try:
         table = read_parquet(data)  # not pq.read_table(fh): see read_parquet
     except (pa.ArrowException, OSError) as exc:  # a checksum mismatch, bad compressed data, not Parquet at all
@@ -326,11 +378,42 @@ def read_plan(path: str, storage_options: dict | None = None) -> pa.Table:
                 path,
                 [
                     "this looks like a CSV, not a plan (plans are Parquet): `birdgen-ray plan "
-                    f"{path} -o plan.parquet` makes a plan from a training set's metadata"
+                    f"{path} --target 50 -o plan.parquet` makes a plan from a training set's metadata"
                 ],
             ) from None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PlanError(
             path, [f"corrupt or not a Parquet file ({reason}); write it again with `birdgen-ray plan`"]
         ) from None
+    try:
+        problem = checksum_problem(table) or _undecodable_names(table)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # a footer that parses into nonsense
+        problem = f"unreadable schema ({type(exc).__name__})"
+    if problem:
+        raise PlanError(path, [f"corrupt: {problem}; write it again with `birdgen-ray plan`"])
+    if CHECKSUM_KEY not in (table.schema.metadata or {}):
+        problems = strict_schema_problems(table, allow_extra_columns)
+        if problems:
+            raise PlanError(path, problems)
     return validate_plan(table, source=path)
+
+
+def strict_schema_problems(table: pa.Table, allow_extra_columns: bool = False) -> list[str]:
+    """A plan from another writer (no checksum): no column beyond those a plan has (a flipped or
+    misspelt name is not quietly carried along, its value replaced by a default) unless allowed, and
+    the columns `plan` writes beyond the core ones with their exact types."""
+    from birdgen_ray.plan.build import EXTRA_SCHEMA  # build imports this module
+
+    known = {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}
+    problems = []
+    for field in table.schema:
+        if field.name in EXTRA_SCHEMA.names:
+            expected = EXTRA_SCHEMA.field(field.name).type
+            if field.type != expected and not (pa.types.is_large_string(field.type) and expected == pa.string()):
+                problems.append(f"column '{field.name}': expected {expected}, got {field.type}")
+        elif field.name not in known and not allow_extra_columns:
+            problems.append(
+                f"column '{field.name}': not a plan column (a misspelt or damaged name?); "
+                "pass --allow-extra-columns to carry it into the index"
+            )
+    return problems

@@ -24,7 +24,9 @@ class InputError(ValueError):
     def __init__(self, path: str | Path, problems: list[str]):
         self.path = str(path)
         self.problems = problems
-        super().__init__(f"bad input {self.path}:\n  " + "\n  ".join(problems))
+        # one problem, one line; several, one line each under the file's name
+        joined = problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)
+        super().__init__(f"bad input {self.path}: {joined}".replace(": \n", ":\n"))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from birdgen_ray.io.layout import SHARDS_DIR, committed_shard_ids, species_path
 from birdgen_ray.io.storage import Output, read_parquet
 from birdgen_ray.verify.birdnet import LICENCE
 from birdgen_ray.verify.columns import SPECIES_COLUMNS
+from birdgen_ray.verify.species import display_label
 from birdgen_ray.verify.thresholds import SpeciesThreshold
 
 DEFAULT_PASS = 0.5
@@ -166,5 +167,5 @@ def collect_species(output: Output, index: pa.Table, settings: dict) -> SpeciesR
         per_class=sorted(per_class.values(), key=lambda g: g.name),
         per_taxon=sorted(per_taxon.values(), key=lambda g: g.name),
         confidences=confidences,
-        confusions=[(label, heard, n) for (label, heard), n in confusions.most_common(CONFUSIONS_SHOWN)],
+        confusions=[(label, display_label(heard), n) for (label, heard), n in confusions.most_common(CONFUSIONS_SHOWN)],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -24,7 +25,8 @@ def _init_ray(run: RunConfig) -> None:
     sigterm = signal.getsignal(signal.SIGTERM)
     if run.address or os.environ.get("RAY_ADDRESS"):
         # Inside a Ray job or against a running cluster: join it, never pass resources.
-        ray.init(address=run.address or None, log_to_driver=False)
+        # WARNING: Ray's "Connecting to existing Ray cluster" INFO lines are not the command's output
+        ray.init(address=run.address or None, log_to_driver=False, logging_level=logging.WARNING)
     else:
         note = _local_token_auth()
         if note:

@@ -30,7 +30,7 @@ from birdgen_ray.io.layout import FAILURES_DIR
 from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.cluster import has_autoscaler, init_ray
-from birdgen_ray.schedule.failures import record_failure, short_error
+from birdgen_ray.schedule.failures import fatal_storage_error, record_failure, short_error
 from birdgen_ray.schedule.in_flight import InFlightPoller
 from birdgen_ray.schedule.lease import OutputLease, OutputLocked
 from birdgen_ray.schedule.observers import DriveObserver, ProgressObserver, StateObserver
@@ -258,6 +258,9 @@ class Driver:
 
         if self.lock and isinstance(getattr(exc, "cause", None), OutputLocked):
             self.lock.verify()  # an actor found the lease lost: stop before recording anything
+        fatal = fatal_storage_error(exc)
+        if fatal is not None:  # a full disk: no retry, no record can help
+            raise fatal from None
         actor_died = isinstance(exc, RayActorError)
         blamed = self.watchdog.blamed.get(actor._actor_id.hex()) if self.watchdog else None
         failure = self.retry.shard_failed(shard.shard_id, short_error(exc), actor_died, blamed)

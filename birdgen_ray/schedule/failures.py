@@ -3,6 +3,8 @@ are committed; and the one-line form of an error that such a record (and the log
 
 from __future__ import annotations
 
+import errno
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,6 +22,22 @@ def short_error(exc: BaseException) -> str:
     if where is None and len(lines) > 1:  # not a traceback: e.g. "The actor died ..." + the reason
         return f"{lines[0]} | {lines[-1]}"[:2000]
     return (f"{lines[-1]} | at {where}" if where else lines[-1])[:2000]
+
+
+# Errors no retry can mend, and that would fail the failure record as well: the run ends with them.
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def fatal_storage_error(exc: BaseException) -> OSError | None:
+    """A full disk, an exceeded quota or a read-only file system behind a shard's error, as an OSError
+    the driver raises (the CLI makes it one line), or None for anything a retry may mend."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
+            return OSError(exc.errno, exc.strerror, exc.filename)
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
 
 
 def record_failure(output: Output, shard: ShardSpec, error: str, attempts: int) -> None:

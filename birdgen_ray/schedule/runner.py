@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
+import pyarrow as pa
+
 from birdgen_ray.config import RunConfig
 from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import committed_index, consolidate
@@ -34,6 +36,7 @@ from birdgen_ray.schedule.summary import build_summary, previous_summary, with_h
 from birdgen_ray.verify.birdnet import LICENCE, birdnet_labels, require_extra
 from birdgen_ray.verify.species import describe_unverifiable, plan_species
 from birdgen_ray.versions import audio_versions
+from birdgen_ray.write.repair import repair_damaged
 from birdgen_ray.write.shard_writer import remove_uncommitted
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,7 @@ def _stop_on_sigterm():
 
 def _submit(run: RunConfig) -> dict:
     started = time.time()
-    plan = read_plan(run.plan_path, run.storage_options)  # the whole plan is valid before anything is touched
+    plan = read_plan(run.plan_path, run.storage_options, run.allow_extra_columns)  # all valid before any work
     check_scheduler(plan, run.generation, run.plan_path)
     run = _with_species(run, plan)
     output = Output(run.out, run.storage_options)
@@ -92,6 +95,9 @@ def _submit(run: RunConfig) -> dict:
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
         cleaned += sum(output.remove_leftovers(d) for d in TEMPORARY_DIRS if d != SHARDS_DIR)
         committed = committed_index(output)
+        repaired, _ = repair_damaged(output, committed)  # a truncated tar, or what `check` found
+        if repaired:  # read every shard index again: a repaired shard's rows moved
+            committed = committed_index(output, known=pa.table({}))
         check_unchanged(plan, committed, run.plan_path, output.uri)
         output.write_table(PLAN_FILE, plan)  # only a plan that will run replaces the last one
         pending = pending_rows(plan, None if committed is None else committed["clip_id"])

@@ -14,8 +14,11 @@ The BirdNET model is licensed CC BY-NC-SA 4.0 (non-commercial): see LICENCE belo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -99,6 +102,25 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))).astype(np.float32)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """LiteRT's C++ writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to file
+    descriptor 2, past Python and any log level: that descriptor points at /dev/null meanwhile."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (an embedding host): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class BirdNet:
     """BirdNET v2.4 FP32 on the CPU. Thread-safe (one call at a time per instance)."""
 
@@ -108,7 +130,7 @@ class BirdNet:
         self.labels: list[str] = _read_labels(folder)
         self.model_id = f"birdnet-{MODEL_VERSION}-fp32"
         self.num_threads = int(num_threads)
-        with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": we need the embedding
+        with warnings.catch_warnings(), quiet_native_stderr():  # "preserve_all_tensors is for debugging"
             warnings.simplefilter("ignore", UserWarning)
             self._interpreter = interpreter_class(
                 model_path=str(folder / MODEL_FILE),
@@ -126,7 +148,8 @@ class BirdNet:
         """Resize and allocate only when the batch size changes (allocation costs more than a window)."""
         if batch_size != self._batch_size:
             self._interpreter.resize_tensor_input(self._input, [batch_size, WINDOW_SAMPLES], strict=False)
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr():  # LiteRT applies its XNNPACK delegate here
+                self._interpreter.allocate_tensors()
             self._batch_size = batch_size
 
     def infer(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

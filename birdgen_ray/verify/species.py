@@ -86,6 +86,15 @@ def resolve_species(
     return SpeciesMap(index=index, unverifiable=unverifiable)
 
 
+def display_label(label: str | None) -> str | None:
+    """A BirdNET label as people read it: "Poecile atricapillus_Black-capped Chickadee" ->
+    "Black-capped Chickadee (Poecile atricapillus)"; "Engine_Engine" (no species) -> "Engine"."""
+    if not label or "_" not in label:
+        return label
+    scientific, common = label.split("_", 1)
+    return common if common == scientific else f"{common} ({scientific})"
+
+
 def describe_unverifiable(species: SpeciesMap, limit: int = 10) -> str | None:
     """One line naming the classes BirdNET cannot check, or None when every class maps."""
     if not species.unverifiable:
@@ -96,7 +105,7 @@ def describe_unverifiable(species: SpeciesMap, limit: int = 10) -> str | None:
     verb = "class has no BirdNET label and is" if count == 1 else "classes have no BirdNET label and are"
     return (
         f"{count} {verb} unverifiable: {names}{more} "
-        "(add them to a label,birdnet_label mapping file with --species-map)"
+        "(map them in a label,birdnet_label CSV given to submit --verify birdnet or to verify as --species-map)"
     )
 
 

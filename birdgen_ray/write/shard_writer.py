@@ -7,6 +7,7 @@ can be read with one ranged GET, without downloading or unpacking the shard.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -23,6 +24,12 @@ from birdgen_ray.io.layout import SHARDS_DIR, embeddings_path, list_shards, shar
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.schema import PLAN_SCHEMA
 from birdgen_ray.verify.columns import embeddings_table
+
+
+def clip_meta(row: dict, clip_id: str, final_seed: int, verdict: str) -> bytes:
+    """The `<clip_id>.json` member: label and provenance travel with the audio."""
+    meta = {**row, "clip_id": clip_id, "final_seed": final_seed, "verdict": verdict}
+    return json.dumps(meta, sort_keys=True).encode()
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> tuple[int, int]:
@@ -47,33 +54,35 @@ def _left_out(clip: GeneratedClip, generation: GenerationConfig | None) -> bool:
 
 def pack_shard(
     plan_slice: pa.Table, clips: Sequence[GeneratedClip], generation: GenerationConfig | None = None
-) -> tuple[bytes, list[tuple[str, int, int]]]:
-    """Tar bytes with `<clip_id>.wav` and `<clip_id>.json` per clip; returns (bytes, [(member, offset, size)])."""
+) -> tuple[bytes, list[tuple[str, int, int, str | None]]]:
+    """Tar bytes with `<clip_id>.wav` and `<clip_id>.json` per clip; returns
+    (bytes, [(member, offset, size, sha256 of the WAV bytes)])."""
     buf = io.BytesIO()
     locations = []
     rows = plan_slice.select(["label", "prompt", "seed"]).to_pylist()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for clip, row in zip(clips, rows):
             if _left_out(clip, generation):
-                locations.append(("", -1, 0))  # no audio: readers skip rows with size 0 (io/layout.has_audio)
+                locations.append(("", -1, 0, None))  # no audio: readers skip rows with size 0 (io/layout.has_audio)
                 continue
             member = f"{clip.clip_id}.wav"
-            offset, size = _add_member(tar, member, encode_wav(clip.audio, clip.sample_rate))
-            locations.append((member, offset, size))
-            # WebDataset readers pair <key>.wav with <key>.json: label and provenance travel with the audio.
-            meta = {**row, "clip_id": clip.clip_id, "final_seed": clip.final_seed, "verdict": clip.verdict}
-            _add_member(tar, f"{clip.clip_id}.json", json.dumps(meta, sort_keys=True).encode())
+            wav = encode_wav(clip.audio, clip.sample_rate)
+            offset, size = _add_member(tar, member, wav)
+            locations.append((member, offset, size, hashlib.sha256(wav).hexdigest()))
+            # WebDataset readers pair <key>.wav with <key>.json
+            _add_member(tar, f"{clip.clip_id}.json", clip_meta(row, clip.clip_id, clip.final_seed, clip.verdict))
     return buf.getvalue(), locations
 
 
 def index_table(
     plan_slice: pa.Table,
     clips: Sequence[GeneratedClip],
-    locations: Sequence[tuple[str, int, int]],
+    locations: Sequence[tuple[str, int, int, str | None]],
     shard_rel: str,
     generation: GenerationConfig,
     model_id: str,
     versions: str = "{}",
+    shard_bytes: int | None = None,
 ) -> pa.Table:
     """One index row per clip: the plan row, where its audio is, and how it was made."""
     ids = plan_slice["clip_id"].to_pylist()
@@ -89,6 +98,8 @@ def index_table(
         member=[loc[0] for loc in locations],
         offset=[loc[1] for loc in locations],
         size=[loc[2] for loc in locations],
+        sha256=[loc[3] for loc in locations],
+        shard_bytes=[shard_bytes] * n,
         sample_rate=[c.sample_rate for c in clips],
         num_samples=[len(c.audio) if loc[2] else 0 for c, loc in zip(clips, locations)],
         source_sample_rate=[c.source_sample_rate for c in clips],
@@ -119,6 +130,13 @@ def index_table(
         sha256 = pa.array([c.reference_sha256 for c in clips], REFERENCE_SHA256.type)
         table = table.append_column(REFERENCE_SHA256, sha256)
     return table
+
+
+def check_stored_size(output: Output, rel: str, expected: int) -> None:
+    """A file that is not stored whole (a store that cut the upload short) fails the commit."""
+    stored = output.size(rel)
+    if stored != expected:
+        raise OSError(f"{output.uri.rstrip('/')}/{rel} was stored with {stored} bytes instead of {expected}")
 
 
 def remove_uncommitted(output: Output) -> int:
@@ -159,8 +177,9 @@ def commit_shard(
     """
     tar_rel, index_rel = shard_paths(shard_id)
     data, locations = pack_shard(plan_slice, clips, generation)
-    index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id, versions)
+    index = index_table(plan_slice, clips, locations, tar_rel, generation, model_id, versions, shard_bytes=len(data))
     output.write_bytes(tar_rel, data)
+    check_stored_size(output, tar_rel, len(data))
     if any(c.embedding is not None for c in clips):
         if not all(c.embedding is not None for c in clips):
             raise ValueError(f"shard {shard_id}: the verifier scored only some of its clips")
