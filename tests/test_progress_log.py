@@ -13,13 +13,14 @@ import time
 
 import pytest
 
-from birdgen_ray.generate.null import SLEEP_ENV
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import PROGRESS_FILE
 from birdgen_ray.io.storage import Output
 from birdgen_ray.schedule.progress import EVERY_ENV
+from tests import fault_hooks
+from tests.fault_hooks import SLEEP_ENV
 from tests.plans import plan_table, write_plan
-from tests.test_unattended import CLI, REPO
+from tests.test_unattended import CLI
 
 LINE = re.compile(
     r"^progress: \d+/24 clips, \d+ committed, \d+ in flight, 0 failed, (\d+\.\d|-) clips/s, ETA (\d+ s|-)$"
@@ -33,7 +34,7 @@ def test_progress_in_a_log_file_is_plain_lines_and_status_agrees_with_itself_mid
     log = tmp_path / "driver.log"
     args = ["submit", plan, "--out", str(out), "--generator", "null", "--gpus-per-actor", "0", "--num-actors", "1"]
     args += ["--shard-size", "4", "--address", ray_local.get_runtime_context().gcs_address]
-    env = {**os.environ, "PYTHONPATH": str(REPO), EVERY_ENV: "0.3"}
+    env = {**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH, EVERY_ENV: "0.3"}  # the hooks reach its actors
     with log.open("w") as sink:
         driver = subprocess.Popen(
             [*CLI, *args, "--actor-env", f"{SLEEP_ENV}=0.3"], env=env, stdout=sink, stderr=subprocess.STDOUT
