@@ -7,10 +7,12 @@ set of `--synthetic-ratio` x the real windows. No BirdNET: embedding time is BEN
 figure x windows, and is not measured here.
 
 It times, in one run: the exact real-to-real duplicate search, the exact near-copy search (synthetic
-against real), and the probe fits (one multinomial fit per fold, variant and seed) of the real stage.
-`--scale` shrinks the recordings (classes stay 152); the JSON and the printout extrapolate each stage
-to scale 1 by its cost model: searches grow with the product of the two window counts, a fit with its
-training rows (classes and dimensions fixed).
+against real), a fold's shared probe statistics (basis and real training windows, once per fold), and
+the probe fits (one per fold, variant and seed: the variant's added rows' statistics, the closed-form
+solve, the test windows scored). `--scale` shrinks the recordings (classes stay 152); the JSON and the
+printout extrapolate each stage to scale 1 by its cost model: searches grow with the product of the two
+window counts, a fold's statistics and a fit with their rows (classes, dimensions and components fixed,
+so the fixed parts are extrapolated too: an upper bound).
 
     python bench/evaluate_bench.py --scale 0.05 --json bench/results/evaluate.json
 """
@@ -29,7 +31,7 @@ import torch
 from bench.machine import cpu_model
 from birdgen_ray.evaluate.embed import Windows
 from birdgen_ray.evaluate.leakage import duplicate_recording_pairs, near_copies
-from birdgen_ray.evaluate.probe import fit_predict
+from birdgen_ray.evaluate.probe import predict, real_fold
 from birdgen_ray.evaluate.protocol import make_protocol
 
 CLASSES, RECORDINGS, DIM = 152, 15_000, 1024
@@ -54,42 +56,64 @@ def simulate(scale: float, windows_per_recording: int, synthetic_ratio: float, s
     return names[labels], Windows(real, owner, np.ones(len(owner), np.float32)), synthetic, names[synthetic_labels]
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
+CPU_S: dict[str, float] = {}  # CPU seconds of this process per stage: on a shared box, the work itself
+
+
+def timed(fn, *args, stage: str = ""):
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn(*args)
+    if stage:
+        CPU_S[stage] = CPU_S.get(stage, 0.0) + time.process_time() - cpu
     return time.perf_counter() - start, out
+
+
+def _fit(basis, x_added, y_added, test_x):
+    return predict(basis, basis.real + basis.stats(x_added, y_added), test_x)
 
 
 def run(scale: float, windows_per_recording: int, synthetic_ratio: float, fits: int, seeds: int) -> dict:
     labels, real, synthetic, synthetic_labels = simulate(scale, windows_per_recording, synthetic_ratio)
     groups = np.arange(len(labels)).astype(str)
     protocol = make_protocol(labels, groups, 5, 0)
-    duplicate_s, _ = timed(duplicate_recording_pairs, real.owner, real.embeddings, real.rms)
+    duplicate_s, _ = timed(duplicate_recording_pairs, real.owner, real.embeddings, real.rms, stage="duplicate_search")
     clip_owner = np.arange(len(synthetic))
-    near_s, _ = timed(near_copies, synthetic, clip_owner, real.embeddings, real.owner, real.rms)
+    near_s, _ = timed(
+        near_copies, synthetic, clip_owner, real.embeddings, real.owner, real.rms, stage="near_copy_search"
+    )
     fold = protocol.folds[0]
     train, test = np.isin(real.owner, fold.train), np.isin(real.owner, fold.test)
     classes = sorted(set(labels.tolist()))
+    fold_s, basis = timed(
+        real_fold, real.embeddings[train], labels[real.owner[train]], classes, stage="fold_statistics"
+    )
     fit_times = []
-    for k in range(fits):  # real + all synthetic: the largest fit of a fold
-        x = np.concatenate([real.embeddings[train], synthetic])
-        y = np.concatenate([labels[real.owner[train]], synthetic_labels])
-        seconds, _ = timed(fit_predict, x, y, real.embeddings[test], classes, 1.0, k)
+    for _ in range(fits):  # real + all synthetic: the largest fit of a fold
+        seconds, _ = timed(_fit, basis, synthetic, synthetic_labels, real.embeddings[test], stage="fits")
         fit_times.append(seconds)
     n_fits = len(protocol.folds) * (SAMPLED_VARIANTS * seeds + FIXED_VARIANTS)
     factor = 1.0 / scale
     measured = {
         "duplicate_search_s": duplicate_s,
         "near_copy_search_s": near_s,
+        "fold_statistics_s": fold_s,
         "fit_s": float(np.median(fit_times)),
         "fit_rows": int(train.sum() + len(synthetic)),
     }
     extrapolated = {
         "duplicate_search_s": duplicate_s * factor**2,
         "near_copy_search_s": near_s * factor**2,
+        "fold_statistics_s": fold_s * factor * len(protocol.folds),
         "fits_s": measured["fit_s"] * factor * n_fits,  # each fit: at most the measured (largest) size
     }
     extrapolated["total_s"] = sum(extrapolated.values())
+    cpu = {**CPU_S, "fits": CPU_S["fits"] / fits}
+    cpu_extrapolated = {
+        "duplicate_search_s": cpu["duplicate_search"] * factor**2,
+        "near_copy_search_s": cpu["near_copy_search"] * factor**2,
+        "fold_statistics_s": cpu["fold_statistics"] * factor * len(protocol.folds),
+        "fits_s": cpu["fits"] * factor * n_fits,
+    }
+    cpu_extrapolated["total_s"] = sum(cpu_extrapolated.values())
     return {
         "machine": cpu_model(),
         "threads": torch.get_num_threads(),
@@ -103,6 +127,8 @@ def run(scale: float, windows_per_recording: int, synthetic_ratio: float, fits: 
         "fits_per_run": n_fits,
         "measured": measured,
         "extrapolated_to_scale_1": extrapolated,
+        "cpu_s_measured": cpu,  # CPU time of this process (all its threads): what the load does not inflate
+        "cpu_s_extrapolated_to_scale_1": cpu_extrapolated,
     }
 
 

@@ -9,6 +9,8 @@ The harness must tell help from harm, and catch leaks:
   (c) a real set whose recordings share windows (overlapping cuts) fails the protocol check
   (d) leakage control: copies of the real recordings, stored under other paths, are withheld from the
       folds that test them (by their bytes' SHA-256) and counted; without a hash, as near-copies
+  (f) the second model (a log-mel CNN from scratch, independent of BirdNET) has a row for each of its
+      variants, is deterministic per seed, and never shows the noise control as a gain
 """
 
 from __future__ import annotations
@@ -219,6 +221,39 @@ def test_cli_bad_input_is_one_line_and_exit_2(data, synthetic, tmp_path):
         assert "Traceback" not in result.output
 
 
+def test_f_the_cnn_has_a_row_per_variant_and_never_shows_noise_as_a_gain(evaluated):
+    _, result = evaluated
+    held_in, noise = _names(result)
+    second = result["cnn"]
+    assert second["enabled"] and "re-augmented" in second["note"]
+    expected = [
+        v for v in result["protocol"]["variants"] if v == "real only" or "oversampled" in v or v.endswith(": all")
+    ]
+    assert list(second["variants"]) == expected and held_in in expected and noise in expected
+    for name, v in second["variants"].items():
+        assert v["macro"]["roc_auc"]["value"] is not None, name
+        if name.startswith(noise.split(":")[0] + ":"):
+            for cell in (v["macro"]["roc_auc"], v["left_out"]["roc_auc"], v["macro"]["cmap"]):
+                assert cell["verdict"] != "gain", name
+            assert v["macro"]["roc_auc"].get("vs_baseline_verdict") != "gain", name
+    # real only cannot learn a class it never trained on, whatever the model
+    assert second["variants"]["real only"]["left_out"]["roc_auc"]["value"] == pytest.approx(0.5)
+
+
+def test_f_the_cnn_is_deterministic_per_seed(data):
+    from birdgen_ray.evaluate.cnn import fit_predict
+    from birdgen_ray.evaluate.inputs import read_real
+    from birdgen_ray.evaluate.melspec import mel_real
+
+    recordings = read_real(data.real_table)[:6]
+    spectra = mel_real(recordings)
+    labels = np.repeat([r.label for r in recordings], [len(mel_real([r])) for r in recordings])
+    classes = sorted(set(labels.tolist()))
+    runs = [fit_predict(spectra, labels, spectra[:8], classes, seed) for seed in (0, 0, 1)]
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+    assert np.allclose(runs[0].sum(1), 1.0, atol=1e-5)
+
+
 def test_page_renders_in_headless_chromium(evaluated, chromium, serve):  # noqa: F811
     from selenium.webdriver.common.by import By
 
@@ -240,6 +275,8 @@ def test_page_renders_in_headless_chromium(evaluated, chromium, serve):  # noqa:
     bins = chromium.find_elements(By.CSS_SELECTOR, "table.bins tr")
     assert "[" in bins[1].text  # differences with their intervals
     assert chromium.find_elements(By.CSS_SELECTOR, "table.similarity")
+    cnn_rows = chromium.find_elements(By.CSS_SELECTOR, "#cnn table.cnn-macro tr")
+    assert len(cnn_rows) == 1 + len(result["cnn"]["variants"]) and cnn_rows[1].is_displayed()
 
 
 def test_e_one_recording_per_class_is_split_into_time_blocks_and_said_to_be_weaker(tmp_path):

@@ -367,11 +367,10 @@ def test_degenerate_baselines_are_flagged():
     assert not any("fold" in f for f in degenerate_flags(two, data.labels, [s]))
 
 
-def test_the_multinomial_probe_equals_scikit_learns_balanced_softmax_regression():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+def test_the_probe_is_equal_prior_lda_with_scikit_learns_oas_covariance_and_its_statistics_add():
+    from sklearn.covariance import oas
 
-    from birdgen_ray.evaluate.probe import fit_predict
+    from birdgen_ray.evaluate.probe import fit_predict, predict, real_fold
 
     rng = np.random.default_rng(8)
     centres = rng.standard_normal((4, 12)) * 1.5
@@ -379,12 +378,19 @@ def test_the_multinomial_probe_equals_scikit_learns_balanced_softmax_regression(
     x = centres[np.searchsorted(["a", "b", "c", "d"], y)] + rng.standard_normal((60, 12))
     test = rng.standard_normal((20, 12)) + centres[rng.integers(0, 4, 20)]
     classes = ["a", "b", "c", "d", "never"]
-    ours = fit_predict(x, y, test, classes, c=0.5)
-    scaler = StandardScaler().fit(x)
-    theirs = LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000, tol=1e-10)
-    theirs.fit(scaler.transform(x), y)
-    assert np.abs(ours[:, :4] - theirs.predict_proba(scaler.transform(test))).max() < 2e-3
+    ours = fit_predict(x, y, test, classes, real_rows=45)  # basis from the first 45 rows, all 60 train
+    fold = real_fold(x[:45], y[:45], classes)
+    z, index = fold.project(x), np.searchsorted(classes, y)
+    means = np.array([z[index == k].mean(0) for k in range(4)])
+    covariance = oas(z - means[index], assume_centered=True)[0]
+    coefficients = np.linalg.solve(covariance, means.T)
+    logits = fold.project(test) @ coefficients - 0.5 * (means * coefficients.T).sum(1)  # equal priors
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    assert np.abs(ours[:, :4] - expected / expected.sum(1, keepdims=True)).max() < 1e-4
     assert (ours[:, 4] == 0).all()  # a class without training windows
+    added = predict(fold, fold.real + fold.stats(x[45:], y[45:]), test)  # rows added to shared statistics
+    assert np.abs(added - ours).max() < 1e-6
+    assert (ours.argmax(1) == np.linalg.norm(test[:, None] - centres[None], axis=2).argmin(1)).mean() > 0.8
     one = fit_predict(x[:40], y[:40], test, classes)
     assert (one[:, 0] == 1).all() and (one[:, 1:] == 0).all()
 

@@ -37,6 +37,9 @@ def evaluate_cmd(
     match_bandwidth: bool = typer.Option(
         False, help="Also evaluate with real audio low-passed to the synthetic's bandwidth_hz (reports both)."
     ),
+    cnn: bool = typer.Option(
+        True, help="Also train a small log-mel CNN from scratch on the same folds (a model independent of BirdNET)."
+    ),
     seed: int = typer.Option(0, help="Folds, bootstrap, and the first probe and sampling seed."),
     seeds: int = typer.Option(3, min=1, help="Probe and sampling seeds per fold, folded into the intervals."),
     threads: int = typer.Option(1, min=1, help="BirdNET interpreter and probe threads."),
@@ -52,7 +55,7 @@ def evaluate_cmd(
         raise fail(f"--ratio must be > 0, got {', '.join(map(str, ratio))}")
     config = EvaluateConfig(
         real=str(real), synthetic=tuple(synthetic), out=out, folds=folds, seed=seed, seeds=seeds,
-        ratios=tuple(ratio) if ratio else RATIOS, bootstrap=bootstrap, match_bandwidth=match_bandwidth,
+        ratios=tuple(ratio) if ratio else RATIOS, bootstrap=bootstrap, match_bandwidth=match_bandwidth, cnn=cnn,
         num_threads=threads, progress=progress, storage_options=storage_options or {},
     )  # fmt: skip
     pipeline, protocol = _evaluation_modules()
@@ -78,24 +81,17 @@ def _evaluation_modules():
 
 
 def print_summary(result: dict, real_only: str) -> None:
-    """Per band: macro ROC-AUC of every variant and its difference from real only (a gain only when
+    """Per band, and for the CNN: macro ROC-AUC of every variant and its difference from real only (a gain only when
     the whole 95% interval is above 0), the left-out classes' row, and against the better matched
     real baseline; then every flag that makes a difference meaningless."""
     for band, data in result["bands"].items():
-        console.print(
-            f"[bold]{band}[/bold]  macro ROC-AUC, difference from real only (95% CI) | left-out classes | against "
-            "the better matched real baseline; GAIN / LOSS only where the whole interval is on one side of 0"
+        _print_variants(f"[bold]{band}[/bold]  BirdNET probe", data["variants"], real_only)
+    second = result["cnn"]
+    if second["enabled"]:
+        _print_variants(
+            "[bold]full[/bold]  log-mel CNN from scratch (independent of BirdNET)", second["variants"], real_only
         )
-        for name, v in data["variants"].items():
-            macro, rare = v["macro"]["roc_auc"], v["left_out"]["roc_auc"]
-            if name == real_only:
-                console.print(f"  {name:<44} {_num(macro['value'])} | {_num(rare['value'])}", highlight=False)
-                continue
-            line = f"  {name:<44} {_num(macro['value'])} {_difference(macro)}"
-            line += f" | {_num(rare['value'])} {_difference(rare)}"
-            if "vs_baseline_difference" in macro:
-                line += f" | vs {macro['vs_baseline'].split(': ', 1)[-1]} {_difference(macro, 'vs_baseline_')}"
-            console.print(line, highlight=False)
+        console.print(f"  ({second['note']})", highlight=False)
     leakage = result["leakage"]
     console.print(
         f"withheld: {leakage['withheld_by_reference']} clips made from a test recording, "
@@ -107,6 +103,23 @@ def print_summary(result: dict, real_only: str) -> None:
         console.print(f"[yellow]weaker split:[/yellow] {split['note']}", highlight=False)
     for flag in result["flags"]:
         console.print(f"[yellow]flag:[/yellow] {flag}", highlight=False)
+
+
+def _print_variants(title: str, variants: dict, real_only: str) -> None:
+    console.print(
+        f"{title}  macro ROC-AUC, difference from real only (95% CI) | left-out classes | against the better "
+        "matched real baseline; GAIN / LOSS only where the whole interval is on one side of 0"
+    )
+    for name, v in variants.items():
+        macro, rare = v["macro"]["roc_auc"], v["left_out"]["roc_auc"]
+        if name == real_only:
+            console.print(f"  {name:<44} {_num(macro['value'])} | {_num(rare['value'])}", highlight=False)
+            continue
+        line = f"  {name:<44} {_num(macro['value'])} {_difference(macro)}"
+        line += f" | {_num(rare['value'])} {_difference(rare)}"
+        if "vs_baseline_difference" in macro:
+            line += f" | vs {macro['vs_baseline'].split(': ', 1)[-1]} {_difference(macro, 'vs_baseline_')}"
+        console.print(line, highlight=False)
 
 
 def _difference(cell: dict, prefix: str = "") -> str:

@@ -20,7 +20,7 @@ class EvaluateConfig:
     bootstrap: int = 1000  # cluster-bootstrap resamples of the groups for the 95% intervals
     threshold: float = 0.5  # F1 is measured at this probability
     padding_rows: int = 5  # padded cmAP (BirdCLEF 2023)
-    probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe
+    cnn: bool = True  # also train the log-mel CNN (a model independent of BirdNET) on the same folds
     match_bandwidth: bool = False  # also evaluate with real audio low-passed to the synthetic's bandwidth
     num_threads: int = 1  # BirdNET interpreter and probe (torch) threads
     batch_size: int = 4  # windows per BirdNET call: the fastest on one core, and little memory
