@@ -233,25 +233,69 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
     """
     problems: list[str] = []
     names = set(table.column_names)
+    # 1. columns: missing, of the wrong type or not UTF-8 (their value checks are skipped, not the rest)
     table = _whole_float_seeds(table, source, problems)  # pandas makes int columns float after a NaN
-    explained = {"seed"} if problems else set()  # a float seed column that could not be cast: said already
-    # columns missing, of the wrong type or not UTF-8: their other checks are skipped, not the rest
+    unusable = _column_problems(table, problems, explained={"seed"} if problems else set())
+    if table.num_rows == 0:
+        raise PlanError(source, problems + ["the plan has no rows"])
+    # 2. values, every usable column at once, so one report names them all
+    problems += _value_problems(table, unusable)
+    if problems:
+        raise PlanError(source, problems)
+    # 3. clip ids, given or derived from each row's content
+    negative = (
+        pc.fill_null(table["negative_prompt"], DEFAULT_NEGATIVE_PROMPT)
+        if "negative_prompt" in names
+        else pa.array([DEFAULT_NEGATIVE_PROMPT] * table.num_rows, pa.string())
+    )
+    duration = pc.cast(table["duration_s"], pa.float64())
+    if "clip_id" in names:
+        clip_ids = pc.cast(table["clip_id"], pa.string())
+    else:
+        clip_ids = _derived_clip_ids(table, negative, duration)
+        problems += _duplicate_ids(clip_ids)  # the same row twice
+    if problems:
+        raise PlanError(source, problems)
+    # 4. the plan normalised to PLAN_SCHEMA, its other columns after
+    core = pa.table(
+        {
+            "clip_id": clip_ids,
+            "label": pc.cast(table["label"], pa.string()),
+            "prompt": pc.cast(table["prompt"], pa.string()),
+            "negative_prompt": pc.cast(negative, pa.string()),
+            "seed": pc.cast(table["seed"], pa.int64()),
+            "duration_s": duration,
+        },
+        schema=PLAN_SCHEMA,
+    )
+    for name in table.column_names:
+        if name not in core.column_names:
+            core = core.append_column(table.schema.field(name), table[name])
+    return core
+
+
+def _column_problems(table: pa.Table, problems: list[str], explained: set[str]) -> set[str]:
+    """Append what is wrong with the columns themselves; return the columns whose values cannot be checked."""
+    names = set(table.column_names)
     unusable = _invalid_utf8(table, problems)
     for col, kind in REQUIRED_COLUMNS.items():
         if col not in names:
             problems.append(f"column '{col}': missing (required, {kind})")
             unusable.add(col)
         elif not _type_ok(kind, table.schema.field(col).type):
-            if col not in explained:
+            if col not in explained:  # a float seed column that could not be cast: said already
                 problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
             unusable.add(col)
     for col, kind in OPTIONAL_COLUMNS.items():
         if col in names and not _type_ok(kind, table.schema.field(col).type):
             problems.append(f"column '{col}': expected {kind}, got {table.schema.field(col).type}")
             unusable.add(col)
-    if table.num_rows == 0:
-        raise PlanError(source, problems + ["the plan has no rows"])
+    return unusable
 
+
+def _value_problems(table: pa.Table, unusable: set[str]) -> list[str]:
+    """What is wrong with the values of every column that can be checked, by row."""
+    problems = []
     for col in ("label", "prompt"):
         if col in unusable:
             continue
@@ -276,6 +320,7 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
             problems.append(
                 f"column 'duration_s': null, NaN, infinite, <= 0 or > {MAX_DURATION_S:g} s in {format_rows(bad_dur)}"
             )
+    names = set(table.column_names)
     problems += _reference_problems(table.drop_columns([c for c in unusable if c in names]))
     if "clip_id" in names and "clip_id" not in unusable:  # given ids: checked with everything else, in one report
         given = pc.cast(table["clip_id"], pa.string())
@@ -286,51 +331,20 @@ def validate_plan(table: pa.Table, source: str = "plan") -> pa.Table:
                 f"in {format_rows(bad)}"
             )
         problems += _duplicate_ids(given)
-    if problems:
-        raise PlanError(source, problems)
-    seeds = table["seed"]
+    return problems
 
-    negative = (
-        pc.fill_null(table["negative_prompt"], DEFAULT_NEGATIVE_PROMPT)
-        if "negative_prompt" in names
-        else pa.array([DEFAULT_NEGATIVE_PROMPT] * table.num_rows, pa.string())
-    )
-    if "clip_id" in names:
-        clip_ids = given
-    else:  # derived from each row's content: Python per row (a hash), the one step that must be
-        clip_ids = pa.array(
-            [
-                make_clip_id(*row)
-                for row in zip(
-                    table["label"].to_pylist(),
-                    table["prompt"].to_pylist(),
-                    negative.to_pylist(),
-                    seeds.to_pylist(),
-                    dur.to_pylist(),
-                    *(_optional(table, name) for name in ("reference", "reference_start_s", "strength")),
-                )
-            ],
-            pa.string(),
-        )
-        problems += _duplicate_ids(clip_ids)  # the same row twice
-    if problems:
-        raise PlanError(source, problems)
 
-    core = pa.table(
-        {
-            "clip_id": clip_ids,
-            "label": pc.cast(table["label"], pa.string()),
-            "prompt": pc.cast(table["prompt"], pa.string()),
-            "negative_prompt": pc.cast(negative, pa.string()),
-            "seed": pc.cast(seeds, pa.int64()),
-            "duration_s": dur,
-        },
-        schema=PLAN_SCHEMA,
+def _derived_clip_ids(table: pa.Table, negative: pa.Array, duration: pa.Array) -> pa.Array:
+    """Each row's id from its content: Python per row (a hash), the one step that must be."""
+    rows = zip(
+        table["label"].to_pylist(),
+        table["prompt"].to_pylist(),
+        negative.to_pylist(),
+        table["seed"].to_pylist(),
+        duration.to_pylist(),
+        *(_optional(table, name) for name in ("reference", "reference_start_s", "strength")),
     )
-    for name in table.column_names:
-        if name not in core.column_names:
-            core = core.append_column(table.schema.field(name), table[name])
-    return core
+    return pa.array([make_clip_id(*row) for row in rows], pa.string())
 
 
 def _undecodable_names(table: pa.Table) -> str | None:
