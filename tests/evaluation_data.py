@@ -11,6 +11,7 @@ tests. (Until issue 25 the shifted windows included halves of tested windows: le
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ def label_windows(model, windows: list[Window]) -> None:
     probs = np.concatenate([model.infer(stacked[i : i + 8])[0] for i in range(0, len(stacked), 8)])
     for w, p in zip(windows, probs):
         top = int(np.argmax(p))
-        w.label, w.score = model.labels[top].split("_", 1)[1], float(p[top])
+        # the common name as a label the plan's label rule accepts: "House Finch" -> "House_Finch"
+        w.label, w.score = re.sub(r"[^A-Za-z0-9_.-]", "_", model.labels[top].split("_", 1)[1]), float(p[top])
 
 
 @dataclass

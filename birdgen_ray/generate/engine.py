@@ -111,6 +111,11 @@ class ClipEngine:
             self.verifier = SpeciesVerifier(generation, threads, engine.verifier_batch_size)
 
     @property
+    def pipe(self):
+        """The renderer's diffusers pipeline (every family has one)."""
+        return self.renderer.pipe
+
+    @property
     def batch_size(self) -> int:
         """Clips per model call. Settable: the actor halves it after a CUDA out-of-memory error."""
         return self._batch_size
@@ -324,10 +329,6 @@ class AudioLDM2Engine(ClipEngine):
         super().__init__(generation, engine, storage_options, family="audioldm2")
 
     @property
-    def pipe(self):
-        return self.renderer.pipe
-
-    @property
     def encoder(self):
         return self.renderer.encoder
 
@@ -343,10 +344,6 @@ class StableAudioEngine(ClipEngine):
         self, generation: GenerationConfig, engine: EngineConfig, storage_options: dict[str, Any] | None = None
     ):
         super().__init__(generation, engine, storage_options, family="stable-audio-open")
-
-    @property
-    def pipe(self):
-        return self.renderer.pipe
 
 
 def _eager():

@@ -31,13 +31,21 @@ CHECKSUM_KEYS = (TABLE_CHECKSUM_KEY, b"birdgen_ray.plan.sha256")  # plan/checksu
 
 def content_sha256(table: pa.Table) -> str:
     """SHA-256 of a table's column names, types, values and metadata (checksum keys aside), as its
-    Arrow IPC stream, whatever its chunking. A column name that is not UTF-8 raises UnicodeDecodeError."""
+    Arrow IPC stream once it has been through Parquet: what a reader gets back is hashed the same way
+    as what the writer held, whatever its chunking, the bytes under its nulls or the name of its list
+    items. A column name that is not UTF-8 raises UnicodeDecodeError."""
     metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k not in CHECKSUM_KEYS}
-    table = table.combine_chunks().replace_schema_metadata(metadata or None)
+    table = _through_parquet(table.replace_schema_metadata(None)).replace_schema_metadata(metadata or None)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _through_parquet(table: pa.Table) -> pa.Table:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="none", write_statistics=False)
+    return pq.read_table(pa.BufferReader(buffer.getvalue())).combine_chunks()
 
 
 def checksum_mismatch(table: pa.Table, key: bytes = TABLE_CHECKSUM_KEY) -> bool:
