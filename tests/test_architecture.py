@@ -11,6 +11,8 @@ import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "birdgen_ray"
 DOC = REPO / "docs" / "architecture.md"
@@ -229,6 +231,7 @@ def test_the_checker_sees_a_long_function_and_a_deep_one(tmp_path):
     ]
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_config_engine_queue_and_renderers_load_neither_fsspec_pyarrow_nor_soundfile():
     """The engine reads no files but references (io.recordings, imported on the first one)."""
     code = (

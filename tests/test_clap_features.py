@@ -13,6 +13,8 @@ from birdgen_ray.generate.clap_features import ClapAudioFeatures, supports
 from birdgen_ray.io.audio import read_audio
 from tests.real_audio import AUDIO
 
+pytestmark = pytest.mark.slow  # real recordings through the CLAP front-end
+
 SHARED = AUDIO.parent  # shared/ beside the clone (as in CI), or BIRDGEN_SHARED_DIR
 FULL_SIZE_EXTRACTORS = sorted((SHARED / "reference" / "audioldm2").glob("*/feature_extractor"))
 

@@ -12,6 +12,8 @@ from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan
 
+pytestmark = pytest.mark.slow  # the tiny model
+
 
 @pytest.mark.parametrize(
     "error",

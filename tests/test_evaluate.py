@@ -34,7 +34,7 @@ from tests.made_outputs import null_output
 from tests.real_audio import birdnet_or_skip, needs_real_audio
 from tests.test_report import chromium, serve  # noqa: F401  (the report's browser fixtures)
 
-pytestmark = needs_real_audio
+pytestmark = [needs_real_audio, pytest.mark.slow]  # BirdNET on real recordings
 
 
 @pytest.fixture(scope="module")

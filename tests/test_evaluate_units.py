@@ -227,6 +227,7 @@ def test_verified_clips_follow_the_reports_species_rule(tmp_path):
     assert verified_mask(unverified) is None
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_every_command_but_evaluate_runs_without_the_evaluate_extra(tmp_path):
     """scikit-learn and scipy are the evaluate extra: the CLI loads without them, and evaluate says so."""
     from tests.without_packages import cli_without

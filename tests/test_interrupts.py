@@ -21,6 +21,8 @@ from birdgen_ray.schedule.interrupts import sigint_held
 from tests.interruptible import interrupt_when
 from tests.plans import plan_table, write_plan
 
+pytestmark = pytest.mark.slow  # CLI subprocesses that start Ray
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -32,6 +32,8 @@ from tests import fault_hooks
 from tests.fault_hooks import LOAD_SLEEP_ENV, SLEEP_ENV
 from tests.plans import plan_table, write_plan
 
+pytestmark = pytest.mark.slow  # a second Ray node
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 CLI = [sys.executable, "-c", "from birdgen_ray.cli import app; app()"]

@@ -128,6 +128,7 @@ def test_build_from_reference_configs_reads_config_dirs(tmp_path):
         build_from_reference_configs(config_dir, tmp_path / "incomplete")
 
 
+@pytest.mark.slow  # builds the tiny model
 def test_tiny_tokenizers_come_from_the_shipped_files_not_the_installed_trainer(tmp_path, monkeypatch):
     """A `tokenizers` upgrade that trains differently must not change the tiny model (nor any pinned clip)."""
     import tokenizers.trainers

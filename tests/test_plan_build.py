@@ -39,6 +39,7 @@ def big_metadata(tmp_path_factory):
     return path, {c.label: c.count for c in classes}
 
 
+@pytest.mark.slow  # a 30k-row metadata file
 def test_30k_row_file_deficits_are_exact_and_caps_hold(big_metadata, tmp_path):
     path, truth = big_metadata
     assert sum(truth.values()) >= 30_000 and min(truth.values()) == 1 and max(truth.values()) == 500
@@ -85,6 +86,7 @@ def test_same_inputs_and_seed_give_byte_identical_plans(tmp_path):
     assert (tmp_path / "a.parquet").read_bytes() != (tmp_path / "c.parquet").read_bytes()
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_plan_bytes_do_not_depend_on_the_process_hash_seed(tmp_path):
     counts = write_counts(tmp_path / "counts.csv", example_classes(30, seed=4, high=80, taxa=("Aves", "Insecta")))
     script = (

@@ -188,6 +188,7 @@ def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
+@pytest.mark.slow  # several plan runs
 def test_plan_cli_is_byte_identical_and_a_higher_target_keeps_earlier_rows(hawaii, tmp_path):
     metadata, taxonomy = hawaii
     common = ("plan", metadata, "--taxonomy", taxonomy, "--seed", 3)

@@ -267,6 +267,7 @@ def test_submit_job_command_carries_id_runtime_env_and_entrypoint(tmp_path):
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # an S3 server
 def test_submission_id_of_a_plan_in_object_storage(tmp_path):
     """The id of an s3:// plan hashes the same bytes as the local file (moto's S3 on 127.0.0.1)."""
     import boto3

@@ -64,6 +64,7 @@ def test_a_csv_given_as_the_plan_is_named_as_one(tmp_path, name):
     assert "magic bytes" not in result.output and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # starts a Ray
 def test_a_local_ray_started_by_submit_keeps_token_auth_on_and_says_so_in_one_line(tmp_path):
     """Ray's servers listen on all interfaces: the token is what keeps others from running code here."""
     import os

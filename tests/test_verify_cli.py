@@ -20,6 +20,8 @@ from tests.made_outputs import birdclef_plan, null_output
 from tests.real_audio import AUDIO, birdnet_or_skip, needs_real_audio
 from tests.without_packages import cli_without
 
+pytestmark = pytest.mark.slow  # BirdNET and CLI subprocesses
+
 birdnet_or_skip()
 BIRDS = AUDIO / "opensoundscape-birds_10s.wav"
 
