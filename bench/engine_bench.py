@@ -276,6 +276,7 @@ def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
         "--cpu-proxy", action="store_true", help="full size on CPU, 5 s clips, 10 steps, batch 1: ratios"
     )
     parser.add_argument("--case-cap", type=float, default=None, help="seconds per case before it is cut off")
+    parser.add_argument("--compiled-case-cap", type=float, default=None, help="its own cap (compiling is slow)")
     parser.add_argument("--only", nargs="+", default=None, help="run only these cases")
     parser.add_argument("--build-only", action="store_true", help="build the model (e.g. full size) and stop")
     args = parser.parse_args(argv)
@@ -356,7 +357,8 @@ def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
     for name, run in runs:
         started = time.perf_counter()
         try:
-            with case_cap(args.case_cap), reruns.counting():
+            cap = args.compiled_case_cap if name.endswith("_compiled") and args.compiled_case_cap else args.case_cap
+            with case_cap(cap), reruns.counting():
                 case = run()
             case["fp16_reruns"] = reruns.reruns  # clips the engine reran for NaN/inf (0 for diffusers' cases)
             case["nonfinite_after_reruns"] = reruns.persistent
