@@ -1,7 +1,6 @@
 """Engine benchmark: the naive diffusers recipe and batched diffusers against AudioLDM2Engine, in one run.
 
-Cases, same model, same clip length, distinct prompts (so the engine's per-text cache only helps with
-the shared negative prompt):
+Cases, same model, same clip length, prompts of a real plan (bench/plan_prompts.py; warm-ups use others):
   naive              plain `pipe(prompt, negative_prompt=..., num_inference_steps=150, audio_length_in_s=5)`,
                      one clip per call, DDIM, then the same post-processing and WAV encoding as the engine
   diffusers_batched  plain diffusers with lists of prompts, `--batch` clips per call, one generator per
@@ -11,7 +10,7 @@ the shared negative prompt):
   end_to_end         engine_fast through ShardWorker.run_shard: WAV tar, shard index and commit (no Ray)
 Headline: engine_fast "x batched diffusers" (same scheduler and steps), "x naive" (the seed recipe), and
 end_to_end / engine_fast (what writing a shard adds). `--cpu-proxy`: the same cases at full size (random
-weights) with 0.5 s clips and 2 steps on the CPU, as ratios: a CPU figure, not a GPU one.
+weights) with 5 s clips and 10 steps on the CPU, batch 1, as ratios: a CPU figure, not a GPU one.
 
 Per-stage seconds per clip (text encoding, GPT2, UNet loop, VAE, vocoder, scoring, post-processing,
 WAV bytes), clips/s, speed-ups over naive, and the UNet's model FLOP utilisation against a matmul
