@@ -1,7 +1,6 @@
 """Engine benchmark: the naive diffusers recipe and batched diffusers against AudioLDM2Engine, in one run.
 
-Cases, same model, same clip length, distinct prompts (so the engine's per-text cache only helps with
-the shared negative prompt):
+Cases, same model, same clip length, prompts of a real plan (bench/plan_prompts.py; warm-ups use others):
   naive              plain `pipe(prompt, negative_prompt=..., num_inference_steps=150, audio_length_in_s=5)`,
                      one clip per call, DDIM, then the same post-processing and WAV encoding as the engine
   diffusers_batched  plain diffusers with lists of prompts, `--batch` clips per call, one generator per
@@ -11,7 +10,7 @@ the shared negative prompt):
   end_to_end         engine_fast through ShardWorker.run_shard: WAV tar, shard index and commit (no Ray)
 Headline: engine_fast "x batched diffusers" (same scheduler and steps), "x naive" (the seed recipe), and
 end_to_end / engine_fast (what writing a shard adds). `--cpu-proxy`: the same cases at full size (random
-weights) with 0.5 s clips and 2 steps on the CPU, as ratios: a CPU figure, not a GPU one.
+weights) with 5 s clips and 10 steps on the CPU, batch 1, as ratios: a CPU figure, not a GPU one.
 
 Per-stage seconds per clip (text encoding, GPT2, UNet loop, VAE, vocoder, scoring, post-processing,
 WAV bytes), clips/s, speed-ups over naive, and the UNet's model FLOP utilisation against a matmul
@@ -38,6 +37,7 @@ import torch
 from cases import CaseTimedOut, RerunCounter, SharedPipelines, case_cap, run_diffusers_batched, run_end_to_end
 from common import bench_arguments, bench_device, machine_name, make_rows, prepare_model  # bench/ is on sys.path
 from counters import SchedulerSteps, UNetCalls
+from plan_prompts import SHARD_ROWS, plan_rows
 from tables import STAGES, headline, print_table
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
@@ -48,6 +48,7 @@ from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.rows import PlanRow
 
+PROXY_STEPS = 10
 ENGINE_STAGE_NAMES = {"text_encoding": "text"}  # engine.stage_times key -> our column
 PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min on one H100/H200
     "cpu": dict(
@@ -60,14 +61,14 @@ PRESETS = {  # per device: what finishes in ~2 min on a 2-core CPU, or < 7 min o
         fast_clips=32,
         compiled_case=False,
     ),
-    "proxy": dict(  # --cpu-proxy: full size on the CPU, short clips, 2 steps for every scheduler
+    "proxy": dict(  # --cpu-proxy: full size on the CPU, 5 s clips, 10 steps for every scheduler, batch 1
         model="full",
-        duration=0.5,
+        duration=5.0,
         steps_scale=None,
-        naive_clips=2,
-        batch=4,
-        clips=4,
-        fast_clips=8,
+        naive_clips=1,
+        batch=1,
+        clips=1,
+        fast_clips=2,
         compiled_case=False,
     ),
     "cuda": dict(
@@ -271,17 +272,19 @@ def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
         help="add engine_fast_compiled: the fast preset with a compiled UNet (default: on GPU only)",
     )
     parser.add_argument(
-        "--cpu-proxy", action="store_true", help="full size on the CPU, 0.5 s clips, 2 steps: ratios, a CPU figure"
+        "--cpu-proxy", action="store_true", help="full size on CPU, 5 s clips, 10 steps, batch 1: ratios"
     )
     parser.add_argument("--case-cap", type=float, default=None, help="seconds per case before it is cut off")
+    parser.add_argument("--compiled-case-cap", type=float, default=None, help="its own cap (compiling is slow)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these cases")
     parser.add_argument("--build-only", action="store_true", help="build the model (e.g. full size) and stop")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     device = bench_device(args)
     preset = PRESETS["proxy" if args.cpu_proxy else device.type]
     opt = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in preset.items()}
-    if opt["steps_scale"] is None:  # the proxy: 2 steps for every scheduler
-        ddim_steps = fast_steps = 2
+    if opt["steps_scale"] is None:  # the proxy: 10 steps for every scheduler
+        ddim_steps = fast_steps = PROXY_STEPS
     else:
         ddim_steps = max(2, round(150 * opt["steps_scale"]))
         fast_steps = max(2, round(25 * opt["steps_scale"]))
@@ -305,7 +308,8 @@ def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
         "date": datetime.date.today().isoformat(),
         "machine": machine_name(device),
         "device": device.type,
-        "label": "CPU proxy (full size, random weights, 0.5 s clips, 2 steps): ratios on a CPU, not GPU figures"
+        "label": f"CPU proxy (full size, random weights, {opt['duration']:g} s clips, {PROXY_STEPS} steps, "
+        "real-plan prompts): ratios on a CPU, not GPU figures"
         if args.cpu_proxy
         else "",
         "versions": {
@@ -324,18 +328,18 @@ def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
         "cases": [],
     }
     print(f"matmul ceiling: {ceiling:.2f} TFLOP/s ({ceiling_what})", flush=True)
-    fast_rows = make_rows(opt["fast_clips"], opt["duration"], 2000)
+    fast_rows = plan_rows(opt["fast_clips"], opt["duration"], offset=0)  # the real plan's first shard
 
     def fast_flops() -> int:
         eager = next((c for c in report["cases"] if c["case"] == "engine_fast"), None)  # same batch shape
         return round(eager["unet_tflop_per_forward"] * 1e12) if eager else 0
 
     runs = [
-        ("naive", lambda: run_naive(pipes, model, device, ddim, make_rows(opt["naive_clips"], opt["duration"], 0))),
+        ("naive", lambda: run_naive(pipes, model, device, ddim, plan_rows(opt["naive_clips"], opt["duration"], 0))),
         ("diffusers_batched", lambda: run_batched_diffusers(pipes, model, device, fast, fast_rows, opt["batch"])),
         (
             "engine_ddim",
-            lambda: run_engine("engine_ddim", ddim, engine_cfg, make_rows(opt["clips"], opt["duration"], 1000)),
+            lambda: run_engine("engine_ddim", ddim, engine_cfg, plan_rows(opt["clips"], opt["duration"], SHARD_ROWS)),
         ),
         ("engine_fast", lambda: run_engine("engine_fast", fast, engine_cfg, fast_rows)),
         ("end_to_end", lambda: run_shard_path(fast, engine_cfg, fast_rows, fast_flops())),
@@ -348,10 +352,12 @@ def _main(argv: list[str] | None, pipes: SharedPipelines) -> dict:
                 lambda: run_engine("engine_fast_compiled", fast, compiled_cfg, fast_rows, fast_flops()),
             )
         )
+    runs = [(name, run) for name, run in runs if args.only is None or name in args.only]
     for name, run in runs:
         started = time.perf_counter()
         try:
-            with case_cap(args.case_cap), reruns.counting():
+            cap = args.compiled_case_cap if name.endswith("_compiled") and args.compiled_case_cap else args.case_cap
+            with case_cap(cap), reruns.counting():
                 case = run()
             case["fp16_reruns"] = reruns.reruns  # clips the engine reran for NaN/inf (0 for diffusers' cases)
             case["nonfinite_after_reruns"] = reruns.persistent

@@ -203,3 +203,32 @@ def test_renderer_bench_measures_both_families_at_equal_clip_length(tmp_path):
         families["stable-audio-open"]["gflop_per_clip"] / families["audioldm2"]["gflop_per_clip"], abs=0.01
     )
     assert (tmp_path / "0.5").is_file()
+
+
+def test_kernel_count_splits_aten_ops_by_stage_and_the_unet_is_the_same_in_both(tmp_path):
+    """Same UNet, VAE and vocoder calls at the same batch and steps: equal op counts there; the engine's
+    bucketed, cached encoding launches fewer ops than diffusers' encode_prompt."""
+    import kernel_count
+
+    report = kernel_count.main(
+        ["--model", "tiny", "--batch", "2", "--steps", "2", "--skip-counts", "--json", str(tmp_path / "k.json")]
+    )
+    engine, diffusers = report["aten_ops_per_clip"]["engine"], report["aten_ops_per_clip"]["diffusers_batched"]
+    for name in ("unet", "vae", "vocoder"):
+        assert engine[name] == diffusers[name] > 0
+    assert 0 < engine["text"] < diffusers["text"]
+    for figures in (engine, diffusers):
+        assert figures["total"] == sum(figures[s] for s in ("text", "unet", "vae", "vocoder", "other"))
+    assert engine["engine_counts"]["unet_rows"] == 2 * 2  # one batch of 2, two steps: unpadded
+    assert (tmp_path / "k.json").exists()
+
+
+def test_the_bench_prompts_are_the_real_plans_first_shards():
+    import plan_prompts
+
+    rows = plan_prompts.plan_rows(plan_prompts.KEPT_ROWS + 1)
+    assert {r.duration_s for r in rows} == {5.0}
+    assert len({r.clip_id for r in rows}) == len(rows)  # the wrap-around row is a new clip with a new seed
+    assert rows[-1].prompt == rows[0].prompt and rows[-1].seed == rows[0].seed + 1
+    # a shard is sorted by clip_id, so mostly one class; its prompts still vary (styles, call types, places)
+    assert len({r.prompt for r in rows[: plan_prompts.SHARD_ROWS]}) > plan_prompts.SHARD_ROWS // 2
