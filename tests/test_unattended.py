@@ -212,8 +212,8 @@ def test_status_of_running_finished_interrupted_and_dead_runs(ray_local, tmp_pat
     bigger = write_plan(tmp_path / "plan2.parquet", plan_table(40))
     address = ["--address", ray_local.get_runtime_context().gcs_address]
     driver = subprocess.Popen(
-        # 1 s a clip: the 32 new clips outlast the status call below even on a loaded machine
-        [*CLI, *null_args(bigger, str(out), *address, "--actor-env", f"{SLEEP_ENV}=1.0")],
+        # 3 s a clip: the 32 new clips outlast the status call below even on a heavily loaded machine
+        [*CLI, *null_args(bigger, str(out), *address, "--actor-env", f"{SLEEP_ENV}=3.0")],
         env={**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH},
         stderr=subprocess.PIPE,
         text=True,
@@ -228,11 +228,12 @@ def test_status_of_running_finished_interrupted_and_dead_runs(ray_local, tmp_pat
         live = CliRunner().invoke(app, ["status", str(out)])
         assert "running, " in flat(live.output) and "heartbeat" in flat(live.output), live.output
         driver.send_signal(2)  # Ctrl-C
-        driver.communicate(timeout=60)
+        _, stderr = driver.communicate(timeout=60)
     finally:
         driver.kill()
     interrupted = CliRunner().invoke(app, ["status", str(out)])
-    assert "interrupted at" in flat(interrupted.output) and "run the same command to resume" in flat(interrupted.output)
+    said = flat(interrupted.output)
+    assert "interrupted at" in said and "run the same command to resume" in said, (said, driver.returncode, stderr)
 
 
 def test_a_noop_rerun_keeps_the_last_productive_runs_throughput(ray_local, tmp_path):
