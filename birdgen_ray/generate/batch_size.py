@@ -119,3 +119,26 @@ def engine_choices(
     )
     cudnn = Choice(device_type == "cuda", "on CUDA: fixed batch shapes, so each one's fastest kernels are found once")
     return {"batch_size": batch, "compile_unet": compiled, "cudnn_benchmark": cudnn}
+
+
+def fitted_choices(pipe, denoiser, device, engine, activation_table=ACTIVATION_MIB_PER_CLIP_FP32) -> dict[str, Choice]:
+    """`engine_choices` for a loaded pipeline on `device`: its free GPU memory, and its weights' bytes
+    when an fp32 rerun of non-finite clips would cast them up (as many bytes again as fp16 weights).
+    `denoiser` is the module run at every step (the UNet, the DiT), whose dtype sizes the activations."""
+    import torch
+
+    from birdgen_ray.generate.weights import named_tensors
+
+    free_bytes = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    weights = [t for _, _, _, t, _ in named_tensors(pipe)]
+    return engine_choices(
+        engine.batch_size,
+        engine.compile_unet,
+        engine.clip_duration_s,
+        engine.clips_per_actor,
+        device.type,
+        free_bytes=free_bytes,
+        weight_bytes=sum(t.numel() * t.element_size() for t in weights) if pipe.dtype != torch.float32 else 0,
+        bytes_per_element=denoiser.dtype.itemsize,
+        activation_table=activation_table,
+    )

@@ -21,13 +21,13 @@ import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate import denoise as loop
-from birdgen_ray.generate.batch_size import Choice, engine_choices
+from birdgen_ray.generate.batch_size import fitted_choices
 from birdgen_ray.generate.encode import PromptEncoder
 from birdgen_ray.generate.model import load_pipeline
 from birdgen_ray.generate.ranking import ClapScorer
 from birdgen_ray.generate.references import ReferenceLatents
 from birdgen_ray.generate.renderer import EngineCounts, ReferenceWindow, RenderRow, StageTimer, StartLatents
-from birdgen_ray.generate.weights import named_tensors, weights_in
+from birdgen_ray.generate.weights import weights_in
 
 STAGES = ("text_encoding", "gpt2", "unet", "vae", "vocoder")
 
@@ -66,7 +66,7 @@ class AudioLDM2Renderer:
         self.bandwidth_hz = self.sample_rate / 2
         self.counts = EngineCounts()
         self.encoder = PromptEncoder(self.pipe, stage, counts=self.counts)
-        self.choices = self._device_fitting_choices(engine)
+        self.choices = fitted_choices(self.pipe, self.pipe.unet, self.device, engine)
         self.scorer = ClapScorer(self.pipe, stage, self.encoder, batch_size=self.choices["batch_size"].value)
         self.references = ReferenceLatents(self.pipe, storage_options)  # fsspec options of the run
         if self.choices["compile_unet"].value:
@@ -74,22 +74,6 @@ class AudioLDM2Renderer:
         if self.choices["cudnn_benchmark"].value:
             torch.backends.cudnn.benchmark = True
         self._cached = True  # False while rendering in a precision other than the loaded one
-
-    def _device_fitting_choices(self, engine: EngineConfig) -> dict[str, Choice]:
-        """Batch size, compile and cuDNN autotuning: as asked, or fitted to this device after the model loaded."""
-        free_bytes = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
-        weights = [t for _, _, _, t, _ in named_tensors(self.pipe)]
-        return engine_choices(
-            engine.batch_size,
-            engine.compile_unet,
-            engine.clip_duration_s,
-            engine.clips_per_actor,
-            self.device.type,
-            free_bytes=free_bytes,
-            # an fp32 rerun of non-finite clips casts the weights up: as many bytes again as fp16 weights
-            weight_bytes=sum(t.numel() * t.element_size() for t in weights) if self.pipe.dtype != torch.float32 else 0,
-            bytes_per_element=self.pipe.unet.dtype.itemsize,
-        )
 
     def start_step(self, strength: float | None, steps: int) -> int:
         """Steps a reference row skips: steps - round(strength x steps); none for text-only rows.

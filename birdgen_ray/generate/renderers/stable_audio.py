@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
-from birdgen_ray.generate.batch_size import STABLE_AUDIO_ACTIVATION_MIB, engine_choices
+from birdgen_ray.generate.batch_size import STABLE_AUDIO_ACTIVATION_MIB, fitted_choices
 from birdgen_ray.generate.denoise import steps_to_run
 from birdgen_ray.generate.model import load_pipeline, pipeline_family
 from birdgen_ray.generate.renderer import EngineCounts, RenderRow, StageTimer, StartLatents
 from birdgen_ray.generate.renderers.stable_audio_references import StableAudioReferences
-from birdgen_ray.generate.weights import named_tensors, weights_in
+from birdgen_ray.generate.weights import weights_in
 
 FAMILY = "stable-audio-open"
 
@@ -81,26 +81,11 @@ class StableAudioRenderer:
         self.references = StableAudioReferences(pipe, storage_options)
         self._texts: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.cache_size = 4096
-        self.choices = self._device_fitting_choices(engine)
+        self.choices = fitted_choices(pipe, pipe.transformer, self.device, engine, STABLE_AUDIO_ACTIVATION_MIB)
         if self.choices["compile_unet"].value:
             self.pipe.transformer.compile()
         if self.choices["cudnn_benchmark"].value:
             torch.backends.cudnn.benchmark = True
-
-    def _device_fitting_choices(self, engine: EngineConfig):
-        free_bytes = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
-        weights = [t for _, _, _, t, _ in named_tensors(self.pipe)]
-        return engine_choices(
-            engine.batch_size,
-            engine.compile_unet,
-            engine.clip_duration_s,
-            engine.clips_per_actor,
-            self.device.type,
-            free_bytes=free_bytes,
-            weight_bytes=sum(t.numel() * t.element_size() for t in weights) if self.pipe.dtype != torch.float32 else 0,
-            bytes_per_element=self.pipe.transformer.dtype.itemsize,
-            activation_table=STABLE_AUDIO_ACTIVATION_MIB,
-        )
 
     def start_step(self, strength: float | None, steps: int) -> int:
         return 0 if strength is None else steps - steps_to_run(float(strength), steps)
