@@ -33,7 +33,7 @@ COMPONENT_CONFIG_FILES = {
 }
 
 
-def _build_component(name: str, config: dict, seed: int):
+def build_component(name: str, config: dict, seed: int):
     """Instantiate one component from its config dict with a seeded random init (CPU, fp32)."""
     import diffusers
     import transformers
@@ -58,7 +58,7 @@ def _build_component(name: str, config: dict, seed: int):
         from diffusers.pipelines.audioldm2 import modeling_audioldm2
 
         return getattr(modeling_audioldm2, class_name).from_config(cfg)
-    if hasattr(diffusers, class_name):  # AutoencoderKL, schedulers
+    if hasattr(diffusers, class_name):  # AutoencoderKL, schedulers; Stable Audio's DiT, VAE and projection
         return getattr(diffusers, class_name).from_config(cfg)
     raise ValueError(f"component {name!r}: unsupported class {class_name!r}")
 
@@ -87,7 +87,7 @@ def build_pipeline(configs: dict[str, dict], tokenizer, tokenizer_2, seed: int =
     from diffusers import AudioLDM2Pipeline
 
     components = {
-        name: _build_component(name, configs[name], seed + index) for index, name in enumerate(sorted(configs))
+        name: build_component(name, configs[name], seed + index) for index, name in enumerate(sorted(configs))
     }
     audible_vocoder_init(components["vocoder"], seed)
     return AudioLDM2Pipeline(tokenizer=tokenizer, tokenizer_2=tokenizer_2, **components)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
-from birdgen_ray.generate.random_model import DEFAULT_SEED, save_atomically
+from birdgen_ray.generate.random_model import DEFAULT_SEED, build_component, save_atomically
 from birdgen_ray.generate.tokenizers import fixed_t5_tokenizer
 
 # The components of a Stable Audio Open snapshot (the tokenizer aside) and the config file each keeps.
@@ -25,27 +23,12 @@ COMPONENT_CONFIG_FILES = {
 }
 
 
-def _build_component(name: str, config: dict, seed: int):
-    """Instantiate one component from its config dict with a seeded random init (CPU, fp32)."""
-    import diffusers
-    import transformers
-
-    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
-    class_name = config["_class_name"]
-    torch.manual_seed(seed)
-    if class_name == "T5EncoderModel":
-        return transformers.T5EncoderModel(transformers.T5Config(**cfg))
-    if hasattr(diffusers, class_name):  # StableAudioDiTModel, AutoencoderOobleck, the projection, schedulers
-        return getattr(diffusers, class_name).from_config(cfg)
-    raise ValueError(f"component {name!r}: unsupported class {class_name!r}")
-
-
 def build_pipeline(configs: dict[str, dict], tokenizer, seed: int = DEFAULT_SEED):
     """A StableAudioPipeline with random weights from per-component config dicts."""
     from diffusers import StableAudioPipeline
 
     components = {
-        name: _build_component(name, configs[name], seed + index) for index, name in enumerate(sorted(configs))
+        name: build_component(name, configs[name], seed + index) for index, name in enumerate(sorted(configs))
     }
     return StableAudioPipeline(tokenizer=tokenizer, **components)
 
