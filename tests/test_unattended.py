@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -217,6 +218,8 @@ def test_status_of_running_finished_interrupted_and_dead_runs(ray_local, tmp_pat
         env={**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH},
         stderr=subprocess.PIPE,
         text=True,
+        # Python's own SIGINT handler in the child: a test run in a background job inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 90
@@ -227,7 +230,7 @@ def test_status_of_running_finished_interrupted_and_dead_runs(ray_local, tmp_pat
             time.sleep(0.1)
         live = CliRunner().invoke(app, ["status", str(out)])
         assert "running, " in flat(live.output) and "heartbeat" in flat(live.output), live.output
-        driver.send_signal(2)  # Ctrl-C
+        driver.send_signal(signal.SIGINT)  # Ctrl-C
         _, stderr = driver.communicate(timeout=60)
     finally:
         driver.kill()
