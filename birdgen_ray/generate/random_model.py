@@ -107,19 +107,25 @@ def save_atomically(pipe, out_dir: Path) -> Path:
     return out_dir
 
 
+def read_component_configs(config_dir: str | Path, files: dict[str, str]) -> tuple[dict, dict[str, dict]]:
+    """(model_index.json, {component: its config}) of a snapshot's config files; FileNotFoundError names
+    every missing one."""
+    config_dir = Path(config_dir)
+    index = json.loads((config_dir / "model_index.json").read_text())
+    paths = {name: config_dir / name / file for name, file in files.items()}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
+    return index, {name: json.loads(path.read_text()) for name, path in paths.items()}
+
+
 def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, seed: int = DEFAULT_SEED) -> Path:
     """Full-size AudioLDM2 with random weights from shared/reference config.json files (no download).
 
     Speed and memory are those of the real architecture; the audio is noise. The tokenizers are the
     small stand-ins, sized to the real maximum lengths (RoBERTa 512, Flan-T5 128).
     """
-    config_dir = Path(config_dir)
-    index = json.loads((config_dir / "model_index.json").read_text())
-    paths = {name: config_dir / name / file for name, file in COMPONENT_CONFIG_FILES.items()}
-    missing = [str(path) for path in paths.values() if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
-    configs = {name: json.loads(path.read_text()) for name, path in paths.items()}
+    index, configs = read_component_configs(config_dir, COMPONENT_CONFIG_FILES)
     max_lengths = index.get("tokenizer_max_length", {})
     tokenizer = clap_tokenizer(int(max_lengths.get("tokenizer", 512)))
     tokenizer_2 = t5_tokenizer(int(max_lengths.get("tokenizer_2", 128)))

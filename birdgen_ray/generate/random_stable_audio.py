@@ -7,10 +7,9 @@ without the gated weights. Every component is initialised from a fixed torch see
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from birdgen_ray.generate.random_model import DEFAULT_SEED, build_component, save_atomically
+from birdgen_ray.generate.random_model import DEFAULT_SEED, build_component, read_component_configs, save_atomically
 from birdgen_ray.generate.tokenizers import fixed_t5_tokenizer
 
 # The components of a Stable Audio Open snapshot (the tokenizer aside) and the config file each keeps.
@@ -39,13 +38,7 @@ def build_from_reference_configs(config_dir: str | Path, out_dir: str | Path, se
     Speed and memory are those of the real architecture; the audio is noise. The tokenizer is the
     small fixed-vocabulary stand-in, padding to the real maximum length (128 tokens).
     """
-    config_dir = Path(config_dir)
-    index = json.loads((config_dir / "model_index.json").read_text())
-    paths = {name: config_dir / name / file for name, file in COMPONENT_CONFIG_FILES.items()}
-    missing = [str(path) for path in paths.values() if not path.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{config_dir}: missing component configs: {', '.join(missing)}")
-    configs = {name: json.loads(path.read_text()) for name, path in paths.items()}
+    index, configs = read_component_configs(config_dir, COMPONENT_CONFIG_FILES)
     tokenizer = fixed_t5_tokenizer(int(index.get("tokenizer_max_length", {}).get("tokenizer", 128)))
     pipe = build_pipeline(configs, tokenizer, seed=seed)
     return save_atomically(pipe, Path(out_dir))
