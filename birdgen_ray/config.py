@@ -2,6 +2,8 @@
 
 Everything that changes a clip's audio lives in `GenerationConfig`; its fingerprint is stored with
 the output so a rerun with different settings is refused instead of silently mixing two datasets.
+A field that is a `submit` option is declared with `option(...)` (fields.py): its flag, default and
+help live here and nowhere else; `birdgen-ray submit` is built from these declarations.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from birdgen_ray.fields import option, parse_env_pairs, parse_json_object
+
 TINY_MODEL = "tiny"  # the built-in tiny random AudioLDM2
 TINY_MODEL_VERSION = "3"  # of the built-in tiny model (generate/tiny.py): bumped when its bytes change
 TINY_STABLE_AUDIO_MODEL = "tiny-stable-audio"  # the built-in tiny random Stable Audio Open
@@ -18,6 +22,7 @@ TINY_STABLE_AUDIO_MODEL_VERSION = "1"  # of generate/tiny_stable_audio.py
 BUILTIN_MODELS = (TINY_MODEL, TINY_STABLE_AUDIO_MODEL)  # built offline, small enough for CPU actors
 DEFAULT_MODEL = "cvssp/audioldm2"
 SCHEDULERS = ("ddim", "dpm", "unipc", "pndm")
+GENERATORS = ("audioldm2", "null")  # what schedule/actor.py builds
 VERIFIERS = ("birdnet",)  # species verifiers `submit --verify` knows (birdgen_ray/verify)
 RANK_BY = ("clap", "species")  # what picks the kept take among candidates_per_clip
 # BirdNET threads a verifying GPU actor runs beside its model: 5 s clips at 75 clips/s per GPU are
@@ -25,18 +30,51 @@ RANK_BY = ("clap", "species")  # what picks the kept take among candidates_per_c
 GPU_VERIFIER_THREADS = 6
 
 
+def species_threshold_fields(text: str, flag: str = "--min-species-confidence") -> dict:
+    """'0.4' -> an absolute confidence; '0.5x' -> a share of each class's band ceiling (what that means:
+    verify/thresholds.py). A ValueError names `flag`."""
+    raw = text.strip().lower()
+    relative = raw.endswith("x")
+    try:
+        value = float(raw[:-1] if relative else raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"{flag} must be a confidence in [0, 1] or a share of the class's ceiling like 0.5x, got {text!r}"
+        )
+    return {"min_species_confidence": value, "species_confidence_relative": relative}
+
+
 @dataclass(frozen=True)
 class QualityThresholds:
     """A clip passes the gate when every measured value is inside these bounds."""
 
-    min_clap_score: float | None = None  # cosine similarity to its own prompt; None disables
+    min_clap_score: float | None = option(
+        None,
+        "Quality gate: reject clips whose CLAP score (-1 to 1) is below this.",
+        flags=("--min-clap",),
+        min=-1,
+        max=1,
+        default_text="off",
+    )
     max_silence_fraction: float = 0.95  # share of 20 ms frames quieter than silence_dbfs
     silence_dbfs: float = -60.0
     max_clipping_fraction: float = 0.01  # share of samples at |x| >= 0.999 before normalisation
     min_peak_dbfs: float = -80.0  # a clip quieter than this is treated as empty
-    max_retries: int = 2  # regenerations with a derived seed after a rejected clip
+    max_retries: int = option(2, "Regenerations (derived seeds) for a clip the quality gate rejects.", min=0)
     # the target species' BirdNET confidence (max over 3 s windows); None disables; needs a verifier
-    min_species_confidence: float | None = None
+    min_species_confidence: float | None = option(
+        None,
+        "Quality gate (with --verify): reject takes whose species confidence is below X (0-1), or below a "
+        "share of the class's band ceiling (0.5x; plan --references); after the retries such a clip is kept "
+        "as fail:species.",
+        cli_type=str,
+        parse=species_threshold_fields,
+        spreads=True,
+        metavar="X",
+        default_text="off",
+    )
     # True: min_species_confidence is a share of each class's reference_ceiling (`0.5x`), not a confidence
     species_confidence_relative: bool = False
 
@@ -54,18 +92,48 @@ class QualityThresholds:
 class GenerationConfig:
     """Settings that decide a clip's audio. Per run, recorded in every index row."""
 
-    model: str = DEFAULT_MODEL  # hub id, local snapshot dir, or a built-in: "tiny", "tiny-stable-audio"
-    scheduler: str = "dpm"
-    num_inference_steps: int = 25
-    guidance_scale: float = 3.5
-    candidates_per_clip: int = 1
-    output_sample_rate: int = 32_000
-    peak_dbfs: float = -1.0
+    model: str = option(
+        DEFAULT_MODEL,
+        "Hub id or local snapshot folder of AudioLDM2 or Stable Audio Open (the family is read from its "
+        "model_index.json), or a built-in random model, offline: 'tiny' (AudioLDM2), 'tiny-stable-audio'.",
+    )
+    scheduler: str = option("dpm", "AudioLDM2's sampler (Stable Audio Open keeps its own).", choices=SCHEDULERS)
+    num_inference_steps: int = option(25, "Denoising steps per clip.", flags=("--steps",), min=1)
+    guidance_scale: float = option(3.5, "Classifier-free guidance scale (<= 1: off).", flags=("--guidance",), min=0)
+    candidates_per_clip: int = option(
+        1,
+        "Takes per clip; the one closest to its own prompt (CLAP) is kept. Without --min-clap, one take "
+        "skips CLAP scoring (clap_score null).",
+        flags=("--candidates",),
+        min=1,
+    )
+    output_sample_rate: int = option(
+        32_000,
+        "Output rate in Hz (BirdCLEF: 32000; the model's native: 16000).",
+        flags=("--sample-rate",),
+        min=8_000,
+    )
+    peak_dbfs: float = option(-1.0, "Peak-normalise every clip to this level.", max=0)
     quality: QualityThresholds = field(default_factory=QualityThresholds)
-    verifier: str | None = None  # "birdnet": score every take's species (CPU threads beside the model)
-    rank_by: str = "clap"  # with candidates_per_clip > 1: keep the take closest to its prompt, or its species
-    # a clip kept as fail:species after the retries is stored without its audio (index row and embedding stay)
-    drop_species_failures: bool = False
+    verifier: str | None = option(
+        None,
+        "Score every take's species with BirdNET v2.4 on CPU threads beside the model (needs "
+        "birdgen-ray[birdnet]; model licence CC BY-NC-SA 4.0).",
+        flags=("--verify",),
+        choices=VERIFIERS,
+        default_text="off",
+    )
+    rank_by: str = option(
+        "clap",
+        "With --candidates > 1: keep the take closest to its prompt (clap) or the one BirdNET hears as its "
+        "species most confidently (species).",
+        choices=RANK_BY,
+    )
+    drop_species_failures: bool = option(
+        False,
+        "Store no audio for clips still fail:species after the retries (their index row, verdict and "
+        "embedding stay; readers, export and the report skip them).",
+    )
     # label -> BirdNET label, resolved per run from the plan's scientific names and --species-map. Not in
     # the settings JSON or fingerprint: a plan that adds classes adds labels, and must still resume.
     species_labels: dict = field(default_factory=dict, compare=False)
@@ -127,11 +195,23 @@ _ADDED_OFF = {"verifier": None, "rank_by": "clap", "drop_species_failures": Fals
 class EngineConfig:
     """How one actor runs the model: speed knobs that never change a clip's audio."""
 
-    batch_size: int | None = None  # None (auto): from free GPU memory and clip length; 8 on the CPU
-    compile_unet: bool | None = None  # None (auto): on CUDA when each actor has clips enough to pay it back
+    batch_size: int | None = option(
+        None,
+        "Clips per model call on one actor.",
+        min=1,
+        default_text="auto: from the GPU's free memory and the clip length (at most 128); 8 on CPU actors",
+    )
+    compile_unet: bool | None = option(
+        None,
+        "torch.compile the UNet once per actor.",
+        flags=("--compile/--no-compile",),
+        default_text="auto: on CUDA when each actor has enough clips to earn the ~100 s compile back",
+    )
     device: str | None = None  # None: cuda when available, else cpu
     postprocess_threads: int = 2
-    verifier_threads: int | None = None  # BirdNET threads when verifying; None: 6 on a GPU actor, 1 on a CPU one
+    verifier_threads: int | None = option(
+        None, "BirdNET threads per actor.", min=1, default_text="6 on a GPU actor, 1 on a CPU actor"
+    )
     verifier_batch_size: int = 4  # 3 s windows per BirdNET call (the fastest per window on one core)
 
     # What the auto choices read, filled in by the runner: the run's longest clip, clips per actor.
@@ -156,32 +236,83 @@ class EngineConfig:
 class RunConfig:
     """One `submit`: the plan, where output goes, and how work is spread."""
 
-    plan_path: str
-    out: str
-    storage_options: dict = field(default_factory=dict)  # fsspec options, e.g. {"endpoint_url": ...}
+    plan_path: str = option(
+        help="Plan table (Parquet, local path or s3://...): label, prompt, seed, duration_s "
+        "[, clip_id, negative_prompt].",
+        argument=True,
+        metavar="PLAN",
+    )
+    out: str = option(help="Output folder or object-storage URI (s3://bucket/prefix).", flags=("--out", "-o"))
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    species_map: str | None = option(
+        None,
+        "CSV label,birdnet_label: overrides or fills in scientific-name matches (for --verify).",
+        metavar="FILE",
+    )
     engine: EngineConfig = field(default_factory=EngineConfig)
-    generator: str = "audioldm2"  # or "null": deterministic audio, no model (tests, benchmarks)
-    address: str | None = None  # Ray address; None starts a local Ray
-    num_actors: int | None = None  # None: one per GPU, else one per 2 CPUs (at least 1)
+    shard_size: int = option(256, "Clips per output shard (one tar + one index file).", min=1)
+    num_actors: int | None = option(None, "Generator actors.", min=1, default_text="one per GPU, else one per 2 CPUs")
     # None (auto): 1 GPU each if the cluster has GPUs now, else CPU actors; > 0: always GPU actors
     # (pending ones make an autoscaler add GPU nodes); 0: CPU actors.
-    gpus_per_actor: float | None = None
-    shard_size: int = 256  # clips per shard
+    gpus_per_actor: float | None = option(
+        None,
+        "GPUs per actor. A value > 0 always asks for GPU actors (as many as --num-actors says; an autoscaler "
+        "adds GPU nodes while they wait); 0: CPU actors.",
+        min=0,
+        default_text="auto: 1 if the cluster has GPUs now, else CPU actors",
+    )
+    address: str | None = option(None, "Ray cluster to join ('auto', ray://...).", default_text="a local Ray")
+    generator: str = option(
+        "audioldm2", "audioldm2 (the --model), or null (no model; deterministic test audio).", choices=GENERATORS
+    )
+    storage_options: dict = option(
+        help='fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.',
+        factory=dict,
+        cli_type=str,
+        parse=parse_json_object,
+    )
+    actor_env: dict = option(
+        help="NAME=VALUE environment variable for the generator actors (repeatable).",
+        factory=dict,
+        cli_type=list[str],
+        parse=parse_env_pairs,
+        metavar="NAME=VALUE",
+    )
+    shard_timeout_s: float | None = option(
+        None,
+        "Seconds an actor may work without finishing a shard; it is then killed and its oldest shard retried.",
+        flags=("--shard-timeout",),
+        min=1,
+        default_text="off",
+    )
+    max_shard_attempts: int = option(
+        3, "Tries per shard (a dead actor's shard is retried elsewhere) before it is recorded as failed.", min=1
+    )
     max_inflight_per_actor: int = 2
-    max_shard_attempts: int = 3
-    shard_timeout_s: float | None = None  # a shard still running after this (from dispatch) kills its actor
-    actor_env: dict = field(default_factory=dict)  # environment variables for the generator actors
-    break_lock: bool = False  # take over even a fresh lease (a stale one is taken over anyway)
-    lease_ttl_s: float = 300.0  # the output's lease expires this long after its last renewal
-    lease_renew_s: float = 30.0  # the driver renews it this often
-    placement_timeout_s: float = 1800.0  # no actor placed and started for this long ends the run; 0: wait forever
-    allow_cpu: bool = False  # on a cluster without GPUs, generate on CPU actors instead of refusing
-    # resume an output made under other versions of torch, diffusers, ... or other weights (birdgen_ray/versions.py)
-    allow_version_change: bool = False
-    progress: bool = True
-    species_map: str | None = None  # CSV label,birdnet_label for the verifier (overrides scientific names)
-    allow_extra_columns: bool = False  # a plan from another writer may carry columns a plan does not have
+    break_lock: bool = option(
+        False,
+        "Take over the output's lease even while it is fresh (a dead run's expired lease is taken over "
+        "without it). Check the other run is really gone first.",
+    )
+    lease_ttl_s: float = option(300.0, "Seconds without renewal after which the output's lease expires.", min=1)
+    lease_renew_s: float = option(30.0, "How often the run renews its lease.", min=0.1)
+    placement_timeout_s: float = option(
+        1800.0,
+        "End the run when no generator actor can be placed and started for this long (0: wait forever).",
+        min=0,
+    )
+    allow_cpu: bool = option(False, "On a cluster without GPUs, generate on CPU actors instead of refusing to start.")
+    allow_version_change: bool = option(
+        False,
+        "Resume OUT although it was made with other versions of torch, diffusers, transformers, tokenizers, "
+        "numpy or soxr, or other model weights (the change is recorded in summary.json).",
+    )
+    progress: bool = option(True, "Show a live progress bar.", flags=("--progress/--no-progress",), default_text="on")
+    allow_extra_columns: bool = option(
+        False,
+        "Carry a plan's columns that a plan does not have into the index (a plan not written by "
+        "'birdgen-ray plan'; without it such a column is refused as a possible damaged name).",
+    )
 
     def __post_init__(self) -> None:
         if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:

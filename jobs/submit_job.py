@@ -33,8 +33,8 @@ import sys
 
 import yaml
 
-from birdgen_ray.cli.options import parse_env_pairs
 from birdgen_ray.config import DEFAULT_MODEL
+from birdgen_ray.fields import parse_env_pairs
 from birdgen_ray.schedule.job_id import normalize_out, submission_id
 
 # Set in every job: quiet tokenizers, unbuffered logs so `ray job logs` shows progress as it happens.

@@ -4,7 +4,6 @@ lists, fixed choices) and how an error reaches the user (one `error:` line, neve
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import re
@@ -17,20 +16,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from birdgen_ray.fields import parse_json_object
+
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also matches what pathlib makes of "s3://..."
 
 
 def parse_storage_options(text: Optional[str]) -> dict:
     """`--storage-options` JSON -> dict for fsspec; a clear error for anything else."""
-    if not text:
-        return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise typer.BadParameter(f'must be a JSON object such as {{"endpoint_url": "http://..."}}, got {text!r}')
-    return value
+        return parse_json_object(text, "--storage-options") if text else {}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def split_values(values: Iterable[str] | None) -> tuple[str, ...]:
@@ -39,17 +35,6 @@ def split_values(values: Iterable[str] | None) -> tuple[str, ...]:
     validate_plan refuses labels with commas, so a comma always separates.
     """
     return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
-
-
-def parse_env_pairs(pairs: Iterable[str], option: str) -> dict[str, str]:
-    """`["A=1", "B=x=y"]` -> {"A": "1", "B": "x=y"}; a pair without a name or '=' is a ValueError naming `option`."""
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"{option} expects NAME=VALUE, got {pair!r}")
-        env[name.strip()] = value
-    return env
 
 
 def local_path(value: Optional[Path]) -> Optional[Path]:

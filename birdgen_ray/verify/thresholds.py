@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from birdgen_ray.config import species_threshold_fields
+
 
 @dataclass(frozen=True)
 class SpeciesThreshold:
@@ -38,14 +40,5 @@ class SpeciesThreshold:
 
 def parse_species_threshold(text: str, option: str = "--min-species-confidence") -> SpeciesThreshold:
     """'0.4' -> absolute, '0.5x' -> relative to the class's ceiling; ValueError names the option."""
-    raw = text.strip().lower()
-    relative = raw.endswith("x")
-    try:
-        value = float(raw[:-1] if relative else raw)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"{option} must be a confidence in [0, 1] or a share of the class's ceiling like 0.5x, got {text!r}"
-        )
-    return SpeciesThreshold(value, relative)
+    fields = species_threshold_fields(text, option)
+    return SpeciesThreshold(fields["min_species_confidence"], fields["species_confidence_relative"])
