@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from birdgen_ray.fields import option, parse_env_pairs, parse_json_object
+from birdgen_ray.fields import option, parse_env_pairs, storage_options
 
 TINY_MODEL = "tiny"  # the built-in tiny random AudioLDM2
 TINY_MODEL_VERSION = "3"  # of the built-in tiny model (generate/tiny.py): bumped when its bytes change
@@ -265,12 +265,7 @@ class RunConfig:
     generator: str = option(
         "audioldm2", "audioldm2 (the --model), or null (no model; deterministic test audio).", choices=GENERATORS
     )
-    storage_options: dict = option(
-        help='fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.',
-        factory=dict,
-        cli_type=str,
-        parse=parse_json_object,
-    )
+    storage_options: dict = storage_options()
     actor_env: dict = option(
         help="NAME=VALUE environment variable for the generator actors (repeatable).",
         factory=dict,

@@ -11,8 +11,13 @@ line (they keep their defaults, or the runner fills them in).
 from __future__ import annotations
 
 import json
+import re
+import types
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, get_type_hints
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Union, get_args, get_origin, get_type_hints
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also matches what pathlib makes of "s3://..."
 
 
 @dataclass(frozen=True)
@@ -55,26 +60,31 @@ class Declared:
 
 
 def declared_options(config: type) -> Iterator[Declared]:
-    """Every option of `config` and of the configs nested in it, in declaration order."""
+    """Every option of `config` and of the configs nested in it, in declaration order. Inside an
+    optional nested config (`ReferenceOptions | None`) no option is required."""
     hints = get_type_hints(config)
     for spec in fields(config):
-        kind = hints[spec.name]
-        if is_dataclass(kind):
-            for inner in declared_options(kind):
-                yield replace(inner, path=(spec.name, *inner.path))
+        nested, optional = _nested(hints[spec.name])
+        if nested is not None:
+            for inner in declared_options(nested):
+                default = None if optional and inner.default is MISSING else inner.default
+                yield replace(inner, path=(spec.name, *inner.path), default=default)
         elif "option" in spec.metadata:
-            yield Declared((), spec.name, kind, _default(spec), spec.metadata["option"])
+            yield Declared((), spec.name, hints[spec.name], _default(spec), spec.metadata["option"])
 
 
 def build_config(config: type, values: dict[str, Any]) -> Any:
     """`config` (and the configs nested in it) from typed values by option name. None keeps the
-    field's default; a ValueError (from `parse` or the config's own checks) names the option."""
+    field's default; an optional nested config is None unless its required options were given.
+    A ValueError (from `parse` or the config's own checks) names the option."""
     hints = get_type_hints(config)
     kwargs: dict[str, Any] = {}
     for spec in fields(config):
         kind = hints[spec.name]
-        if is_dataclass(kind):
-            kwargs[spec.name] = build_config(kind, values)
+        nested, optional = _nested(kind)
+        if nested is not None:
+            given = not optional or all(values.get(name) is not None for name in _required(nested))
+            kwargs[spec.name] = build_config(nested, values) if given else None
             continue
         value = values.get(spec.name)
         if "option" not in spec.metadata or value is None:
@@ -87,6 +97,36 @@ def build_config(config: type, values: dict[str, Any]) -> Any:
         else:
             kwargs[spec.name] = value
     return config(**kwargs)
+
+
+def listed(help: str, *, metavar: str, default_text: str = "all", **face: Any) -> Any:
+    """A tuple option typed repeated or comma-separated ('--include a,b --include c')."""
+    return option((), help, cli_type=list[str], parse=split_values, metavar=metavar, default_text=default_text, **face)
+
+
+STORAGE_OPTIONS_HELP = (
+    'fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.'
+)
+
+
+def storage_options() -> Any:
+    """The `--storage-options` field of a config that reads or writes object storage."""
+    return option(help=STORAGE_OPTIONS_HELP, factory=dict, cli_type=str, parse=parse_json_object)
+
+
+def _nested(kind: Any) -> tuple[type | None, bool]:
+    """(the config, optional?) for a nested config field `X` or `X | None`; (None, False) otherwise."""
+    if is_dataclass(kind):
+        return kind, False
+    if get_origin(kind) in (Union, types.UnionType):
+        inner = [arg for arg in get_args(kind) if arg is not type(None)]
+        if len(inner) == 1 and is_dataclass(inner[0]):
+            return inner[0], True
+    return None, False
+
+
+def _required(config: type) -> list[str]:
+    return [spec.name for spec in fields(config) if "option" in spec.metadata and _default(spec) is MISSING]
 
 
 def _default(spec) -> Any:
@@ -115,3 +155,30 @@ def parse_env_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:
             raise ValueError(f"{flag} expects NAME=VALUE, got {pair!r}")
         env[name.strip()] = value
     return env
+
+
+def split_values(values: Iterable[str] | None, flag: str = "") -> tuple[str, ...]:
+    """'--label a,b --label c' -> ('a', 'b', 'c'): a list option taken repeated or comma-separated.
+
+    validate_plan refuses labels with commas, so a comma always separates.
+    """
+    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
+
+
+def local_path(value: str | Path, flag: str) -> Path:
+    """A path written with plain file IO: an object-storage URI is a ValueError naming `flag`."""
+    refusal = uri_refusal(value)
+    if refusal:
+        raise ValueError(f"{flag}: {refusal}")
+    return Path(value)
+
+
+def uri_refusal(value: str | Path) -> str | None:
+    """Why an object-storage URI cannot be a local path; None for a local path."""
+    if is_uri(value):
+        return f"{value} looks like an object-storage URI; this option takes a local path"
+    return None
+
+
+def is_uri(value: str | Path) -> bool:
+    return bool(_URI.match(str(value)))

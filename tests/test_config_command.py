@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from birdgen_ray.cli.config_command import config_command
 from birdgen_ray.config import RunConfig
 from birdgen_ray.fields import declared_options, option
+from birdgen_ray.plan.request import PlanRequest
 
 runner = CliRunner()
 
@@ -95,3 +96,17 @@ class Outer:
 def test_two_configs_declaring_one_name_are_refused():
     with pytest.raises(TypeError, match="size"):
         capture(Outer)
+
+
+def test_an_optional_nested_config_is_built_only_when_its_required_option_is_given():
+    app, seen = capture(PlanRequest)
+    base = ["in.csv", "-o", "p.parquet", "--target", "3", "--include", "a,b", "--include", "c"]
+    assert runner.invoke(app, [*base, "--strength", "0.3:0.7"]).exit_code == 0
+    assert seen[-1].references is None
+    assert seen[-1].options.budget.target == 3 and seen[-1].options.include == ("a", "b", "c")
+    assert runner.invoke(app, [*base, "--references", "audio/", "--strength", "0.3:0.7"]).exit_code == 0
+    assert seen[-1].references.root == "audio/" and seen[-1].references.strength == (0.3, 0.7)
+    refused = runner.invoke(app, ["in.csv", "-o", "s3://bucket/plan.parquet", "--target", "3"])
+    assert (
+        refused.exit_code == 2 and "--out: s3://bucket/plan.parquet looks like an object-storage URI" in refused.output
+    )

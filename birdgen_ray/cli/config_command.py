@@ -54,7 +54,8 @@ def _parameter(declared: Declared) -> inspect.Parameter:
     kind = _without_none(face.cli_type or declared.type)
     if face.choices:
         kind = choices(declared.name.title().replace("_", ""), face.choices)
-    optional = declared.default is None or face.parse is not None
+    # an option with `parse` takes None (not typed) for its field's default, unless it is required
+    optional = declared.default is None or (face.parse is not None and declared.default is not MISSING)
     annotation = Optional[kind] if optional else kind
     info = _argument(declared) if face.argument else _option(declared, kind)
     return inspect.Parameter(declared.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
@@ -67,7 +68,7 @@ def _argument(declared: Declared):
 def _option(declared: Declared, kind: Any):
     face = declared.option
     default = ... if declared.default is MISSING else declared.default
-    if face.parse is not None:
+    if face.parse is not None and default is not ...:
         default = None  # None keeps the field's own default (build_config)
     decls = face.flags or (("--" + declared.name.replace("_", "-"),) if kind is bool else ())
     # said in the help's own words: click would print "[default: (off)]"

@@ -12,7 +12,6 @@ from birdgen_ray.cli.options import (
     fail,
     line_console,
     local_path,
-    split_values,
     storage_options_option,
     writing_to,
 )
@@ -25,6 +24,7 @@ from birdgen_ray.export.birdclef import (
     NothingToExport,
     export_birdclef,
 )
+from birdgen_ray.fields import split_values
 from birdgen_ray.io.errors import CorruptFile
 from birdgen_ray.verify.thresholds import parse_species_threshold
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import re
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -16,9 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from birdgen_ray.fields import parse_json_object
-
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")  # also matches what pathlib makes of "s3://..."
+from birdgen_ray.fields import STORAGE_OPTIONS_HELP, is_uri, parse_json_object, uri_refusal
 
 
 def parse_storage_options(text: Optional[str]) -> dict:
@@ -29,28 +26,16 @@ def parse_storage_options(text: Optional[str]) -> dict:
         raise typer.BadParameter(str(exc)) from None
 
 
-def split_values(values: Iterable[str] | None) -> tuple[str, ...]:
-    """'--label a,b --label c' -> ('a', 'b', 'c'): a list option taken repeated or comma-separated.
-
-    validate_plan refuses labels with commas, so a comma always separates.
-    """
-    return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
-
-
 def local_path(value: Optional[Path]) -> Optional[Path]:
-    """A path this command writes with plain file IO: refuse object-storage URIs by name."""
-    if value is not None and _URI.match(str(value)):
-        raise typer.BadParameter(f"{value} looks like an object-storage URI; this option takes a local path")
+    """Option callback: a path this command writes with plain file IO, never an object-storage URI."""
+    refusal = uri_refusal(value) if value is not None else None
+    if refusal:
+        raise typer.BadParameter(refusal)
     return value
 
 
 def storage_options_option():
-    return typer.Option(
-        None,
-        "--storage-options",
-        help='fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.',
-        callback=parse_storage_options,
-    )
+    return typer.Option(None, "--storage-options", help=STORAGE_OPTIONS_HELP, callback=parse_storage_options)
 
 
 def choices(name: str, values: Iterable[str]) -> type[Enum]:
@@ -125,7 +110,7 @@ def writing_to(dest: str | os.PathLike, within: str | os.PathLike | None = None)
 
 def _about(exc: OSError, folder: Path) -> bool:
     """Whether the error names `folder`, something inside it, or a folder above it (a failed mkdir -p)."""
-    if _URI.match(str(folder)) or exc.filename is None:
+    if is_uri(folder) or exc.filename is None:
         return False
     failed, folder = Path(os.path.abspath(exc.filename)), Path(os.path.abspath(folder))
     return failed == folder or folder in failed.parents or failed in folder.parents

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from birdgen_ray.cli.options import fail, line_console, local_path, split_values, storage_options_option, writing_to
+from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
+from birdgen_ray.fields import split_values
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.report.build import ReportConfig, build_report, default_dest
 

@@ -19,12 +19,20 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from birdgen_ray.fields import option
+
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    target: int | None = None  # fill every class up to this many clips (real + synthetic)
-    max_ratio: float | None = None  # at most floor(R * real) synthetic clips per class
-    total_budget: int | None = None  # at most this many synthetic clips in all
+    target: int | None = option(None, "Fill every class up to N clips: synthetic = max(0, N - real).", min=0)
+    max_ratio: float | None = option(None, "At most floor(R x real) synthetic clips per class.", min=0, metavar="R")
+    total_budget: int | None = option(
+        None,
+        "At most B synthetic clips in all, split by deficit (largest remainder). Without --target the deficit "
+        "is the gap to the largest class.",
+        min=0,
+        metavar="B",
+    )
 
     def __post_init__(self) -> None:
         if self.target is None and self.total_budget is None:

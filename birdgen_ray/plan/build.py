@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from birdgen_ray.fields import listed, option
 from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.plan.budget import Allocation, BudgetConfig, allocate
 from birdgen_ray.plan.call_types import CallTypeReport, map_call_types
@@ -44,13 +45,30 @@ FULL_SCHEMA = pa.schema(list(PLAN_SCHEMA) + list(EXTRA_SCHEMA))
 @dataclass(frozen=True)
 class PlanOptions:
     budget: BudgetConfig
-    include: tuple[str, ...] = ()  # only these labels (empty: all)
-    exclude: tuple[str, ...] = ()
-    include_classes: tuple[str, ...] = ()  # only these taxon classes (case-insensitive; empty: all)
-    exclude_classes: tuple[str, ...] = ()
-    seed: int = 0
-    duration_s: float = 5.0
-    prompt_styles: tuple[str, ...] = ()  # mix only these prompt styles (empty: every style of the templates)
+    include: tuple[str, ...] = listed("Plan only this label (repeat, or comma-separate, for more).", metavar="LABEL")
+    exclude: tuple[str, ...] = listed(
+        "Leave out this label (repeat, or comma-separate, for more).", metavar="LABEL", default_text="none"
+    )
+    # taxon classes are matched case-insensitively
+    include_classes: tuple[str, ...] = listed(
+        "Plan only this taxon class, e.g. Aves (repeat, or comma-separate, for more).",
+        metavar="CLASS",
+        flags=("--include-class",),
+    )
+    exclude_classes: tuple[str, ...] = listed(
+        "Leave out this taxon class, e.g. Insecta (repeat, or comma-separate, for more).",
+        metavar="CLASS",
+        flags=("--exclude-class",),
+        default_text="none",
+    )
+    seed: int = option(0, "Plan seed: decides every prompt choice and clip seed.", min=0)
+    duration_s: float = option(5.0, "Clip length in seconds (0 < d <= 60).", flags=("--duration",))
+    prompt_styles: tuple[str, ...] = listed(
+        "Mix only these prompt styles (shipped: caption, descriptive, tags; repeat or comma-separate). Each row "
+        "records its style in `prompt_style`.",
+        metavar="STYLE",
+        default_text="every style of the templates",
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_s <= MAX_DURATION_S:

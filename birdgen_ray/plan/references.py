@@ -27,13 +27,14 @@ import hashlib
 import io
 import posixpath
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from birdgen_ray.config import parse_range
+from birdgen_ray.fields import option, storage_options
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
 from birdgen_ray.io.recordings import (
     Recording,
@@ -60,13 +61,39 @@ REFERENCE_SCHEMA = pa.schema(
 )
 
 
+def parse_strength(text: str, flag: str = "--strength") -> tuple[float, float]:
+    """'0.5' or '0.3:0.7' -> (lo, hi) within [0, 1]; ValueError names the option."""
+    return parse_range(text, flag, 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class ReferenceOptions:
-    root: str  # train_audio folder, a folder holding it, or a label,path CSV (local or fsspec URI)
-    strength: tuple[float, float] = (0.5, 0.5)  # lo == hi: one strength for every row
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    windows_per_recording: int = 3  # species windows per recording (BirdNET's best K)
-    min_confidence: float = 0.3  # a species window needs at least this confidence
+    # train_audio folder, a folder holding it, or a label,path CSV (local or fsspec URI)
+    root: str = option(
+        help="Start each class's clips from its own recordings (SDEdit): BirdCLEF's train_audio/<label>/<file> "
+        "(local or s3://), or a CSV of label,path. Classes without recordings stay text-only.",
+        flags=("--references",),
+        metavar="ROOT",
+    )
+    strength: tuple[float, float] = option(  # lo == hi: one strength for every row
+        (0.5, 0.5),
+        "With --references: 0 keeps the recording, 1 starts from noise; lo:hi samples per row.",
+        cli_type=str,
+        parse=parse_strength,
+        metavar="S",
+        default_text="0.5",
+    )
+    windows_per_recording: int = option(
+        3, "With --references: BirdNET's best 3 s windows of the class per recording (birdnet extra).", min=1
+    )
+    min_confidence: float = option(
+        0.3,
+        "With --references: a window needs this BirdNET confidence in its class; else: loudest window.",
+        flags=("--min-reference-confidence",),
+        min=0.0,
+        max=1.0,
+    )
+    storage_options: dict[str, Any] = storage_options()
     cache_dir: str | None = None  # window scores by file SHA-256; None: default_cache_dir()
 
     def __post_init__(self) -> None:
@@ -74,11 +101,6 @@ class ReferenceOptions:
             raise ValueError(f"--windows-per-recording must be >= 1, got {self.windows_per_recording}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"--min-reference-confidence must be in [0, 1], got {self.min_confidence}")
-
-
-def parse_strength(text: str) -> tuple[float, float]:
-    """'0.5' or '0.3:0.7' -> (lo, hi) within [0, 1]; ValueError names the option."""
-    return parse_range(text, "--strength", 0.0, 1.0)
 
 
 def row_strength(strength: tuple[float, float], seed: int, label: str, take: int) -> float:
