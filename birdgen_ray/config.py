@@ -303,6 +303,9 @@ class RunConfig:
         "numpy or soxr, or other model weights (the change is recorded in summary.json).",
     )
     progress: bool = option(True, "Show a live progress bar.", flags=("--progress/--no-progress",), default_text="on")
+    progress_every_s: float = option(
+        30.0, "Where stderr is no terminal (a job's log, CI): seconds between plain progress lines.", min=0.1
+    )
     allow_extra_columns: bool = option(
         False,
         "Carry a plan's columns that a plan does not have into the index (a plan not written by "

@@ -16,7 +16,6 @@ import pytest
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import PROGRESS_FILE
 from birdgen_ray.io.storage import Output
-from birdgen_ray.schedule.progress import EVERY_ENV
 from tests import fault_hooks
 from tests.fault_hooks import SLEEP_ENV
 from tests.plans import plan_table, write_plan
@@ -33,8 +32,8 @@ def test_progress_in_a_log_file_is_plain_lines_and_status_agrees_with_itself_mid
     out = tmp_path / "out"
     log = tmp_path / "driver.log"
     args = ["submit", plan, "--out", str(out), "--generator", "null", "--gpus-per-actor", "0", "--num-actors", "1"]
-    args += ["--shard-size", "4", "--address", ray_local.get_runtime_context().gcs_address]
-    env = {**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH, EVERY_ENV: "0.3"}  # the hooks reach its actors
+    args += ["--shard-size", "4", "--address", ray_local.get_runtime_context().gcs_address, "--progress-every-s", "0.3"]
+    env = {**os.environ, "PYTHONPATH": fault_hooks.PYTHONPATH}  # the hooks reach its actors
     with log.open("w") as sink:
         driver = subprocess.Popen(
             [*CLI, *args, "--actor-env", f"{SLEEP_ENV}=0.3"], env=env, stdout=sink, stderr=subprocess.STDOUT

@@ -96,7 +96,7 @@ def drive(
     options, token = _actor_options(run, sizing), lock.token if lock else None
     pool = ActorPool(count, lambda: Actor.options(**options).remote(run, sizing.cpu_threads, token, load_now=False))
     # 3. who watches: the bar, and progress.json
-    progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress)
+    progress = RunProgress(sum(s.num_clips for s in shards), enabled=run.progress, log_every_s=run.progress_every_s)
     observers: list[DriveObserver] = [ProgressObserver(progress)]
     if state:
         observers.append(StateObserver(state))

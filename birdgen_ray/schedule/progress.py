@@ -5,33 +5,30 @@ shards not committed yet ("in flight"); the text beside it gives both figures.
 
 On a terminal it is a rich bar redrawn in place. Where stderr is not a terminal (a Ray job's log,
 a cluster job's file, CI), a bar cannot redraw: no bar is drawn at all, and the same figures are
-written as one plain, never-wrapped line every `log_every_s` (BIRDGEN_PROGRESS_EVERY_S, default 30)
-and once at the end:
+written as one plain, never-wrapped line every `log_every_s` (`submit --progress-every-s`, default
+30) and once at the end:
 
     progress: 120/300 clips, 96 committed, 24 in flight, 0 failed, 4.1 clips/s, ETA 44 s
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-EVERY_ENV = "BIRDGEN_PROGRESS_EVERY_S"
-
 
 class RunProgress:
     def __init__(
-        self, total_clips: int, enabled: bool = True, console: Console | None = None, log_every_s: float | None = None
+        self, total_clips: int, enabled: bool = True, console: Console | None = None, log_every_s: float = 30.0
     ):
         self.failures = 0
         self.done = 0  # committed or failed
         self.in_flight_clips = 0
         self.enabled = enabled
         self.console = console or Console(stderr=True)
-        self.log_every_s = float(os.environ.get(EVERY_ENV, 30.0)) if log_every_s is None else log_every_s
+        self.log_every_s = log_every_s
         self._last_log = time.monotonic()
         self.plain = enabled and not self.console.is_terminal  # lines, not a bar
         self.progress = Progress(
