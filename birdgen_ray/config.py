@@ -302,7 +302,7 @@ class RunConfig:
         "Resume OUT although it was made with other versions of torch, diffusers, transformers, tokenizers, "
         "numpy or soxr, or other model weights (the change is recorded in summary.json).",
     )
-    progress: bool = option(True, "Show a live progress bar.", flags=("--progress/--no-progress",), default_text="on")
+    progress: bool = option(True, "Show a live progress bar.", flags=("--progress/--no-progress",))
     progress_every_s: float = option(
         30.0, "Where stderr is no terminal (a job's log, CI): seconds between plain progress lines.", min=0.1
     )

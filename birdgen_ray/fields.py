@@ -165,6 +165,11 @@ def split_values(values: Iterable[str] | None, flag: str = "") -> tuple[str, ...
     return tuple(part.strip() for value in values or () for part in value.split(",") if part.strip())
 
 
+def as_tuple(values: Iterable[Any], flag: str = "") -> tuple:
+    """A repeated option's values as the tuple a frozen config holds."""
+    return tuple(values)
+
+
 def local_path(value: str | Path, flag: str) -> Path:
     """A path written with plain file IO: an object-storage URI is a ValueError naming `flag`."""
     refusal = uri_refusal(value)

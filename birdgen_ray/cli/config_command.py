@@ -71,8 +71,11 @@ def _option(declared: Declared, kind: Any):
     if face.parse is not None and default is not ...:
         default = None  # None keeps the field's own default (build_config)
     decls = face.flags or (("--" + declared.name.replace("_", "-"),) if kind is bool else ())
+    default_text = face.default_text
+    if kind is bool and "/" in (decls or ("",))[0] and default_text is None:  # an on/off pair: not "[default: cnn]"
+        default_text = "on" if default else "off"
     # said in the help's own words: click would print "[default: (off)]"
-    help_text = f"{face.help}  [default: {face.default_text}]" if face.default_text else face.help
+    help_text = f"{face.help}  [default: {default_text}]" if default_text else face.help
     return typer.Option(
         default,
         *decls,
@@ -80,7 +83,7 @@ def _option(declared: Declared, kind: Any):
         min=face.min,
         max=face.max,
         metavar=face.metavar,
-        show_default=not face.default_text and default is not None and default is not ...,
+        show_default=not default_text and default is not None and default is not ...,
         callback=finite if kind is float else None,
     )
 

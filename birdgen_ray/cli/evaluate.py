@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List, Optional
-
-import typer
-
-from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
-from birdgen_ray.evaluate.config import RATIOS, EvaluateConfig
+from birdgen_ray.cli.config_command import config_command
+from birdgen_ray.cli.options import fail, line_console, writing_to
+from birdgen_ray.evaluate.config import EvaluateConfig
 from birdgen_ray.io.audio import AudioReadError
 from birdgen_ray.plan.tables import InputError
 from birdgen_ray.verify.birdnet import MissingExtra
@@ -17,47 +13,13 @@ console = line_console()
 INSTALL_HINT = "install birdgen-ray[evaluate]"
 
 
-def evaluate_cmd(
-    real: Path = typer.Option(
-        ...,
-        "--real",
-        callback=local_path,
-        help="BirdCLEF folder (train_metadata.csv or train.csv + train_audio/), "
-        "or a CSV/Parquet table with label and path columns (optional group).",
-    ),  # fmt: skip
-    synthetic: List[str] = typer.Option(..., "--synthetic", help="One of our outputs (repeat for more)."),
-    out: Path = typer.Option(
-        ..., "--out", callback=local_path, help="Folder for the cache, evaluation.json, index.html."
-    ),
-    folds: int = typer.Option(5, min=2, help="Cross-validation folds (at most; fewer when the real set is small)."),
-    ratio: Optional[List[float]] = typer.Option(
-        None, help="Dose-response: synthetic windows per class as a multiple of real training windows."
-    ),
-    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the 95% intervals."),
-    match_bandwidth: bool = typer.Option(
-        False, help="Also evaluate with real audio low-passed to the synthetic's bandwidth_hz (reports both)."
-    ),
-    cnn: bool = typer.Option(
-        True, help="Also train a small log-mel CNN from scratch on the same folds (a model independent of BirdNET)."
-    ),
-    seed: int = typer.Option(0, help="Folds, bootstrap, and the first probe and sampling seed."),
-    seeds: int = typer.Option(3, min=1, help="Probe and sampling seeds per fold, folded into the intervals."),
-    threads: int = typer.Option(1, min=1, help="BirdNET interpreter and probe threads."),
-    progress: bool = typer.Option(True, help="Progress bars while embedding."),
-    storage_options: Optional[str] = storage_options_option(),
-) -> None:
+def evaluate(config: EvaluateConfig) -> None:
     """Train a linear probe on BirdNET embeddings of real recordings only, and of real + synthetic, and
     compare them on held-out real recordings (grouped CV; see docs/evaluation.md).
 
     Example: birdgen-ray evaluate --real birdclef/ --synthetic out/ --out eval/   (then open eval/index.html)
     """
-    if any(r <= 0 for r in ratio or ()):
-        raise fail(f"--ratio must be > 0, got {', '.join(map(str, ratio))}")
-    config = EvaluateConfig(
-        real=str(real), synthetic=tuple(synthetic), out=out, folds=folds, seed=seed, seeds=seeds,
-        ratios=tuple(ratio) if ratio else RATIOS, bootstrap=bootstrap, match_bandwidth=match_bandwidth, cnn=cnn,
-        num_threads=threads, progress=progress, storage_options=storage_options or {},
-    )  # fmt: skip
+    out = config.out
     pipeline, protocol = _evaluation_modules()
     try:
         with writing_to(out):
@@ -68,6 +30,9 @@ def evaluate_cmd(
         raise fail(str(exc)) from None
     print_summary(result, pipeline.REAL_ONLY)
     console.print(f"wrote {out / pipeline.PAGE_FILE} and {out / 'evaluation.json'}", highlight=False)
+
+
+evaluate_cmd = config_command(EvaluateConfig, evaluate)
 
 
 def _evaluation_modules():
