@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from birdgen_ray.fields import listed, option
 from birdgen_ray.index.reader import as_output, read_clip_bytes
 from birdgen_ray.io.audio import decode_wav
 from birdgen_ray.io.storage import Output, write_file_atomic
@@ -26,9 +27,11 @@ AUDIO_DIR = "audio"
 
 @dataclass(frozen=True)
 class ReportConfig:
-    per_class: int = 4  # clips shown per class
-    seed: int = 0  # which clips: same seed, same sample
-    labels: tuple[str, ...] = ()  # only these classes (empty: all)
+    per_class: int = option(4, "Clips shown (spectrogram + player) per class.", min=0)
+    seed: int = option(0, "Which clips are sampled: the same seed shows the same clips.")
+    labels: tuple[str, ...] = listed(
+        "Only this class (repeat, or comma-separate, for more).", metavar="LABEL", flags=("--label",)
+    )
 
 
 def default_dest(output: Output) -> Path:
