@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from birdgen_ray.index.reader import as_output, open_index
 from birdgen_ray.plan.tables import InputError, RawTable, read_table
-from birdgen_ray.report.species import species_passed
+from birdgen_ray.verify.passing import species_passed
 
 BIRDCLEF_METADATA = ("train_metadata.csv", "train.csv")  # 2021-2024, 2025+
 LABEL_COLUMNS = ("label", "primary_label")
@@ -111,8 +111,8 @@ def passed_mask(index: pa.Table) -> list[bool]:
 
 
 def verified_mask(output: SyntheticOutput) -> list[bool] | None:
-    """Clips BirdNET confirmed as their own species (by `submit --verify` or `verify OUT`), by the
-    report's rule; None when the output was never species-verified."""
+    """Clips BirdNET confirmed as their own species (by `submit --verify` or `verify OUT`), by verify's
+    pass rule (verify/passing.py); None when the output was never species-verified."""
     return species_passed(as_output(output.uri, output.storage_options), output.index)
 
 

@@ -39,8 +39,8 @@ from birdgen_ray.io.layout import has_audio
 from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
-from birdgen_ray.report.species import species_columns
 from birdgen_ray.verify.columns import SPECIES_COLUMNS, SPECIES_FIELDS
+from birdgen_ray.verify.passing import species_columns
 from birdgen_ray.verify.thresholds import SpeciesThreshold
 
 AUDIO_DIR = "train_audio"
