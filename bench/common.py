@@ -86,7 +86,7 @@ def machine_name(device: torch.device) -> str:
 def prepare_model(choice: str, cache_dir: Path, reference: Path | None) -> str:
     if choice != "full":
         return choice  # "tiny", a hub id or a local snapshot directory
-    from birdgen_ray.generate.random_model import build_from_reference_configs
+    from birdgen_ray.models.random_model import build_from_reference_configs
 
     candidates = [reference] if reference else list(REFERENCE_CONFIGS)
     found = next((c for c in candidates if (c / "model_index.json").is_file()), None)

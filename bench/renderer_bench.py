@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from birdgen_ray.config import EngineConfig, GenerationConfig
 from birdgen_ray.generate.engine import AudioLDM2Engine, StableAudioEngine
-from birdgen_ray.generate.random_stable_audio import build_from_reference_configs
+from birdgen_ray.models.random_stable_audio import build_from_reference_configs
 
 STABLE_AUDIO_CONFIGS = Path(__file__).resolve().parent / "reference" / "stable-audio-open-1.0"
 

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from birdgen_ray.plan.layouts import LAYOUTS
+from birdgen_ray.birdclef import LAYOUTS
 
 TAXONOMY_COLUMNS = ["primary_label", "inat_taxon_id", "scientific_name", "common_name", "class_name"]
 _TYPES = {

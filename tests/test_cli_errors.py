@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from birdgen_ray import open_index
 from birdgen_ray.cli import app
 from birdgen_ray.config import SCHEDULERS, RunConfig
-from birdgen_ray.export.birdclef import AUDIO_FORMATS, METADATA_FILES
+from birdgen_ray.export.birdclef import AUDIO_FORMATS, EXPORT_LAYOUTS
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import LEASE_FILE
@@ -190,7 +190,7 @@ def test_run_config_refuses_what_would_run_something_else():
         ("submit", "--scheduler", SCHEDULERS),
         ("submit", "--generator", ("audioldm2", "null")),
         ("export", "--format", ("birdclef",)),
-        ("export", "--layout", tuple(METADATA_FILES)),
+        ("export", "--layout", EXPORT_LAYOUTS),
         ("export", "--audio-format", tuple(AUDIO_FORMATS)),
     ],
 )

@@ -15,10 +15,11 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from birdgen_ray import open_index, read_clip
+from birdgen_ray.birdclef import LAYOUTS
 from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, QualityThresholds
 from birdgen_ray.export import ExportConfig, ExportError, export_birdclef
-from birdgen_ray.export.birdclef import EXTRA_COLUMNS, LAYOUTS
+from birdgen_ray.export.birdclef import EXTRA_COLUMNS
 from birdgen_ray.plan.metadata import read_classes
 from tests.example_data import example_classes, write_recordings
 from tests.made_outputs import birdclef_plan, null_output

@@ -45,7 +45,7 @@ def verified(ray_local, tmp_path_factory):
 
 
 def confidences(out) -> dict[str, float]:
-    from birdgen_ray.report.species import species_columns
+    from birdgen_ray.verify.passing import species_columns
 
     table = species_columns(Output(str(out)), open_index(out))
     return dict(zip(table["clip_id"].to_pylist(), table["species_confidence"].to_pylist()))

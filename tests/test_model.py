@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from birdgen_ray.generate import tiny, tiny_stable_audio
 from birdgen_ray.generate.model import ModelLoadError, load_pipeline, model_family, pipeline_family
-from birdgen_ray.generate.random_model import build_from_reference_configs
+from birdgen_ray.models import tiny, tiny_stable_audio
+from birdgen_ray.models.random_model import build_from_reference_configs
 
 
 def _file_digests(root: Path) -> dict[str, str]:
@@ -133,7 +133,7 @@ def test_tiny_tokenizers_come_from_the_shipped_files_not_the_installed_trainer(t
     """A `tokenizers` upgrade that trains differently must not change the tiny model (nor any pinned clip)."""
     import tokenizers.trainers
 
-    from birdgen_ray.generate.tokenizers import CLAP_FILE, T5_FILE, TOKENIZER_FILES
+    from birdgen_ray.models.tokenizers import CLAP_FILE, T5_FILE, TOKENIZER_FILES
 
     def no_training(*args, **kwargs):
         raise AssertionError("the tiny model trained a tokenizer")

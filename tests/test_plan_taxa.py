@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from birdgen_ray.birdclef import LAYOUTS
 from birdgen_ray.cli import app
 from birdgen_ray.plan import estimate
 from birdgen_ray.plan.balance import balance_figure, class_rows
 from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan
 from birdgen_ray.plan.call_types import SOUND_WORDS, CallTypeVocabulary
-from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.metadata import ClassStats, read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
 from birdgen_ray.plan.schema import read_plan

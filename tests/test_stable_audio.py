@@ -9,12 +9,12 @@ import soundfile as sf
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
-from birdgen_ray.generate.random_stable_audio import build_pipeline
 from birdgen_ray.generate.renderer import ReferenceWindow, RenderRow
 from birdgen_ray.generate.renderers.stable_audio import StableAudioRenderer
 from birdgen_ray.generate.stages import StageClock
-from birdgen_ray.generate.tiny_stable_audio import T5_TOKENIZER_MAX_LENGTH, TINY_CONFIGS
-from birdgen_ray.generate.tokenizers import fixed_t5_tokenizer
+from birdgen_ray.models.random_stable_audio import build_pipeline
+from birdgen_ray.models.tiny_stable_audio import T5_TOKENIZER_MAX_LENGTH, TINY_CONFIGS
+from birdgen_ray.models.tokenizers import fixed_t5_tokenizer
 
 pytestmark = pytest.mark.usefixtures("tiny_cache_and_one_thread")
 STEPS = 4

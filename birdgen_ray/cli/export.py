@@ -18,7 +18,7 @@ from birdgen_ray.cli.options import (
 from birdgen_ray.export.background import parse_snr
 from birdgen_ray.export.birdclef import (
     AUDIO_FORMATS,
-    METADATA_FILES,
+    EXPORT_LAYOUTS,
     ExportConfig,
     ExportError,
     NothingToExport,
@@ -32,7 +32,7 @@ console = line_console()
 FORMATS = ("birdclef",)
 Format = choices("Format", FORMATS)
 AudioFormat = choices("AudioFormat", AUDIO_FORMATS)
-Layout = choices("Layout", METADATA_FILES)
+Layout = choices("Layout", EXPORT_LAYOUTS)
 
 
 def export_cmd(

@@ -10,12 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from birdgen_ray.birdclef import AUDIO_DIR, LABEL_COLUMN, METADATA_FILES
 from birdgen_ray.index.reader import as_output, open_index
 from birdgen_ray.plan.tables import InputError, RawTable, read_table
-from birdgen_ray.report.species import species_passed
+from birdgen_ray.verify.passing import species_passed
 
-BIRDCLEF_METADATA = ("train_metadata.csv", "train.csv")  # 2021-2024, 2025+
-LABEL_COLUMNS = ("label", "primary_label")
+BIRDCLEF_METADATA = tuple(dict.fromkeys(METADATA_FILES.values()))  # train_metadata.csv (2021-2024), train.csv
+LABEL_COLUMNS = ("label", LABEL_COLUMN)
 PATH_COLUMNS = ("path", "filename")
 GROUP_COLUMN = "group"  # optional: recordings that must stay on one side of every fold (same site, copies)
 REFERENCE_COLUMN = "reference"  # the real recording a reference-conditioned clip was made from (its path)
@@ -38,7 +39,7 @@ def read_real(real: str | os.PathLike) -> list[RealRecording]:
         metadata = next((real / name for name in BIRDCLEF_METADATA if (real / name).is_file()), None)
         if metadata is None:
             raise InputError(real, [f"no {' or '.join(BIRDCLEF_METADATA)} in this folder"])
-        return _recordings(read_table(metadata), real / "train_audio")
+        return _recordings(read_table(metadata), real / AUDIO_DIR)
     table = read_table(real)  # raises "file not found" for a missing path
     return _recordings(table, real.parent)
 
@@ -111,8 +112,8 @@ def passed_mask(index: pa.Table) -> list[bool]:
 
 
 def verified_mask(output: SyntheticOutput) -> list[bool] | None:
-    """Clips BirdNET confirmed as their own species (by `submit --verify` or `verify OUT`), by the
-    report's rule; None when the output was never species-verified."""
+    """Clips BirdNET confirmed as their own species (by `submit --verify` or `verify OUT`), by verify's
+    pass rule (verify/passing.py); None when the output was never species-verified."""
     return species_passed(as_output(output.uri, output.storage_options), output.index)
 
 

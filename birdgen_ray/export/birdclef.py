@@ -33,19 +33,19 @@ from typing import Any
 
 import pyarrow as pa
 
+from birdgen_ray.birdclef import AUDIO_DIR, LAYOUTS, METADATA_FILES
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
 from birdgen_ray.io.layout import has_audio
 from birdgen_ray.io.storage import Output, write_file_atomic
-from birdgen_ray.plan.layouts import LAYOUTS
 from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
-from birdgen_ray.report.species import species_columns
 from birdgen_ray.verify.columns import SPECIES_COLUMNS, SPECIES_FIELDS
+from birdgen_ray.verify.passing import species_columns
 from birdgen_ray.verify.thresholds import SpeciesThreshold
 
-AUDIO_DIR = "train_audio"
 SYNTHETIC = "synthetic"
-METADATA_FILES = {"2023": "train_metadata.csv", "2024": "train_metadata.csv", "2025": "train.csv"}
+# the years whose metadata an export writes (2021 and 2022 also want date and time columns)
+EXPORT_LAYOUTS = ("2023", "2024", "2025")
 EXTRA_COLUMNS = ["source", "clip_id", "prompt", "seed", "final_seed", "model_id", "verdict", "clap_score", "duration_s"]
 EXTRA_COLUMNS += ["bandwidth_hz", "species_confidence", "species_top1"]
 # only for outputs made with references (each one the index has)
@@ -115,8 +115,8 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.audio_format not in AUDIO_FORMATS:
             raise ExportError(f"audio format must be one of {sorted(AUDIO_FORMATS)}, got {self.audio_format!r}")
-        if self.layout not in METADATA_FILES:
-            raise ExportError(f"layout must be one of {sorted(METADATA_FILES)}, got {self.layout!r}")
+        if self.layout not in EXPORT_LAYOUTS:
+            raise ExportError(f"layout must be one of {sorted(EXPORT_LAYOUTS)}, got {self.layout!r}")
         if self.sample_rate < 8_000:
             raise ExportError(f"sample rate must be >= 8000 Hz, got {self.sample_rate}")
         if self.include_failed:  # the older spelling of verdict "any"

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from birdgen_ray.config import TINY_MODEL, TINY_STABLE_AUDIO_MODEL
-from birdgen_ray.generate import tiny, tiny_stable_audio
+from birdgen_ray.models import tiny, tiny_stable_audio
 
 # model_index.json's _class_name -> the family name the engine picks its renderer by
 FAMILIES = {"AudioLDM2Pipeline": "audioldm2", "StableAudioPipeline": "stable-audio-open"}

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from birdgen_ray.birdclef import COLLECTION_COLUMN, LABEL_COLUMN
 from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
 from birdgen_ray.plan.tables import InputError, RawTable, read_table
 
 DEFAULT_TAXON_CLASS = "Aves"  # BirdCLEF 2021-2024 and label+count files without a class column
 _SPACES = re.compile(r"\s+")
-_LABEL_ALIASES = ("label", "primary_label")
+_LABEL_ALIASES = ("label", LABEL_COLUMN)
 _COUNT_ALIASES = ("count", "real_count", "n_recordings")
 _CLASS_ALIASES = ("taxon_class", "class_name")
 
@@ -74,22 +75,22 @@ def read_classes(path: str | Path, taxonomy: str | Path | None = None) -> list[C
     if table.column(*_COUNT_ALIASES) is not None:
         classes = _classes_from_counts(table)
         label_column = table.columns[table.column(*_LABEL_ALIASES) or 0]
-    elif table.column("primary_label") is not None:
-        if "collection" in table.columns and taxonomy is None:
+    elif table.column(LABEL_COLUMN) is not None:
+        if COLLECTION_COLUMN in table.columns and taxonomy is None:
             raise InputError(
                 path,
                 [
-                    "this is a BirdCLEF 2025+ train.csv (it has a 'collection' column) and needs its "
+                    f"this is a BirdCLEF 2025+ train.csv (it has a {COLLECTION_COLUMN!r} column) and needs its "
                     "taxonomy for each class's class_name: pass --taxonomy taxonomy.csv"
                 ],
             )
         classes = _classes_from_recordings(table)
-        label_column = "primary_label"
+        label_column = LABEL_COLUMN
     else:
         raise InputError(
             path,
             [
-                f"missing required column 'primary_label' (one row per recording) or columns 'label' + "
+                f"missing required column {LABEL_COLUMN!r} (one row per recording) or columns 'label' + "
                 f"'count' (one row per class); found columns {table.names}"
             ],
         )
@@ -99,7 +100,7 @@ def read_classes(path: str | Path, taxonomy: str | Path | None = None) -> list[C
 
 
 def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
-    label_col = table.column("primary_label")
+    label_col = table.column(LABEL_COLUMN)
     type_col = table.column("type")
     common_col = table.column("common_name")
     sci_col = table.column("scientific_name")
@@ -114,7 +115,7 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
             continue
         stats = classes.get(label)
         if stats is None:
-            stats = classes[label] = ClassStats(label, 0, source=table.path, where=table.where("primary_label", [pos]))
+            stats = classes[label] = ClassStats(label, 0, source=table.path, where=table.where(LABEL_COLUMN, [pos]))
         stats.real_count += 1
         if common_col is not None and not stats.common_name:
             stats.common_name = row[common_col]
@@ -125,7 +126,7 @@ def _classes_from_recordings(table: RawTable) -> list[ClassStats]:
         if type_col is not None:
             for value in parse_list(row[type_col]):
                 stats.call_types[normalise_call_type(value)] += 1
-    problems = _label_problems(table, "primary_label", empty, unsafe)
+    problems = _label_problems(table, LABEL_COLUMN, empty, unsafe)
     if problems:
         raise InputError(table.path, problems)
     if not classes:

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from birdgen_ray.config import TINY_MODEL_VERSION
-from birdgen_ray.generate.random_model import build_pipeline, save_atomically
-from birdgen_ray.generate.tokenizers import clap_tokenizer, t5_tokenizer
+from birdgen_ray.models.random_model import build_pipeline, save_atomically
+from birdgen_ray.models.tokenizers import clap_tokenizer, t5_tokenizer
 
 # bumped (in config.py) whenever the configs or seed below, the shipped tokenizer files or the init
 # (random_model.py) change

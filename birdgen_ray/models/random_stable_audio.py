@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from birdgen_ray.generate.random_model import DEFAULT_SEED, build_component, read_component_configs, save_atomically
-from birdgen_ray.generate.tokenizers import fixed_t5_tokenizer
+from birdgen_ray.models.random_model import DEFAULT_SEED, build_component, read_component_configs, save_atomically
+from birdgen_ray.models.tokenizers import fixed_t5_tokenizer
 
 # The components of a Stable Audio Open snapshot (the tokenizer aside) and the config file each keeps.
 COMPONENT_CONFIG_FILES = {

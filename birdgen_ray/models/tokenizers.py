@@ -4,7 +4,7 @@ The CLAP tokenizer is byte-level BPE wrapped as RobertaTokenizerFast, the Flan-T
 model wrapped as T5TokenizerFast. Their vocabularies were trained once on a fixed prompt-like corpus
 and ship in `birdgen_ray/data/tokenizers/`: a trainer's output changes with the installed
 `tokenizers` release, and the tiny model (so every pinned clip) must not. `clap_tokenizer` and
-`t5_tokenizer` build the tokenizers from those files; `python -m birdgen_ray.generate.tokenizers`
+`t5_tokenizer` build the tokenizers from those files; `python -m birdgen_ray.models.tokenizers`
 retrains and rewrites them (then bump TINY_MODEL_VERSION in config.py and re-pin the clips).
 """
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from birdgen_ray.config import TINY_STABLE_AUDIO_MODEL_VERSION
-from birdgen_ray.generate.random_model import save_atomically
-from birdgen_ray.generate.random_stable_audio import build_pipeline
-from birdgen_ray.generate.tiny import cache_root
-from birdgen_ray.generate.tokenizers import fixed_t5_tokenizer
+from birdgen_ray.models.random_model import save_atomically
+from birdgen_ray.models.random_stable_audio import build_pipeline
+from birdgen_ray.models.tiny import cache_root
+from birdgen_ray.models.tokenizers import fixed_t5_tokenizer
 
 # bump whenever the configs, the seed, the vocabulary (tokenizers.py) or the init change
 TINY_VERSION = TINY_STABLE_AUDIO_MODEL_VERSION

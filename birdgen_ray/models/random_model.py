@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from birdgen_ray.generate.tokenizers import clap_tokenizer, t5_tokenizer
+from birdgen_ray.models.tokenizers import clap_tokenizer, t5_tokenizer
 
 DEFAULT_SEED = 1234  # the tiny model's seed too (tiny.TINY_SEED)
 
