@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from birdgen_ray.fields import option, parse_env_pairs, storage_options
 
 TINY_MODEL = "tiny"  # the built-in tiny random AudioLDM2
-TINY_MODEL_VERSION = "3"  # of the built-in tiny model (generate/tiny.py): bumped when its bytes change
+TINY_MODEL_VERSION = "3"  # of the built-in tiny model (models/tiny.py): bumped when its bytes change
 TINY_STABLE_AUDIO_MODEL = "tiny-stable-audio"  # the built-in tiny random Stable Audio Open
-TINY_STABLE_AUDIO_MODEL_VERSION = "1"  # of generate/tiny_stable_audio.py
+TINY_STABLE_AUDIO_MODEL_VERSION = "1"  # of models/tiny_stable_audio.py
 BUILTIN_MODELS = (TINY_MODEL, TINY_STABLE_AUDIO_MODEL)  # built offline, small enough for CPU actors
 DEFAULT_MODEL = "cvssp/audioldm2"
 SCHEDULERS = ("ddim", "dpm", "unipc", "pndm")

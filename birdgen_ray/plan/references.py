@@ -33,6 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from birdgen_ray.birdclef import AUDIO_DIR
 from birdgen_ray.config import parse_range
 from birdgen_ray.fields import option, storage_options
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
@@ -122,8 +123,8 @@ def find_recordings(options: ReferenceOptions) -> tuple[str, dict[str, list[str]
     if fs.isfile(path):
         return _read_table(fs, path, options.root)
     root = options.root.rstrip("/")
-    if fs.isdir(posixpath.join(path, "train_audio")):
-        root, path = join(root, "train_audio"), posixpath.join(path, "train_audio")
+    if fs.isdir(posixpath.join(path, AUDIO_DIR)):
+        root, path = join(root, AUDIO_DIR), posixpath.join(path, AUDIO_DIR)
     found: dict[str, list[str]] = {}
     for item in fs.find(path):
         relative = posixpath.relpath(item, path)
