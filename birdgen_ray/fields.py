@@ -64,7 +64,7 @@ def declared_options(config: type) -> Iterator[Declared]:
     optional nested config (`ReferenceOptions | None`) no option is required."""
     hints = get_type_hints(config)
     for spec in fields(config):
-        nested, optional = _nested(hints[spec.name])
+        nested, optional = _nested(spec, hints[spec.name])
         if nested is not None:
             for inner in declared_options(nested):
                 default = None if optional and inner.default is MISSING else inner.default
@@ -81,7 +81,7 @@ def build_config(config: type, values: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for spec in fields(config):
         kind = hints[spec.name]
-        nested, optional = _nested(kind)
+        nested, optional = _nested(spec, kind)
         if nested is not None:
             given = not optional or all(values.get(name) is not None for name in _required(nested))
             kwargs[spec.name] = build_config(nested, values) if given else None
@@ -114,8 +114,11 @@ def storage_options() -> Any:
     return option(help=STORAGE_OPTIONS_HELP, factory=dict, cli_type=str, parse=parse_json_object)
 
 
-def _nested(kind: Any) -> tuple[type | None, bool]:
-    """(the config, optional?) for a nested config field `X` or `X | None`; (None, False) otherwise."""
+def _nested(spec, kind: Any) -> tuple[type | None, bool]:
+    """(the config, optional?) for a nested config field `X` or `X | None`; (None, False) otherwise,
+    and for an option whose value is a dataclass (a parsed threshold)."""
+    if "option" in spec.metadata:
+        return None, False
     if is_dataclass(kind):
         return kind, False
     if get_origin(kind) in (Union, types.UnionType):

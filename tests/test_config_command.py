@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli.config_command import config_command
 from birdgen_ray.config import RunConfig
+from birdgen_ray.export.birdclef import ExportConfig
 from birdgen_ray.fields import declared_options, option
 from birdgen_ray.plan.request import PlanRequest
+from birdgen_ray.verify.thresholds import SpeciesThreshold
 
 runner = CliRunner()
 
@@ -110,3 +112,10 @@ def test_an_optional_nested_config_is_built_only_when_its_required_option_is_giv
     assert (
         refused.exit_code == 2 and "--out: s3://bucket/plan.parquet looks like an object-storage URI" in refused.output
     )
+
+
+def test_an_option_whose_value_is_a_dataclass_is_an_option_not_a_nested_config():
+    app, seen = capture(ExportConfig)
+    assert runner.invoke(app, ["--min-species-confidence", "0.5x", "--snr-db", "6"]).exit_code == 0
+    assert seen[-1].species_threshold == SpeciesThreshold(0.5, relative=True) and seen[-1].snr_db == (6.0, 6.0)
+    assert runner.invoke(app, []).exit_code == 0 and seen[-1] == ExportConfig()

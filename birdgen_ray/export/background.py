@@ -38,9 +38,9 @@ class Mix:
     background_snr_db: float
 
 
-def parse_snr(text: str) -> tuple[float, float]:
+def parse_snr(text: str, flag: str = "--snr-db") -> tuple[float, float]:
     """'3:15' -> (3.0, 15.0); '6' -> (6.0, 6.0); ValueError names the option."""
-    return parse_range(text, "--snr-db")
+    return parse_range(text, flag)
 
 
 def find_backgrounds(source: str | Path) -> list[str]:

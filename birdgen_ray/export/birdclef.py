@@ -34,6 +34,8 @@ from typing import Any
 import pyarrow as pa
 
 from birdgen_ray.birdclef import AUDIO_DIR, LAYOUTS, METADATA_FILES
+from birdgen_ray.export.background import parse_snr
+from birdgen_ray.fields import listed, option
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
 from birdgen_ray.io.layout import has_audio
@@ -41,7 +43,7 @@ from birdgen_ray.io.storage import Output, write_file_atomic
 from birdgen_ray.plan.schema import UNSAFE_LABEL, UNSAFE_LABEL_PROBLEM
 from birdgen_ray.verify.columns import SPECIES_COLUMNS, SPECIES_FIELDS
 from birdgen_ray.verify.passing import species_columns
-from birdgen_ray.verify.thresholds import SpeciesThreshold
+from birdgen_ray.verify.thresholds import SpeciesThreshold, parse_species_threshold
 
 SYNTHETIC = "synthetic"
 # the years whose metadata an export writes (2021 and 2022 also want date and time columns)
@@ -97,20 +99,56 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    audio_format: str = "ogg"  # ogg (Vorbis), flac or wav
-    sample_rate: int = 32_000  # BirdCLEF's rate; clips at another rate are resampled (soxr)
-    layout: str = "2024"  # "2024" (also 2023) train_metadata.csv, or "2025" train.csv
-    include_failed: bool = False  # also export clips the quality gate rejected after all retries
-    labels: tuple[str, ...] = ()  # only these classes (empty: all)
+    """How `birdgen-ray export` writes; its fields are the command's options (fields.py)."""
+
+    audio_format: str = option("ogg", "Audio files (ogg = Vorbis, as BirdCLEF).", choices=AUDIO_FORMATS)
+    # BirdCLEF's rate; clips at another rate are resampled (soxr)
+    sample_rate: int = option(32_000, "Rate of the written files; other rates are resampled.", min=8_000)
+    layout: str = option(
+        "2024",
+        "Metadata columns: 2024 (= 2023, train_metadata.csv) or 2025 (train.csv, with 'collection').",
+        choices=EXPORT_LAYOUTS,
+    )
+    include_failed: bool = option(False, "Also export clips that failed the quality gate (= --verdict any).")
+    verdict: str = option(
+        "pass", "Keep clips with this verdict: pass (the gate), any, fail, or one reason such as fail:species."
+    )
+    species_threshold: SpeciesThreshold | None = option(
+        None,
+        "Keep only clips BirdNET heard as their class at X (0-1), or at a share of the class's band ceiling (0.5x).",
+        flags=("--min-species-confidence",),
+        cli_type=str,
+        parse=parse_species_threshold,
+        metavar="X",
+        default_text="off",
+    )
+    background: str | None = option(
+        None,
+        "Mix each clip over a random window of these soundscapes: a folder, or a CSV/Parquet with a 'path' column.",
+        metavar="FOLDER|FILE",
+        default_text="off",
+    )
+    snr_db: tuple[float, float] = option(
+        (3.0, 15.0),
+        "With --background: SNR in dB, drawn per clip from lo:hi.",
+        cli_type=str,
+        parse=parse_snr,
+        metavar="LO:HI",
+        default_text="3:15",
+    )
+    seed: int = option(0, "With --background: decides each clip's soundscape, offset and SNR.", min=0)
+    labels: tuple[str, ...] = listed(
+        "Only this class (repeat, or comma-separate, for more).", metavar="LABEL", flags=("--label",)
+    )
     author: str = "birdgen-ray"
-    license: str = ""  # the `license` column; empty: "synthetic (<model_id>), see the model's license"
-    rating: float = 0.0  # Xeno-canto scale; 0 means "not rated"
-    workers: int = 0  # encoding threads; 0: one per CPU core
-    verdict: str = "pass"  # keep clips with this verdict ("pass", "fail", "fail:species", ...) or "any"
-    species_threshold: SpeciesThreshold | None = None  # also keep only clips BirdNET heard at this
-    background: str | None = None  # folder or path table of soundscapes to mix each clip over
-    snr_db: tuple[float, float] = (3.0, 15.0)  # with background: the SNR range, drawn per clip
-    seed: int = 0  # with background: decides each clip's file, offset and SNR
+    license: str = option("", "Text for the 'license' column (the license of the model's outputs).")
+    rating: float = option(
+        0.0,
+        "Value of the 'rating' column (Xeno-canto 0-5, 0 = not rated); pipelines that keep rating >= N drop 0.",
+        min=0.0,
+        max=5.0,
+    )
+    workers: int = option(0, "Encoding threads.", min=0, default_text="one per CPU core")
 
     def __post_init__(self) -> None:
         if self.audio_format not in AUDIO_FORMATS:
