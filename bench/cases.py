@@ -176,7 +176,7 @@ def run_end_to_end(gen: GenerationConfig, engine_cfg: EngineConfig, rows: list[P
     """(seconds of run_shard after the warm-up, the shard's stage seconds, bytes written)."""
     import dataclasses
 
-    from birdgen_ray.plan.schema import validate_plan
+    from birdgen_ray.plan.validate import validate_plan
     from birdgen_ray.schedule.actor import ShardWorker
     from birdgen_ray.schedule.shards import make_shards
 

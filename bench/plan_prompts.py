@@ -48,7 +48,7 @@ def plan_rows(count: int, duration: float | None = None, offset: int = 0) -> lis
 def main() -> None:
     import pyarrow.parquet as pq
 
-    from birdgen_ray.plan.schema import validate_plan
+    from birdgen_ray.plan.validate import validate_plan
     from birdgen_ray.schedule.shards import make_shards
 
     root = Path(__file__).resolve().parents[1]

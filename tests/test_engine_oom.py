@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, RunConfig
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan

@@ -14,7 +14,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.encode import bucket
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.generate.seeds import attempt_seed
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.rows import PlanRow
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.shards import make_shards

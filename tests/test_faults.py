@@ -29,7 +29,7 @@ from birdgen_ray.index.reader import open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.layout import LEASE_FILE, shard_paths
 from birdgen_ray.io.storage import Output
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule import runner
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.drive import ActorStartFailed

@@ -13,7 +13,7 @@ from birdgen_ray.config import RunConfig
 from birdgen_ray.index.reader import committed_index, consolidate, read_shard_indexes
 from birdgen_ray.io.layout import INDEX_FILE, shard_paths
 from birdgen_ray.io.storage import Output
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule.actor import ShardWorker
 from birdgen_ray.schedule.shards import make_shards
 from tests.plans import plan_table, write_plan

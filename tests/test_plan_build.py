@@ -16,8 +16,8 @@ from birdgen_ray.plan.budget import BudgetConfig
 from birdgen_ray.plan.build import PlanOptions, build_plan, write_plan
 from birdgen_ray.plan.metadata import read_classes
 from birdgen_ray.plan.prompts import load_templates
-from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.plan.tables import InputError
+from birdgen_ray.plan.validate import read_plan
 from tests.example_data import example_classes, write_counts, write_recordings, write_taxonomy
 from tests.plans import read_plan_metadata
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
 from birdgen_ray.io.storage import read_parquet
-from birdgen_ray.plan.schema import PlanError, read_plan
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.plan.validate import read_plan
 from tests.example_data import example_classes, write_recordings
 from tests.plans import plan_table, write_plan
 

@@ -16,7 +16,8 @@ from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.io.recordings import load_recording, loudest_window_start
 from birdgen_ray.plan.build import PLAN_METADATA_KEY
 from birdgen_ray.plan.references import parse_strength, row_strength
-from birdgen_ray.plan.schema import PlanError, read_plan
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.plan.validate import read_plan
 from birdgen_ray.schedule.resume import check_unchanged
 from tests.real_audio import AUDIO, needs_real_audio
 

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from birdgen_ray.config import EngineConfig, QualityThresholds
-from birdgen_ray.plan.schema import PlanError, make_clip_id, validate_plan
+from birdgen_ray.plan.schema import PlanError, make_clip_id
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.write.shard_writer import pack_shard
 from tests.plans import plan_table
 
@@ -104,7 +105,7 @@ def test_whole_number_float_seeds_are_cast_and_said_so(caplog):
     table = plan_table(3)
     ints = table["seed"].to_pylist()
     table = table.set_column(table.column_names.index("seed"), "seed", pa.array([float(v) for v in ints]))
-    with caplog.at_level("WARNING", logger="birdgen_ray.plan.schema"):
+    with caplog.at_level("WARNING", logger="birdgen_ray.plan.validate"):
         plan = validate_plan(table, source="p.parquet")
     assert plan.schema.field("seed").type == pa.int64() and plan["seed"].to_pylist() == ints
     assert "cast to int64" in caplog.text and "p.parquet" in caplog.text

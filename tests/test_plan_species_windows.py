@@ -12,7 +12,7 @@ from birdgen_ray.cli import app
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.io.recordings import load_recording, loudest_window_start
 from birdgen_ray.plan.build import PLAN_METADATA_KEY
-from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.plan.validate import read_plan
 from tests.real_audio import AUDIO, birdnet_or_skip, needs_real_audio
 from tests.without_packages import cli_without
 

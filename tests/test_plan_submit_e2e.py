@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from birdgen_ray.cli import app
-from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.plan.validate import read_plan
 from tests.example_data import example_classes, write_recordings, write_taxonomy
 
 runner = CliRunner()

@@ -20,8 +20,8 @@ from birdgen_ray.plan.build import PlanOptions, build_plan
 from birdgen_ray.plan.call_types import SOUND_WORDS, CallTypeVocabulary
 from birdgen_ray.plan.metadata import ClassStats, read_classes
 from birdgen_ray.plan.prompts import TemplateError, load_templates
-from birdgen_ray.plan.schema import read_plan
 from birdgen_ray.plan.tables import InputError
+from birdgen_ray.plan.validate import read_plan
 from tests.example_data import write_ebird_taxonomy
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import ray
 
 from birdgen_ray.config import RunConfig
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule.actor import ShardResult, actor_class
 from birdgen_ray.schedule.pool import ActorPool, SlotState
 from birdgen_ray.schedule.shards import make_shards

@@ -17,7 +17,7 @@ from birdgen_ray.config import EngineConfig, GenerationConfig, RunConfig
 from birdgen_ray.export.birdclef import export_birdclef
 from birdgen_ray.generate.engine import AudioLDM2Engine
 from birdgen_ray.index.reader import open_index, read_clip
-from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.plan.validate import read_plan
 from birdgen_ray.rows import plan_rows
 from birdgen_ray.schedule.runner import submit
 from tests.real_audio import needs_real_audio

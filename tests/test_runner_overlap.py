@@ -15,7 +15,7 @@ import pytest
 from birdgen_ray.config import EngineConfig, RunConfig
 from birdgen_ray.io.layout import committed_shard_ids, shard_paths
 from birdgen_ray.io.storage import Output
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule.actor import ShardResult, ShardWorker
 from birdgen_ray.schedule.drive import drive
 from birdgen_ray.schedule.shards import make_shards

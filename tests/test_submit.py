@@ -18,7 +18,8 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import GenerationConfig, QualityThresholds, RunConfig
 from birdgen_ray.index.schema import INDEX_SCHEMA
 from birdgen_ray.io.storage import Output
-from birdgen_ray.plan.schema import PlanError, validate_plan
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule import drive as drive_module
 from birdgen_ray.schedule.drive import ActorStartFailed, drive
 from birdgen_ray.schedule.lease import OutputLease, OutputLocked

@@ -9,7 +9,7 @@ import soundfile as sf
 from birdgen_ray import open_index
 from birdgen_ray.config import GenerationConfig, RunConfig
 from birdgen_ray.index.reader import read_clip_bytes
-from birdgen_ray.plan.schema import validate_plan
+from birdgen_ray.plan.validate import validate_plan
 from birdgen_ray.schedule.runner import submit
 from tests.plans import plan_table, write_plan
 

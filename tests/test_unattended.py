@@ -24,7 +24,8 @@ from birdgen_ray.cli import app
 from birdgen_ray.config import RunConfig
 from birdgen_ray.index.run_status import run_line
 from birdgen_ray.io.layout import LEASE_FILE, PROGRESS_FILE
-from birdgen_ray.plan.schema import PlanError, read_plan
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.plan.validate import read_plan
 from birdgen_ray.schedule.drive import PlacementTimeout
 from birdgen_ray.schedule.runner import submit
 from tests import fault_hooks

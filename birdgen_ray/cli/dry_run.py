@@ -17,7 +17,7 @@ from birdgen_ray.index.reader import committed_index
 from birdgen_ray.io.recordings import reference_uri
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.estimate import REFERENCE_CARD, estimate_gpu_time
-from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.plan.validate import read_plan
 from birdgen_ray.schedule.resume import check_scheduler, check_unchanged
 from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.sizing import size_actor_pool

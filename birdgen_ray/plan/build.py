@@ -23,23 +23,9 @@ from birdgen_ray.plan.checksum import FIRST_CHECKSUMMED_FORMAT, PLAN_METADATA_KE
 from birdgen_ray.plan.metadata import ClassStats
 from birdgen_ray.plan.prompts import PromptTemplates, TemplateError, clip_prompt
 from birdgen_ray.plan.references import ReferenceOptions, add_references
-from birdgen_ray.plan.schema import MAX_DURATION_S, PLAN_SCHEMA, make_clip_id, validate_plan
+from birdgen_ray.plan.schema import FULL_SCHEMA, MAX_DURATION_S, make_clip_id
 from birdgen_ray.plan.tables import InputError
-
-EXTRA_SCHEMA = pa.schema(
-    [
-        ("taxon_class", pa.string()),
-        ("common_name", pa.string()),
-        ("scientific_name", pa.string()),
-        ("call_type", pa.string()),  # a sound word (call_types.py), never a raw Xeno-canto `type` value
-        ("prompt_style", pa.string()),  # the templates' prompt style the row was written in
-        ("take", pa.int64()),  # k-th synthetic clip of its class, from 0
-        ("real_count", pa.int64()),  # real recordings of the class
-        ("synthetic_count", pa.int64()),  # synthetic clips planned for the class
-        ("rule", pa.string()),  # budget rule that decided synthetic_count
-    ]
-)
-FULL_SCHEMA = pa.schema(list(PLAN_SCHEMA) + list(EXTRA_SCHEMA))
+from birdgen_ray.plan.validate import validate_plan
 
 
 @dataclass(frozen=True)

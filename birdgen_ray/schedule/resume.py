@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 from birdgen_ray.config import GenerationConfig
 from birdgen_ray.io.layout import RUN_FILE, committed_shard_ids
 from birdgen_ray.io.storage import Output
-from birdgen_ray.plan.schema import PlanError, format_rows
+from birdgen_ray.plan.schema import PlanError
+from birdgen_ray.plan.validate import format_rows
 from birdgen_ray.versions import describe_changes, version_changes
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import committed_index, consolidate
 from birdgen_ray.io.layout import PLAN_FILE, SHARDS_DIR, SUMMARY_FILE, TEMPORARY_DIRS
 from birdgen_ray.io.storage import Output
-from birdgen_ray.plan.schema import read_plan
+from birdgen_ray.plan.validate import read_plan
 from birdgen_ray.schedule.drive import DriveResult, drive
 from birdgen_ray.schedule.failures import prune_failures, short_error
 from birdgen_ray.schedule.lease import LeaseLost, LeaseTimes, OutputLease
