@@ -25,11 +25,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 from common import make_rows  # bench/ is on sys.path
+from counters import UNetCalls
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, RunConfig
 from birdgen_ray.generate import engine as engine_module
 from birdgen_ray.generate.engine import make_scheduler
 from birdgen_ray.generate.model import load_pipeline
+from birdgen_ray.generate.postprocess import to_output
+from birdgen_ray.generate.quality import measure
 from birdgen_ray.generate.renderers import audioldm2 as renderer_module
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.io.audio import encode_wav
@@ -111,15 +114,15 @@ class RerunCounter(logging.Handler):
             logger.removeHandler(self)
 
 
+def postprocess_like_engine(raw: np.ndarray, source_rate: int, gen: GenerationConfig, duration: float) -> np.ndarray:
+    measure(raw, source_rate, gen.quality)
+    return to_output(raw, source_rate, gen.output_sample_rate, duration, gen.peak_dbfs)
+
+
 def run_diffusers_batched(
     pipes: SharedPipelines, model: str, device: torch.device, gen: GenerationConfig, rows: list[PlanRow], batch: int
 ) -> tuple[float, dict, int, int, list[int]]:
     """(wall seconds, stage seconds, clips with non-finite audio, UNet forwards, UNet batch per forward)."""
-    from engine_bench import (  # bench/ is on sys.path; imported here: engine_bench imports this module
-        UNetCalls,
-        postprocess_like_engine,
-    )
-
     pipe, _ = pipes(model, str(device))
     pipe.scheduler = make_scheduler(gen.scheduler, pipe.scheduler.config)
     source_rate = int(pipe.vocoder.config.sampling_rate)

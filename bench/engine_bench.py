@@ -34,7 +34,15 @@ import time
 
 import numpy as np
 import torch
-from cases import CaseTimedOut, RerunCounter, SharedPipelines, case_cap, run_diffusers_batched, run_end_to_end
+from cases import (
+    CaseTimedOut,
+    RerunCounter,
+    SharedPipelines,
+    case_cap,
+    postprocess_like_engine,
+    run_diffusers_batched,
+    run_end_to_end,
+)
 from common import bench_arguments, bench_device, machine_name, make_rows, prepare_model  # bench/ is on sys.path
 from counters import SchedulerSteps, UNetCalls
 from plan_prompts import SHARD_ROWS, plan_rows
@@ -42,8 +50,6 @@ from tables import STAGES, headline, print_table
 
 from birdgen_ray.config import EngineConfig, GenerationConfig, QualityThresholds
 from birdgen_ray.generate.engine import AudioLDM2Engine, make_scheduler
-from birdgen_ray.generate.postprocess import to_output
-from birdgen_ray.generate.quality import measure
 from birdgen_ray.generate.stages import StageClock
 from birdgen_ray.io.audio import encode_wav
 from birdgen_ray.rows import PlanRow
@@ -97,11 +103,6 @@ def matmul_ceiling_tflops(device: torch.device) -> tuple[float, str]:
                 a @ b
         best = min(best, clock.times.pop("mm"))
     return 2 * n**3 * reps / best / 1e12, f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul"
-
-
-def postprocess_like_engine(raw: np.ndarray, source_rate: int, gen: GenerationConfig, duration: float) -> np.ndarray:
-    measure(raw, source_rate, gen.quality)
-    return to_output(raw, source_rate, gen.output_sample_rate, duration, gen.peak_dbfs)
 
 
 def run_naive(pipes, model: str, device: torch.device, gen: GenerationConfig, rows: list[PlanRow]) -> dict:
