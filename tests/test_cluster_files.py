@@ -192,7 +192,7 @@ def test_entrypoint_reaches_birdgen_ray_submit_intact(name):
     words = shlex.split(rayjob_spec(load_manifests()[name])["entrypoint"])
     command = typer.main.get_command(app).commands["submit"]
     params = command.make_context("submit", words[2:]).params
-    assert str(params["plan"]) == words[2]
+    assert str(params["plan_path"]) == words[2]  # RunConfig.plan_path: the PLAN argument
     assert params["out"] == words[words.index("--out") + 1]
 
 
