@@ -34,25 +34,30 @@ from birdgen_ray.evaluate.inputs import (
 )
 from birdgen_ray.evaluate.leakage import near_copies
 from birdgen_ray.evaluate.melspec import mel_real, mel_synthetic
-from birdgen_ray.evaluate.metrics import BootstrapConfig, Design, compare, count_bin, per_class_summary
+from birdgen_ray.evaluate.metrics import compare, count_bin
 from birdgen_ray.evaluate.page import write_page
-from birdgen_ray.evaluate.probe import COMPONENTS, per_recording, predict, real_fold
+from birdgen_ray.evaluate.probe import COMPONENTS
 from birdgen_ray.evaluate.protocol import Protocol, check_protocol, made_from, make_protocol
+from birdgen_ray.evaluate.scoring import (
+    better_baselines,
+    bootstrap_config,
+    make_design,
+    probe_fit,
+    real_fold_stats,
+    variant_scores,
+)
 from birdgen_ray.evaluate.similarity import frechet_distance, separability_auc
 from birdgen_ray.evaluate.variants import (
     AUGMENTED,
     OVERSAMPLED,
     REAL,
     SYNTHETIC,
-    FoldData,
     Synthetic,
     Variant,
-    added_rows,
 )
 from birdgen_ray.io.storage import write_file_atomic
 from birdgen_ray.verify.birdnet import load_birdnet
 
-Fit = Callable[[int, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 REAL_ONLY = "real only"
 RESULT_FILE = "evaluation.json"
 CNN_NOTE = (
@@ -165,7 +170,17 @@ def evaluate(config: EvaluateConfig) -> dict:
     second = _cnn(recordings, outputs, synthetic, units, variants, class_bins, config) if config.cnn else CNN_OFF
 
     # 6. write
-    result = {
+    result = _document(config, recordings, units, real, outputs, synthetic, model, checks, variants, class_bins)
+    result.update(leakage=leakage, bands=results, cnn=second)
+    write_file_atomic(config.out / RESULT_FILE, json.dumps(_finite(result), indent=2).encode())
+    write_page(result, config.out / PAGE_FILE)
+    return result
+
+
+def _document(config, recordings, units: Units, real: Windows, outputs, synthetic, model, checks, variants, class_bins):
+    """evaluation.json's inputs, classes and protocol (the results are added by the caller)."""
+    protocol = units.protocol
+    return {
         "real": {
             "source": str(config.real),
             "recordings": len(recordings),
@@ -207,43 +222,22 @@ def evaluate(config: EvaluateConfig) -> dict:
             "augmentation_space": "embedding",
             "variants": [v.name for v in variants],
         },  # fmt: skip
-        "leakage": leakage,
-        "flags": degenerate_flags(protocol, units.labels, synthetic),
-        "bands": results,
-        "cnn": second,
+        "flags": degenerate_flags(units.protocol, units.labels, synthetic),
     }
-    write_file_atomic(config.out / RESULT_FILE, json.dumps(_finite(result), indent=2).encode())
-    write_page(result, config.out / PAGE_FILE)
-    return result
 
 
 def _band(real: Windows, units: Units, synthetic: list[Synthetic], variants, class_bins, config) -> dict:
     """Every variant's scores on this band's real windows, compared; and the similarity measures."""
     labels, protocol = units.labels, units.protocol
-    design, bootstrap = _design(units, class_bins), _bootstrap(config)
-    probe = _probe(real, [_real_fold(fold, real, labels, protocol) for fold in protocol.folds])
-    scores = {v.name: _scores(v, real, labels, synthetic, protocol, probe, config) for v in variants}
-    against = _better_baselines(design, scores, variants, synthetic, bootstrap)
+    design, bootstrap = make_design(labels, units.clusters, protocol, class_bins), bootstrap_config(config)
+    probe = probe_fit(real, [real_fold_stats(fold, real, labels, protocol) for fold in protocol.folds])
+    scores = {v.name: variant_scores(v, real, labels, synthetic, protocol, probe, config) for v in variants}
+    against = better_baselines(design, scores, variants, synthetic, bootstrap)
     return {
         "variants": compare(design, scores, REAL_ONLY, bootstrap, against),
         "against_baseline": against,
         "similarity": {s.name: _similarity(real, labels, units.groups, s, protocol, config) for s in synthetic},
     }
-
-
-def _design(units: Units, class_bins) -> Design:
-    labels, protocol = units.labels, units.protocol
-    return Design(
-        truth=(labels[:, None] == np.array(protocol.classes)[None, :]).astype(float),
-        groups=units.clusters,
-        class_bins=class_bins,
-        left_out=np.isin(protocol.classes, protocol.left_out),
-        counted=_counted(labels, protocol),
-    )
-
-
-def _bootstrap(config: EvaluateConfig) -> BootstrapConfig:
-    return BootstrapConfig(config.bootstrap, config.seed, config.threshold, config.padding_rows)
 
 
 def _cnn(recordings, outputs, synthetic: list[Synthetic], units: Units, variants, class_bins, config) -> dict:
@@ -264,9 +258,9 @@ def _cnn(recordings, outputs, synthetic: list[Synthetic], units: Units, variants
             x, np.concatenate([window_labels[train], y_added]), spectra[test], protocol.classes, seed
         )
 
-    scores = {v.name: _scores(v, real, units.labels, clips, protocol, fit, config, seeded=True) for v in chosen}
-    design, bootstrap = _design(units, class_bins), _bootstrap(config)
-    against = _better_baselines(design, scores, chosen, synthetic, bootstrap)
+    scores = {v.name: variant_scores(v, real, units.labels, clips, protocol, fit, config, seeded=True) for v in chosen}
+    design, bootstrap = make_design(units.labels, units.clusters, protocol, class_bins), bootstrap_config(config)
+    against = better_baselines(design, scores, chosen, synthetic, bootstrap)
     return {
         "enabled": True,
         "model": cnn.DESCRIPTION,
@@ -275,21 +269,6 @@ def _cnn(recordings, outputs, synthetic: list[Synthetic], units: Units, variants
         "variants": compare(design, scores, REAL_ONLY, bootstrap, against),
         "against_baseline": against,
     }
-
-
-def _counted(labels: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """[recordings, classes]: a left-out class is scored among the left-out recordings only.
-
-    Every left-out recording is unlike anything the probe trained on, so against the trained classes'
-    recordings any synthetic set, noise included, would rank it first: a novelty detector passing for
-    a species detector. Among the left-out recordings all are equally new, and only species matter.
-    """
-    is_left_out = np.isin(labels, protocol.left_out)
-    counted = np.ones((len(labels), len(protocol.classes)), bool)
-    for c, label in enumerate(protocol.classes):
-        if label in protocol.left_out and is_left_out.sum() >= 2:
-            counted[:, c] = is_left_out
-    return counted
 
 
 def _variants(outputs, synthetic: list[Synthetic], config: EvaluateConfig) -> list[Variant]:
@@ -308,55 +287,6 @@ def _variants(outputs, synthetic: list[Synthetic], config: EvaluateConfig) -> li
         for ratio in config.ratios:
             variants.append(Variant(f"{s.name}: passed {ratio:g}x real windows", SYNTHETIC, i, passed, ratio))
     return variants
-
-
-def _real_fold(fold, real: Windows, labels, protocol: Protocol):
-    train_windows = np.isin(real.owner, fold.train)
-    return real_fold(real.embeddings[train_windows], labels[real.owner[train_windows]], protocol.classes)
-
-
-def _probe(real: Windows, folds) -> Fit:
-    """The probe: the variant's rows added to the fold's real statistics (`folds`, computed once)."""
-    return lambda k, x_added, y_added, test, seed: predict(
-        folds[k], folds[k].real + folds[k].stats(x_added, y_added), real.embeddings[test]
-    )
-
-
-def _scores(variant: Variant, real: Windows, labels, synthetic, protocol: Protocol, fit: Fit, config, seeded=False):
-    """[seeds, recordings, classes]: each recording scored by the model of the fold that held it out.
-
-    `fit(fold index, added rows, their labels, test-window mask, seed)` -> window probabilities. A
-    variant that samples nothing (real only, all, passed, verified) gives one probe whatever the seed
-    (the probe is closed-form): it is fitted once and its scores stand for every seed; a `seeded`
-    model (the CNN) is fitted once per seed.
-    """
-    scores = np.zeros((config.seeds, len(labels), len(protocol.classes)))
-    samples = seeded or variant.kind in (OVERSAMPLED, AUGMENTED) or variant.ratio is not None
-    for seed in range(config.seeds if samples else 1):
-        for k, fold in enumerate(protocol.folds):
-            x_added, y_added = added_rows(variant, FoldData(fold, real, labels, synthetic), config.seed + seed)
-            test_windows = np.isin(real.owner, fold.test)
-            probabilities = fit(k, x_added, y_added, test_windows, config.seed + seed)
-            scores[seed, fold.test] = per_recording(probabilities, real.owner[test_windows], fold.test)
-    if not samples:
-        scores[1:] = scores[0]
-    return scores
-
-
-def _better_baselines(design: Design, scores: dict, variants: list[Variant], synthetic, bootstrap) -> dict:
-    """{synthetic variant: the better (macro ROC-AUC) of its output's two matched real baselines}."""
-    everyone = np.arange(len(design.truth))
-
-    def macro(name: str) -> float:
-        values = [per_class_summary(design, s, everyone, bootstrap)[1][("macro", "roc_auc")] for s in scores[name]]
-        return float(np.nanmean(values)) if np.isfinite(values).any() else -np.inf
-
-    against = {}
-    for i in range(len(synthetic)):
-        baselines = [v.name for v in variants if v.output == i and v.kind in (OVERSAMPLED, AUGMENTED)]
-        best = max(baselines, key=macro)
-        against.update({v.name: best for v in variants if v.output == i and v.kind == SYNTHETIC})
-    return against
 
 
 def _similarity(real: Windows, labels, groups, s: Synthetic, protocol: Protocol, config) -> dict:
