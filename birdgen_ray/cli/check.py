@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from birdgen_ray.cli.options import fail, line_console, storage_options_option
+from birdgen_ray.cli.options import fail, line_console, output_argument, storage_options_option
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.io.errors import storage_error
 
@@ -14,7 +14,7 @@ console = line_console()
 
 
 def check_cmd(
-    out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
+    out: str = output_argument(),
     address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', ray://...); default: a local Ray."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:

@@ -8,7 +8,15 @@ from typing import Optional
 import typer
 
 from birdgen_ray.cli.config_command import config_command, extra_option
-from birdgen_ray.cli.options import choices, fail, line_console, local_path, storage_options_option, writing_to
+from birdgen_ray.cli.options import (
+    choices,
+    fail,
+    line_console,
+    local_path,
+    output_argument,
+    storage_options_option,
+    writing_to,
+)
 from birdgen_ray.export.birdclef import ExportConfig, ExportError, NothingToExport, export_birdclef
 from birdgen_ray.io.errors import CorruptFile
 
@@ -44,7 +52,7 @@ export_cmd = config_command(
     ExportConfig,
     export,
     extras=[
-        extra_option("out", str, typer.Argument(..., help="Output folder or s3:// URI of a submit.")),
+        extra_option("out", str, output_argument()),
         extra_option(
             "dest",
             Path,

@@ -34,6 +34,11 @@ def local_path(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
+def output_argument():
+    """OUT, the output of a submit that a command reads."""
+    return typer.Argument(..., help="Output folder or s3:// URI of a submit.")
+
+
 def storage_options_option():
     return typer.Option(None, "--storage-options", help=STORAGE_OPTIONS_HELP, callback=parse_storage_options)
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import typer
 
-from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
+from birdgen_ray.cli.options import fail, line_console, local_path, output_argument, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes
 from birdgen_ray.index.status import output_status
 from birdgen_ray.io.errors import CorruptFile, storage_error
@@ -19,7 +19,7 @@ console = line_console()
 
 
 def status_cmd(
-    out: str = typer.Argument(..., help="Output folder or s3:// URI of a submit."),
+    out: str = output_argument(),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     storage_options: Optional[str] = storage_options_option(),
 ) -> None:
@@ -77,7 +77,7 @@ def status_cmd(
 
 
 def extract_cmd(
-    out: str = typer.Argument(..., help="Output folder or s3:// URI."),
+    out: str = output_argument(),
     clip_ids: List[str] = typer.Argument(..., help="One or more clip ids from the index."),
     dest: Path = typer.Option(
         Path("."), "--dest", "-d", callback=local_path, help="Folder to write <clip_id>.wav files into."

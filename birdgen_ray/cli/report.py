@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from birdgen_ray.cli.config_command import config_command, extra_option
-from birdgen_ray.cli.options import fail, line_console, local_path, storage_options_option, writing_to
+from birdgen_ray.cli.options import fail, line_console, local_path, output_argument, storage_options_option, writing_to
 from birdgen_ray.index.reader import as_output
 from birdgen_ray.report.build import ReportConfig, build_report, default_dest
 
@@ -35,7 +35,7 @@ report_cmd = config_command(
     ReportConfig,
     report,
     extras=[
-        extra_option("out", str, typer.Argument(..., help="Output folder or s3:// URI of a submit.")),
+        extra_option("out", str, output_argument()),
         extra_option(
             "dest",
             Optional[Path],
