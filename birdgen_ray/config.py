@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from birdgen_ray.fields import option, parse_env_pairs, storage_options
+from birdgen_ray.fields import option, parse_env_pairs, storage_options_field
 
 TINY_MODEL = "tiny"  # the built-in tiny random AudioLDM2
 TINY_MODEL_VERSION = "3"  # of the built-in tiny model (models/tiny.py): bumped when its bytes change
@@ -265,7 +265,7 @@ class RunConfig:
     generator: str = option(
         "audioldm2", "audioldm2 (the --model), or null (no model; deterministic test audio).", choices=GENERATORS
     )
-    storage_options: dict = storage_options()
+    storage_options: dict = storage_options_field()
     actor_env: dict = option(
         help="NAME=VALUE environment variable for the generator actors (repeatable).",
         factory=dict,

@@ -1,7 +1,7 @@
 """Config fields that are also command-line options, declared once, beside the field.
 
-`option(default, help, ...)` is a dataclass field that carries its command-line face: flag, help,
-bounds, choices, and how the typed text becomes the field's value. The CLI builds a command from a
+`option(default, help, ...)` is a dataclass field that carries its command-line face (an `Option`:
+flag, help, bounds, choices, and how the typed text becomes the field's value). The CLI builds a command from a
 config's declarations (`cli/config_command.py`) and the config from what was typed
 (`build_config`), so an option has one name, one default and one help text, and the path from the
 command line to the engine is the config itself. Fields without `option` are not on the command
@@ -47,16 +47,20 @@ class Declared:
 
     path: tuple[str, ...]  # the nested configs above it, e.g. ("generation", "quality")
     name: str
-    type: Any
+    kind: Any  # the field's type
     default: Any  # MISSING: required
     option: Option
 
     @property
     def flag(self) -> str:
-        """The name a user types, for messages: '--steps', '--compile'."""
-        if self.option.flags:
-            return self.option.flags[0].split("/")[0]
-        return "--" + self.name.replace("_", "-")
+        return flag_of(self.name, self.option)
+
+
+def flag_of(name: str, face: Option) -> str:
+    """The name a user types, for messages: '--steps', '--compile'."""
+    if face.flags:
+        return face.flags[0].split("/")[0]
+    return "--" + name.replace("_", "-")
 
 
 def declared_options(config: type) -> Iterator[Declared]:
@@ -83,20 +87,37 @@ def build_config(config: type, values: dict[str, Any]) -> Any:
         kind = hints[spec.name]
         nested, optional = _nested(spec, kind)
         if nested is not None:
-            given = not optional or all(values.get(name) is not None for name in _required(nested))
-            kwargs[spec.name] = build_config(nested, values) if given else None
+            kwargs[spec.name] = _nested_config(nested, optional, values)
             continue
         value = values.get(spec.name)
         if "option" not in spec.metadata or value is None:
             continue
         face: Option = spec.metadata["option"]
         if face.parse is not None:
-            value = face.parse(value, Declared((), spec.name, kind, None, face).flag)
+            value = face.parse(value, flag_of(spec.name, face))
         if face.spreads:
             kwargs.update(value)
         else:
             kwargs[spec.name] = value
     return config(**kwargs)
+
+
+def _nested_config(nested: type, optional: bool, values: dict[str, Any]) -> Any:
+    """A nested config; an optional one (`ReferenceOptions | None`) only when its required options were
+    given: None otherwise, and then any other option of it that was typed is refused by name."""
+    required = _required(nested)
+    if not optional or all(values.get(name) is not None for name in required):
+        return build_config(nested, values)
+    # typed: given and other than the default (the command line hands an untyped option its default)
+    typed = [d.flag for d in declared_options(nested) if values.get(d.name) not in (None, d.default)]
+    if typed:
+        needs = " and ".join(flag_of(name, _option_of(nested, name)) for name in required)
+        raise ValueError(f"{', '.join(typed)} needs {needs}")
+    return None
+
+
+def _option_of(config: type, name: str) -> Option:
+    return next(spec.metadata["option"] for spec in fields(config) if spec.name == name)
 
 
 def listed(help: str, *, metavar: str, default_text: str = "all", **face: Any) -> Any:
@@ -109,7 +130,7 @@ STORAGE_OPTIONS_HELP = (
 )
 
 
-def storage_options() -> Any:
+def storage_options_field() -> Any:
     """The `--storage-options` field of a config that reads or writes object storage."""
     return option(help=STORAGE_OPTIONS_HELP, factory=dict, cli_type=str, parse=parse_json_object)
 
@@ -175,17 +196,9 @@ def as_tuple(values: Iterable[Any], flag: str = "") -> tuple:
 
 def local_path(value: str | Path, flag: str) -> Path:
     """A path written with plain file IO: an object-storage URI is a ValueError naming `flag`."""
-    refusal = uri_refusal(value)
-    if refusal:
-        raise ValueError(f"{flag}: {refusal}")
-    return Path(value)
-
-
-def uri_refusal(value: str | Path) -> str | None:
-    """Why an object-storage URI cannot be a local path; None for a local path."""
     if is_uri(value):
-        return f"{value} looks like an object-storage URI; this option takes a local path"
-    return None
+        raise ValueError(f"{flag}: {value} looks like an object-storage URI; this option takes a local path")
+    return Path(value)
 
 
 def is_uri(value: str | Path) -> bool:

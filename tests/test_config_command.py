@@ -103,7 +103,7 @@ def test_two_configs_declaring_one_name_are_refused():
 def test_an_optional_nested_config_is_built_only_when_its_required_option_is_given():
     app, seen = capture(PlanRequest)
     base = ["in.csv", "-o", "p.parquet", "--target", "3", "--include", "a,b", "--include", "c"]
-    assert runner.invoke(app, [*base, "--strength", "0.3:0.7"]).exit_code == 0
+    assert runner.invoke(app, base).exit_code == 0
     assert seen[-1].references is None
     assert seen[-1].options.budget.target == 3 and seen[-1].options.include == ("a", "b", "c")
     assert runner.invoke(app, [*base, "--references", "audio/", "--strength", "0.3:0.7"]).exit_code == 0
@@ -119,3 +119,23 @@ def test_an_option_whose_value_is_a_dataclass_is_an_option_not_a_nested_config()
     assert runner.invoke(app, ["--min-species-confidence", "0.5x", "--snr-db", "6"]).exit_code == 0
     assert seen[-1].species_threshold == SpeciesThreshold(0.5, relative=True) and seen[-1].snr_db == (6.0, 6.0)
     assert runner.invoke(app, []).exit_code == 0 and seen[-1] == ExportConfig()
+
+
+@pytest.mark.parametrize(
+    "alone", [["--strength", "0.3:0.7"], ["--storage-options", "{}"], ["--storage-options", "nope"]]
+)
+def test_an_option_of_an_optional_config_that_was_not_asked_for_is_refused(alone):
+    app, seen = capture(PlanRequest)
+    result = runner.invoke(app, ["in.csv", "-o", "p.parquet", "--target", "3", *alone])
+    assert result.exit_code == 2 and seen == []
+    assert f"error: {alone[0]} needs --references" in result.output, result.output
+
+
+def test_a_switch_on_by_default_must_declare_how_to_turn_it_off():
+    with pytest.raises(TypeError, match="loud"):
+        capture(Loud)
+
+
+@dataclass(frozen=True)
+class Loud:
+    loud: bool = option(True, "Speak up.")

@@ -1,7 +1,8 @@
-"""The `birdgen-ray` command line (the top floor): one module per command, options in options.py.
+"""The `birdgen-ray` command line (the top floor): one module per command, each built from its
+config's declared options (config_command.py); what several commands share is in options.py.
 
-`app` is imported on first use, so that `birdgen_ray.cli.options` (used by jobs/submit_job.py)
-does not load every command's dependencies.
+`app` is imported on first use, so that one command's module (or options.py) can be imported
+without loading every command's dependencies.
 """
 
 from __future__ import annotations

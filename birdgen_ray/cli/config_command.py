@@ -38,6 +38,7 @@ def config_command(config: type, body: Callable[..., Any], extras: Sequence[insp
             raise fail(str(exc)) from None
         return body(built, **own)
 
+    # typer reads the parameters from the signature and their types from get_type_hints: both are set
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = {param.name: param.annotation for param in params}
     command.__doc__, command.__name__ = body.__doc__, body.__name__
@@ -51,28 +52,32 @@ def extra_option(name: str, annotation: Any, info: Any) -> inspect.Parameter:
 
 def _parameter(declared: Declared) -> inspect.Parameter:
     face = declared.option
-    kind = _without_none(face.cli_type or declared.type)
+    kind = _without_none(face.cli_type or declared.kind)
     if face.choices:
         kind = choices(declared.name.title().replace("_", ""), face.choices)
-    # an option with `parse` takes None (not typed) for its field's default, unless it is required
-    optional = declared.default is None or (face.parse is not None and declared.default is not MISSING)
-    annotation = Optional[kind] if optional else kind
-    info = _argument(declared) if face.argument else _option(declared, kind)
+    default = _typed_default(declared)
+    annotation = Optional[kind] if default is None else kind
+    info = _argument(declared) if face.argument else _option(declared, kind, default)
     return inspect.Parameter(declared.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+
+
+def _typed_default(declared: Declared) -> Any:
+    """What the command line gives when the option is not typed: `...` (required), the field's default,
+    or None for an option with `parse`, which build_config then leaves at the field's own default."""
+    if declared.default is MISSING:
+        return ...
+    return None if declared.option.parse is not None else declared.default
 
 
 def _argument(declared: Declared):
     return typer.Argument(..., help=declared.option.help, metavar=declared.option.metavar, show_default=False)
 
 
-def _option(declared: Declared, kind: Any):
+def _option(declared: Declared, kind: Any, default: Any):
     face = declared.option
-    default = ... if declared.default is MISSING else declared.default
-    if face.parse is not None and default is not ...:
-        default = None  # None keeps the field's own default (build_config)
-    decls = face.flags or (("--" + declared.name.replace("_", "-"),) if kind is bool else ())
+    decls = face.flags or _bool_flag(declared, kind)
     default_text = face.default_text
-    if kind is bool and "/" in (decls or ("",))[0] and default_text is None:  # an on/off pair: not "[default: cnn]"
+    if kind is bool and "/" in decls[0] and default_text is None:  # an on/off pair: not "[default: cnn]"
         default_text = "on" if default else "off"
     # said in the help's own words: click would print "[default: (off)]"
     help_text = f"{face.help}  [default: {default_text}]" if default_text else face.help
@@ -86,6 +91,15 @@ def _option(declared: Declared, kind: Any):
         show_default=not default_text and default is not None and default is not ...,
         callback=finite if kind is float else None,
     )
+
+
+def _bool_flag(declared: Declared, kind: Any) -> tuple[str, ...]:
+    """A switch that is off by default is one flag (`--allow-cpu`); one that is on needs its pair."""
+    if kind is not bool:
+        return ()
+    if declared.default is not False:
+        raise TypeError(f"{declared.name}: a switch on by default declares its pair, e.g. flags=('--x/--no-x',)")
+    return ("--" + declared.name.replace("_", "-"),)
 
 
 def _without_none(annotation: Any) -> Any:

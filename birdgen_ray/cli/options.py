@@ -1,5 +1,6 @@
-"""Shared by the commands: option parsing (storage options as JSON, local-only paths, NAME=VALUE pairs,
-lists, fixed choices) and how an error reaches the user (one `error:` line, never a traceback)."""
+"""Shared by the commands: the options of commands that have no config (storage options as JSON,
+local-only paths, OUT, fixed choices; the parsing itself is fields.py's) and how an error reaches the
+user (one `error:` line, never a traceback)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,26 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from birdgen_ray.fields import STORAGE_OPTIONS_HELP, is_uri, parse_json_object, uri_refusal
+from birdgen_ray import fields
+from birdgen_ray.fields import STORAGE_OPTIONS_HELP, is_uri, parse_json_object
 
 
 def parse_storage_options(text: Optional[str]) -> dict:
-    """`--storage-options` JSON -> dict for fsspec; a clear error for anything else."""
+    """`--storage-options` JSON -> dict for fsspec; anything else is one `error:` line, exit 2."""
     try:
         return parse_json_object(text, "--storage-options") if text else {}
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
-def local_path(value: Optional[Path]) -> Optional[Path]:
-    """Option callback: a path this command writes with plain file IO, never an object-storage URI."""
-    refusal = uri_refusal(value) if value is not None else None
-    if refusal:
-        raise typer.BadParameter(refusal)
-    return value
+def local_path(param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
+    """Option callback: a path this command writes with plain file IO, never an object-storage URI
+    (one `error:` line naming the option, as the configs' `fields.local_path` says it)."""
+    try:
+        flag = next((name for name in param.opts if name.startswith("--")), (param.name or "").upper())
+        return None if value is None else fields.local_path(value, flag)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 def output_argument():

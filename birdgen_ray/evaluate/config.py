@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from birdgen_ray.fields import as_tuple, local_path, option, storage_options
+from birdgen_ray.fields import as_tuple, local_path, option, storage_options_field
 
 RATIOS = (0.5, 1.0, 2.0, 4.0)
 
@@ -16,7 +17,7 @@ class EvaluateConfig:
         help="BirdCLEF folder (train_metadata.csv or train.csv + train_audio/), or a CSV/Parquet table with "
         "label and path columns (optional group).",
         flags=("--real",),
-        parse=lambda text, flag: str(local_path(text, flag)),
+        parse=lambda text, flag: str(local_path(text, flag)),  # kept as text: a folder or a table's path
         metavar="FOLDER|FILE",
     )
     synthetic: tuple[str, ...] = option(
@@ -56,12 +57,14 @@ class EvaluateConfig:
         flags=("--cnn/--no-cnn",),
     )
     match_bandwidth: bool = option(
-        False, "Also evaluate with real audio low-passed to the synthetic's bandwidth_hz (reports both)."
+        False,
+        "Also evaluate with real audio low-passed to the synthetic's bandwidth_hz (reports both).",
+        flags=("--match-bandwidth/--no-match-bandwidth",),
     )
     num_threads: int = option(1, "BirdNET interpreter and probe threads.", flags=("--threads",), min=1)
     batch_size: int = 4  # windows per BirdNET call: the fastest on one core, and little memory
     progress: bool = option(True, "Progress bars while embedding.", flags=("--progress/--no-progress",))
-    storage_options: dict = storage_options()
+    storage_options: dict = storage_options_field()
 
     def __post_init__(self) -> None:
         if not self.synthetic:
@@ -72,7 +75,7 @@ class EvaluateConfig:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.bootstrap < 0:
             raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
-        if any(r <= 0 for r in self.ratios):
-            raise ValueError(f"--ratio must be > 0, got {', '.join(map(str, self.ratios))}")
+        if not all(r > 0 and math.isfinite(r) for r in self.ratios):
+            raise ValueError(f"--ratio must be > 0 and finite, got {', '.join(map(str, self.ratios))}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be within (0, 1), got {self.threshold}")

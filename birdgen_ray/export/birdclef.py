@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 
 from birdgen_ray.birdclef import AUDIO_DIR, LAYOUTS, METADATA_FILES
-from birdgen_ray.export.background import parse_snr
+from birdgen_ray.export.background import BackgroundError, Backgrounds, find_backgrounds, parse_snr
 from birdgen_ray.fields import listed, option
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
@@ -230,8 +230,6 @@ def export_birdclef(
 def _backgrounds(config: ExportConfig):
     if config.background is None:
         return None
-    from birdgen_ray.export.background import BackgroundError, Backgrounds, find_backgrounds
-
     try:
         return Backgrounds(find_backgrounds(config.background), config.snr_db, config.seed, config.sample_rate)
     except BackgroundError as exc:

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from birdgen_ray.birdclef import AUDIO_DIR
 from birdgen_ray.config import parse_range
-from birdgen_ray.fields import option, storage_options
+from birdgen_ray.fields import option, storage_options_field
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
 from birdgen_ray.io.recordings import (
     Recording,
@@ -94,7 +94,7 @@ class ReferenceOptions:
         min=0.0,
         max=1.0,
     )
-    storage_options: dict[str, Any] = storage_options()
+    storage_options: dict[str, Any] = storage_options_field()
     cache_dir: str | None = None  # window scores by file SHA-256; None: default_cache_dir()
 
     def __post_init__(self) -> None:

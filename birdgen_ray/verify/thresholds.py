@@ -40,5 +40,5 @@ class SpeciesThreshold:
 
 def parse_species_threshold(text: str, option: str = "--min-species-confidence") -> SpeciesThreshold:
     """'0.4' -> absolute, '0.5x' -> relative to the class's ceiling; ValueError names the option."""
-    fields = species_threshold_fields(text, option)
-    return SpeciesThreshold(fields["min_species_confidence"], fields["species_confidence_relative"])
+    parsed = species_threshold_fields(text, option)
+    return SpeciesThreshold(parsed["min_species_confidence"], parsed["species_confidence_relative"])
