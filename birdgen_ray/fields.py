@@ -125,6 +125,13 @@ def listed(help: str, *, metavar: str, default_text: str = "all", **face: Any) -
     return option((), help, cli_type=list[str], parse=split_values, metavar=metavar, default_text=default_text, **face)
 
 
+def ranged(default: tuple[float, float], help: str, parse: Callable[[str, str], Any], **face: Any) -> Any:
+    """A range option typed 'lo:hi' (or one number), its default shown the same way."""
+    low, high = default
+    shown = f"{low:g}" if low == high else f"{low:g}:{high:g}"
+    return option(default, help, cli_type=str, parse=parse, default_text=shown, **{"metavar": "LO:HI", **face})
+
+
 STORAGE_OPTIONS_HELP = (
     'fsspec options for s3:// and other URIs, as JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'.'
 )

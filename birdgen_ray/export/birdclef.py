@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from birdgen_ray.birdclef import AUDIO_DIR, LAYOUTS, METADATA_FILES
 from birdgen_ray.export.background import BackgroundError, Backgrounds, find_backgrounds, parse_snr
-from birdgen_ray.fields import listed, option
+from birdgen_ray.fields import listed, option, ranged
 from birdgen_ray.index.reader import as_output, open_index, read_clip_bytes, select_labels
 from birdgen_ray.io.audio import ENCODINGS, decode_wav, encode_audio, resample
 from birdgen_ray.io.layout import has_audio
@@ -128,13 +128,8 @@ class ExportConfig:
         metavar="FOLDER|FILE",
         default_text="off",
     )
-    snr_db: tuple[float, float] = option(
-        (3.0, 15.0),
-        "With --background: SNR in dB, drawn per clip from lo:hi.",
-        cli_type=str,
-        parse=parse_snr,
-        metavar="LO:HI",
-        default_text="3:15",
+    snr_db: tuple[float, float] = ranged(
+        (3.0, 15.0), "With --background: SNR in dB, drawn per clip from lo:hi.", parse_snr
     )
     seed: int = option(0, "With --background: decides each clip's soundscape, offset and SNR.", min=0)
     labels: tuple[str, ...] = listed(

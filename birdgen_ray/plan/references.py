@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from birdgen_ray.birdclef import AUDIO_DIR
 from birdgen_ray.config import parse_range
-from birdgen_ray.fields import option, storage_options_field
+from birdgen_ray.fields import option, ranged, storage_options_field
 from birdgen_ray.io.audio import AUDIO_SUFFIXES, AudioReadError
 from birdgen_ray.io.recordings import (
     Recording,
@@ -76,13 +76,11 @@ class ReferenceOptions:
         flags=("--references",),
         metavar="ROOT",
     )
-    strength: tuple[float, float] = option(  # lo == hi: one strength for every row
+    strength: tuple[float, float] = ranged(  # lo == hi: one strength for every row
         (0.5, 0.5),
         "With --references: 0 keeps the recording, 1 starts from noise; lo:hi samples per row.",
-        cli_type=str,
-        parse=parse_strength,
+        parse_strength,
         metavar="S",
-        default_text="0.5",
     )
     windows_per_recording: int = option(
         3, "With --references: BirdNET's best 3 s windows of the class per recording (birdnet extra).", min=1
