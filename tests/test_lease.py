@@ -197,3 +197,18 @@ def test_a_holder_renews_and_one_past_its_ttl_or_taken_over_is_fenced(tmp_path):
     lease.release()  # a holder that lost its lease must not remove the new holder's
     assert read_lease(output)["token"] == taker.token
     taker.release()
+
+
+def test_a_wipe_that_a_renewal_happened_to_undo_for_the_lease_is_still_seen(tmp_path):
+    """The wipe deletes the lease file between a renewal's read and its write, so the write puts the
+    lease back; the wipe's other deletions stay, and the next renewal stops the run on them."""
+    output = Output(str(tmp_path / "out"))
+    lease = OutputLease(output, times=LeaseTimes(ttl_s=60.0, renew_s=30.0))
+    lease.acquire()
+    output.write_json("_birdgen/run.json", {"settings": {}})
+    lease.watch("_birdgen/run.json")
+    lease.renew()  # control: nothing wiped, the renewal goes on
+    output.remove("_birdgen/run.json")  # the rest of the wipe; the lease file itself is there again
+    with pytest.raises(LeaseLost, match="removing it"):
+        lease.renew()
+    lease.release()

@@ -141,6 +141,7 @@ class OutputLease:
         self._started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._renewed = 0.0  # time.monotonic() of the last successful create/renewal
         self._lost: LeaseLost | None = None
+        self._kept: str | None = None  # a file of this run's that only a wipe of the output removes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -214,12 +215,23 @@ class OutputLease:
             )
 
     # -- holding -------------------------------------------------------------------------------
+    def watch(self, rel: str) -> None:
+        """Also count the lease as lost once `rel` is gone: a file this run wrote and keeps all run long.
+
+        A wipe of the output that deletes the lease file between a renewal's read and its write is
+        undone by that write; the wipe's other deletions are not, and the next renewal sees them."""
+        self._kept = rel
+
     def renew(self) -> None:
-        """Renew now; raises LeaseLost if another run holds it or this run's renewal is past the TTL."""
+        """Renew now; raises LeaseLost if another run holds it, the output was wiped, or this run's
+        renewal is past the TTL."""
         self.check()
         holder = read_lease(self.output)
         if holder is None or holder["token"] != self.token:
             self._lost = LeaseLost(_taken_message(self.output, self.run_id, holder))
+            raise self._lost
+        if self._kept is not None and not self.output.exists(self._kept):
+            self._lost = LeaseLost(_taken_message(self.output, self.run_id, None))
             raise self._lost
         self.check()  # the read may have taken long (a stalled store)
         self.output.write_bytes(LEASE_FILE, self.record())

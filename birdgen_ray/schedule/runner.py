@@ -23,7 +23,7 @@ import pyarrow as pa
 from birdgen_ray.config import RunConfig
 from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import committed_index, consolidate
-from birdgen_ray.io.layout import PLAN_FILE, SHARDS_DIR, SUMMARY_FILE, TEMPORARY_DIRS
+from birdgen_ray.io.layout import PLAN_FILE, RUN_FILE, SHARDS_DIR, SUMMARY_FILE, TEMPORARY_DIRS
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.validate import read_plan
 from birdgen_ray.schedule.drive import DriveResult, drive
@@ -92,6 +92,7 @@ def _submit(run: RunConfig) -> dict:
         phase_start = time.perf_counter()
         versions = audio_versions(model_revision(run.generation.model))
         version_change = check_settings(output, run.generation, run.generator, versions, run.allow_version_change)
+        lock.watch(RUN_FILE)  # written by check_settings: gone only if the output is wiped
         cleaned = remove_uncommitted(output)  # what a crashed run left half-written
         cleaned += sum(output.remove_leftovers(d) for d in TEMPORARY_DIRS if d != SHARDS_DIR)
         committed = committed_index(output)
