@@ -14,8 +14,9 @@ single PUT). A lease file that is empty or unreadable counts as no lease. On obj
 after removing a stale lease, a run waits a moment and reads the lease back: of two runs creating
 at once (a store that ignores If-None-Match, or two takeovers racing) only the last writer goes on.
 
-Fencing by token: the driver stops (LeaseLost) once the lease names another token or its own
-renewal is older than the TTL (it was paused, or its store unreachable, that long); its actors read
+Fencing by token: the driver stops (LeaseLost) once the lease names another token, its own
+renewal is older than the TTL (it was paused, or its store unreachable, that long), or a file it
+watches is gone (the output was wiped, even where a renewal wrote the lease file back); its actors read
 the lease before each commit and commit nothing unless it names their token and has not expired.
 Expiry compares wall clocks across hosts: a TTL of minutes is far above ordinary clock skew.
 """
