@@ -109,7 +109,7 @@ class GenerationConfig:
     )
     output_sample_rate: int = option(
         32_000,
-        "Output rate in Hz (BirdCLEF: 32000; the model's native: 16000).",
+        "Output rate in Hz (BirdCLEF: 32000; AudioLDM2 makes 16000, Stable Audio Open 44100).",
         flags=("--sample-rate",),
         min=8_000,
     )
@@ -157,11 +157,17 @@ class GenerationConfig:
             raise ValueError(f"verifier must be one of {VERIFIERS}, got {self.verifier!r}")
         if self.rank_by not in RANK_BY:
             raise ValueError(f"rank_by must be one of {RANK_BY}, got {self.rank_by!r}")
-        species_options = self.rank_by == "species" or self.drop_species_failures
-        if self.verifier is None and (species_options or self.quality.min_species_confidence is not None):
-            raise ValueError(
-                "--rank-by species, --min-species-confidence and --drop-species-failures need --verify birdnet"
+        given = [
+            flag
+            for flag, on in (
+                ("--rank-by species", self.rank_by == "species"),
+                ("--min-species-confidence", self.quality.min_species_confidence is not None),
+                ("--drop-species-failures", self.drop_species_failures),
             )
+            if on
+        ]
+        if self.verifier is None and given:
+            raise ValueError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --verify birdnet")
 
     def to_json(self) -> str:
         """The settings as JSON. Options added later are left out while they are off, so an output
@@ -263,7 +269,9 @@ class RunConfig:
     )
     address: str | None = option(None, "Ray cluster to join ('auto', ray://...).", default_text="a local Ray")
     generator: str = option(
-        "audioldm2", "audioldm2 (the --model), or null (no model; deterministic test audio).", choices=GENERATORS
+        "audioldm2",
+        "audioldm2: the --model, of either family; null: no model, deterministic test audio (--model is ignored).",
+        choices=GENERATORS,
     )
     storage_options: dict = storage_options_field()
     actor_env: dict = option(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import soundfile as sf
 from typer.testing import CliRunner
@@ -81,3 +83,16 @@ def test_reading_an_output_never_aborts_the_interpreter_at_exit(made_out):
         procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
         codes += [(p.wait(60), p.stderr.read().decode()[-200:]) for p in procs]
     assert [c for c in codes if c[0] != 0] == []
+
+
+@pytest.mark.parametrize("command", ["status", "check"])
+def test_object_storage_without_credentials_is_one_line_saying_so(command):
+    no_credentials = {
+        name: None for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+    }
+    no_credentials |= {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
+    no_credentials |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONTAINER_CREDENTIALS_FULL_URI": None}
+    options = json.dumps({"endpoint_url": f"http://127.0.0.1:9/{command}"})  # never reached: no credentials first
+    result = runner.invoke(app, [command, "s3://no-keys/out", "--storage-options", options], env=no_credentials)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: no credentials for s3://no-keys/out") and result.output.count("\n") == 1

@@ -64,7 +64,7 @@ def test_typed_values_reach_the_nested_configs():
         (["--actor-env", "NOEQUALS"], "--actor-env expects NAME=VALUE"),
         (["--min-species-confidence", "2"], "--min-species-confidence must be a confidence"),
         (["--storage-options", "[1]"], "--storage-options must be a JSON object"),
-        (["--rank-by", "species"], "need --verify birdnet"),  # the config's own cross-field check
+        (["--rank-by", "species"], "--rank-by species needs --verify birdnet"),  # the config's own cross-field check
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_option(args, named):

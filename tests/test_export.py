@@ -141,6 +141,8 @@ def test_unsafe_labels_and_bad_options_are_refused_by_name(ray_local, tmp_path):
     assert not (tmp_path / "up").exists()
     with pytest.raises(ExportError, match="audio format"):
         ExportConfig(audio_format="mp3")
+    with pytest.raises(ExportError, match="--include-failed means --verdict any"):
+        ExportConfig(include_failed=True, verdict="fail:species")
     with pytest.raises(ExportError, match="labels not in the index.*nosuch"):
         export_birdclef(out, tmp_path / "syn", ExportConfig(labels=("nosuch",)))
 

@@ -13,14 +13,17 @@ import subprocess
 from pathlib import Path
 
 from birdgen_ray.config import TINY_MODEL, RunConfig
+from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import committed_index
+from birdgen_ray.io.errors import storage_error
 from birdgen_ray.io.recordings import reference_uri
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.estimate import REFERENCE_CARD, estimate_gpu_time
 from birdgen_ray.plan.validate import read_plan
-from birdgen_ray.schedule.resume import check_scheduler, check_unchanged
+from birdgen_ray.schedule.resume import check_resumable, check_scheduler, check_unchanged
 from birdgen_ray.schedule.shards import make_shards, pending_rows
 from birdgen_ray.schedule.sizing import size_actor_pool
+from birdgen_ray.versions import audio_versions
 
 
 def dry_run_lines(run: RunConfig) -> list[str]:
@@ -32,7 +35,11 @@ def dry_run_lines(run: RunConfig) -> list[str]:
     _check_model(run)
     _check_species(run, plan)
     _check_references(plan, run.storage_options)
-    committed = committed_index(output) if output.fs.exists(output.root) else None
+    exists = output.fs.exists(output.root)
+    if exists:  # the settings and versions a resume must keep
+        versions = audio_versions(model_revision(run.generation.model))
+        check_resumable(output, run.generation, run.generator, versions, run.allow_version_change)
+    committed = committed_index(output) if exists else None
     check_unchanged(plan, committed, run.plan_path, output.uri)
     pending = pending_rows(plan, None if committed is None else committed["clip_id"])
     shards = len(make_shards(pending, run.shard_size)) if pending.num_rows else 0
@@ -70,8 +77,15 @@ def _check_writable(output: Output) -> None:
     """The output folder (or the nearest folder above it) is a writable folder; a bucket exists."""
     if not output.is_local:
         bucket = output.root.split("/", 1)[0]
-        if not output.fs.exists(bucket):
-            raise ValueError(f"the bucket of {output.uri} does not exist; create it or fix the URI")
+        try:  # not fs.exists: it says False for a bucket it could not ask about (no credentials, no network)
+            output.fs.info(bucket)
+        except FileNotFoundError:
+            raise ValueError(f"the bucket of {output.uri} does not exist; create it or fix the URI") from None
+        except Exception as exc:
+            message = storage_error(exc, output.uri)
+            if message is None:
+                raise
+            raise ValueError(message) from None
         return
     folder = Path(output.root)
     while not folder.exists() and folder != folder.parent:

@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -80,6 +81,15 @@ def one_line_errors(command):
             return command(*args, **kwargs)
         except OSError as exc:
             raise fail(describe_os_error(exc)) from None
+        except (typer.Exit, click.ClickException):  # already said (its cause may be a storage error too)
+            raise
+        except Exception as exc:  # botocore's own errors (no credentials, ...) are no OSError
+            from birdgen_ray.io.errors import storage_error
+
+            message = storage_error(exc, str(kwargs.get("out") or "the object store"))
+            if message is None:
+                raise
+            raise fail(message) from None
 
     return run
 

@@ -138,12 +138,12 @@ def _synthetic(output, real: Windows, units: Units, hashes, recordings, config, 
 
 
 def evaluate(config: EvaluateConfig) -> dict:
-    config.out.mkdir(parents=True, exist_ok=True)
-    # 1. inputs
+    # 1. inputs, all read before EVAL/ is made: a wrong path leaves no empty folder behind
     recordings = read_real(config.real)
     labels = np.array([r.label for r in recordings])
     groups = np.array([r.group for r in recordings])
     outputs = read_synthetic(list(config.synthetic), set(labels.tolist()), config.storage_options)
+    config.out.mkdir(parents=True, exist_ok=True)
 
     # 2. embeddings; the units the folds split (recordings, or time blocks of one-recording sets)
     model = load_birdnet(config.num_threads)

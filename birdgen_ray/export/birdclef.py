@@ -153,6 +153,10 @@ class ExportConfig:
         if self.sample_rate < 8_000:
             raise ExportError(f"sample rate must be >= 8000 Hz, got {self.sample_rate}")
         if self.include_failed:  # the older spelling of verdict "any"
+            if self.verdict not in ("pass", "any"):
+                raise ExportError(
+                    f"--include-failed means --verdict any; give one of them, not also --verdict {self.verdict}"
+                )
             object.__setattr__(self, "verdict", "any")
 
 

@@ -117,7 +117,13 @@ def engine_choices(
         if compile_unet is not None
         else choose_compile(device_type, clips_per_actor)
     )
-    cudnn = Choice(device_type == "cuda", "on CUDA: fixed batch shapes, so each one's fastest kernels are found once")
+    on_cuda = device_type == "cuda"
+    cudnn = Choice(
+        on_cuda,
+        "auto: on (fixed batch shapes, so each one's fastest kernels are found once)"
+        if on_cuda
+        else "auto: off (not CUDA)",
+    )
     return {"batch_size": batch, "compile_unet": compiled, "cudnn_benchmark": cudnn}
 
 

@@ -22,6 +22,7 @@ _ERRNO_ADVICE = {
 # botocore/aiobotocore error class names and S3 error codes, without importing either
 _UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ClientConnectorError")
 _NO_BUCKET = ("NoSuchBucket",)
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError")
 _DENIED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "Forbidden")
 
 
@@ -50,6 +51,11 @@ def storage_error(exc: BaseException, where: str) -> str | None:
             return str(err)
         names = {cls.__name__ for cls in type(err).__mro__}
         text = str(err)
+        if names & set(_NO_CREDENTIALS) or "Unable to locate credentials" in text:
+            return (
+                f"no credentials for {where}: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                'give them in --storage-options (\'{"key": ..., "secret": ...}\'; a public bucket: \'{"anon": true}\')'
+            )
         if names & set(_UNREACHABLE) or "Could not connect to the endpoint URL" in text:
             return (
                 f"cannot reach the object store for {where}: {_first_line(text)}; "

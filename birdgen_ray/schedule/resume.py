@@ -150,15 +150,32 @@ def _check_same_versions(
         return {}
     changes = version_changes(recorded["versions"], versions)
     if changes and not allow_version_change:
-        raise VersionMismatch(
-            f"{output.uri} was generated with {describe_changes(changes)} (recorded -> installed): "
-            "resumed clips would not match the ones already there. Install the recorded versions "
-            "(pip install -c constraints.txt), use a new --out, or pass --allow-version-change."
-        )
+        raise _version_refusal(output, changes)
     if changes:
         log.warning("--allow-version-change: %s now holds clips made with %s", output.uri, describe_changes(changes))
         output.write_json(RUN_FILE, {**recorded, "versions": {**recorded["versions"], **versions}})
     return changes
+
+
+def _version_refusal(output: Output, changes: dict[str, tuple[str, str]]) -> VersionMismatch:
+    return VersionMismatch(
+        f"{output.uri} was generated with {describe_changes(changes)} (recorded -> installed): "
+        "resumed clips would not match the ones already there. Install the recorded versions "
+        "(pip install -c constraints.txt), use a new --out, or pass --allow-version-change."
+    )
+
+
+def check_resumable(
+    output: Output, generation: GenerationConfig, generator: str, versions: dict[str, str], allow_version_change: bool
+) -> None:
+    """What check_settings would refuse, without writing anything: for `submit --dry-run`."""
+    if not output.exists(RUN_FILE) or not committed_shard_ids(output):
+        return
+    recorded = output.read_json(RUN_FILE)
+    _check_same_settings(output, recorded, generation, generator)
+    changes = version_changes(recorded.get("versions") or versions, versions)
+    if changes and not allow_version_change:
+        raise _version_refusal(output, changes)
 
 
 def _setting_differences(theirs: GenerationConfig, ours: GenerationConfig) -> list[tuple[str, object, object]]:
