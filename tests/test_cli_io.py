@@ -96,3 +96,15 @@ def test_object_storage_without_credentials_is_one_line_saying_so(command):
     result = runner.invoke(app, [command, "s3://no-keys/out", "--storage-options", options], env=no_credentials)
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: no credentials for s3://no-keys/out") and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_reading_a_folder_that_is_not_an_output_says_which_it_is(tmp_path, command):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my own files")
+    for folder, expected in [("mine", "is not a birdgen-ray output"), ("gone", "does not exist")]:
+        args = [str(tmp_path / folder), *(["--dest"] if command == "report" else []), str(tmp_path / "dest")]
+        result = runner.invoke(app, [command, *args])
+        assert result.exit_code == 2 and f"no index in {tmp_path / folder}: it {expected}" in result.output, (
+            result.output
+        )

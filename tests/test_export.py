@@ -172,3 +172,10 @@ def test_cli_export(birdclef_run, tmp_path):
     assert bad.exit_code == 2 and "--format" in bad.output and "kaggle" in bad.output
     missing = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--format", "birdclef", str(tmp_path / "y")])
     assert missing.exit_code == 2 and "no index" in missing.output
+
+
+def test_a_species_threshold_on_an_output_never_verified_says_so(birdclef_run, tmp_path):
+    out, _ = birdclef_run  # made without --verify: no clip has a species score
+    result = CliRunner().invoke(app, ["export", str(out), str(tmp_path / "e"), "--min-species-confidence", "0.5"])
+    assert result.exit_code == 2 and "has a species score" in result.output and "birdgen-ray verify" in result.output
+    assert not (tmp_path / "e").exists()

@@ -190,6 +190,11 @@ def export_birdclef(
             raise ExportError(str(exc)) from None
     rows = sorted(_with_species(output, index).to_pylist(), key=lambda r: (r["label"], r["clip_id"]))
     _check_labels(rows, output.uri)
+    if config.species_threshold is not None and all(r["species_confidence"] is None for r in rows):
+        raise ExportError(
+            f"--min-species-confidence: no clip of {output.uri} has a species score (it was made without "
+            f"--verify); run `birdgen-ray verify {output.uri}` first"
+        )
     # 3. the filters, each counting what it left out
     kept, left_out = select_rows(rows, config)
     if not kept:  # a training job fed from a header-only CSV would quietly get no synthetic data

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from birdgen_ray.index.integrity import DamagedClip, clip_problem
 from birdgen_ray.io.audio import decode_wav
 from birdgen_ray.io.errors import CorruptFile
-from birdgen_ray.io.layout import INDEX_FILE, committed_shard_ids, has_audio, shard_paths
+from birdgen_ray.io.layout import INDEX_FILE, PLAN_FILE, committed_shard_ids, has_audio, shard_paths
 from birdgen_ray.io.storage import Output, read_parquet
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,17 @@ def open_index(out: str | Output, storage_options: dict[str, Any] | None = None)
         return table
     table = read_shard_indexes(output)
     if table is None:
-        raise FileNotFoundError(f"no index in {output.uri}: nothing has been committed there yet")
+        raise FileNotFoundError(_why_no_index(output))
     return table
+
+
+def _why_no_index(output: Output) -> str:
+    """Not there, not an output at all, or an output with nothing committed yet: three different fixes."""
+    if not output.fs.exists(output.root):
+        return f"no index in {output.uri}: it does not exist"
+    if not output.exists(PLAN_FILE):
+        return f"no index in {output.uri}: it is not a birdgen-ray output (no {PLAN_FILE}, no shards)"
+    return f"no index in {output.uri}: nothing has been committed there yet"
 
 
 def select_labels(index: pa.Table, labels: Iterable[str], uri: str) -> pa.Table:
