@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from birdgen_ray import open_index
 from birdgen_ray.cli import app
 from tests.made_outputs import null_output
-from tests.plans import plan_table
+from tests.plans import plan_table, write_plan
 
 runner = CliRunner()
 
@@ -85,15 +85,18 @@ def test_reading_an_output_never_aborts_the_interpreter_at_exit(made_out):
     assert [c for c in codes if c[0] != 0] == []
 
 
-@pytest.mark.parametrize("command", ["status", "check"])
-def test_object_storage_without_credentials_is_one_line_saying_so(command):
+@pytest.mark.parametrize("command", ["status", "check", "submit --dry-run"])
+def test_object_storage_without_credentials_is_one_line_saying_so(command, tmp_path):
     no_credentials = {
         name: None for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
     }
     no_credentials |= {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
     no_credentials |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONTAINER_CREDENTIALS_FULL_URI": None}
-    options = json.dumps({"endpoint_url": f"http://127.0.0.1:9/{command}"})  # never reached: no credentials first
-    result = runner.invoke(app, [command, "s3://no-keys/out", "--storage-options", options], env=no_credentials)
+    words = command.split()
+    options = json.dumps({"endpoint_url": f"http://127.0.0.1:9/{words[0]}"})  # never reached: no credentials first
+    if words[0] == "submit":  # the plan first, then the output as --out
+        words = [words[0], write_plan(tmp_path / "plan.parquet", plan_table(2)), *words[1:], "--out"]
+    result = runner.invoke(app, [*words, "s3://no-keys/out", "--storage-options", options], env=no_credentials)
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: no credentials for s3://no-keys/out") and result.output.count("\n") == 1
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from birdgen_ray.config import TINY_MODEL, RunConfig
 from birdgen_ray.generate.revision import model_revision
 from birdgen_ray.index.reader import committed_index
-from birdgen_ray.io.errors import storage_error
 from birdgen_ray.io.recordings import reference_uri
 from birdgen_ray.io.storage import Output
 from birdgen_ray.plan.estimate import REFERENCE_CARD, estimate_gpu_time
@@ -77,15 +76,12 @@ def _check_writable(output: Output) -> None:
     """The output folder (or the nearest folder above it) is a writable folder; a bucket exists."""
     if not output.is_local:
         bucket = output.root.split("/", 1)[0]
-        try:  # not fs.exists: it says False for a bucket it could not ask about (no credentials, no network)
+        # not fs.exists: it says False for a bucket it could not ask about. Any other error (no
+        # credentials, no network) goes on to the command's one-line storage errors (cli/options.py).
+        try:
             output.fs.info(bucket)
         except FileNotFoundError:
             raise ValueError(f"the bucket of {output.uri} does not exist; create it or fix the URI") from None
-        except Exception as exc:
-            message = storage_error(exc, output.uri)
-            if message is None:
-                raise
-            raise ValueError(message) from None
         return
     folder = Path(output.root)
     while not folder.exists() and folder != folder.parent:
